@@ -1,0 +1,71 @@
+"""gilwise: see what the CPython GIL costs your program, then stop paying for it.
+
+Measure (``monitor``, ``profile``), choose (``classify``), run (``Executor``, ``map``,
+``Pipeline``). Everything not listed in ``__all__`` is internal and may change.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import errors
+from .errors import (
+    GilwiseError,
+    NotPicklableError,
+    StageError,
+    TaskTimeoutError,
+    UnsupportedError,
+    WorkerCrashedError,
+)
+from .model import Profile
+
+__version__ = "0.1.0"
+
+# Heavier parts load on first use, so `import gilwise` stays cheap for a profiled program.
+_LAZY: dict[str, str] = {
+    "monitor": "gilwise.probe:monitor",
+    "profile": "gilwise.probe:profile",
+    "classify": "gilwise.executor:classify",
+    "Executor": "gilwise.executor:Executor",
+    "map": "gilwise.executor:map",
+    "Pipeline": "gilwise.pipeline:Pipeline",
+}
+
+if TYPE_CHECKING:
+    from .executor import Executor, classify, map
+    from .pipeline import Pipeline
+    from .probe import monitor, profile
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'gilwise' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = [
+    "Executor",
+    "GilwiseError",
+    "NotPicklableError",
+    "Pipeline",
+    "Profile",
+    "StageError",
+    "TaskTimeoutError",
+    "UnsupportedError",
+    "WorkerCrashedError",
+    "__version__",
+    "classify",
+    "errors",
+    "map",
+    "monitor",
+    "profile",
+]

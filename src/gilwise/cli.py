@@ -1,0 +1,113 @@
+"""The ``gilwise`` command: argument parsing only; every command calls the library.
+
+Each subcommand has an ``_add_<name>`` (its arguments) and a ``_run_<name>`` (call the
+library, render, return the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Optional, Sequence
+
+from . import __version__
+
+EXPERIMENTS = ("cpu", "io", "native", "all")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gilwise",
+        description="See what the CPython GIL costs your program, then stop paying for it.",
+    )
+    parser.add_argument("--version", action="version", version=f"gilwise {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_demo, _add_profile):
+        add(sub)
+    return parser
+
+
+# --- demo -------------------------------------------------------------------------------
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="reproduce the classic GIL experiments on this machine",
+        description=(
+            "Run the same total work several ways (sequential, threads, processes, "
+            "sub-interpreters, asyncio) and explain the speedups."
+        ),
+    )
+    p.add_argument(
+        "experiments",
+        nargs="*",
+        default=["all"],
+        metavar="EXPERIMENT",
+        help="cpu, io, native or all (default: all)",
+    )
+    p.add_argument("--scale", type=float, default=1.0, help="work size multiplier (default 1.0)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--plot", metavar="FILE", help="also draw the speedups to FILE (.png or .svg)")
+    p.add_argument("--requests", type=int, default=40, help="io: number of downloads (default 40)")
+    p.add_argument(
+        "--latency-ms", type=float, default=50.0, help="io: server latency per request (default 50)"
+    )
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import cli as demo_cli
+
+    return demo_cli.run(args)
+
+
+# --- profile ----------------------------------------------------------------------------
+
+
+def _add_profile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="profile a script, a module or a running process and show what the GIL costs",
+        description=(
+            "gilwise profile [options] script.py [args...] | -m module [args...] | "
+            "--pid PID --duration S"
+        ),
+    )
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
+    target.add_argument("--pid", type=int, help="attach to a running Python process")
+    p.add_argument("--duration", type=float, default=5.0, help="with --pid: seconds to sample")
+    p.add_argument(
+        "--format", choices=("text", "json", "html", "trace"), default="text", help="report format"
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
+    p.add_argument(
+        "--rate", type=float, default=None, metavar="HZ", help="thread-state samples per second"
+    )
+    p.add_argument("script", nargs="?", help="the script to run")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script or module")
+    p.set_defaults(run=_run_profile)
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    from .probe import cli as probe_cli
+
+    return probe_cli.run(args)
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 2
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("gilwise: interrupted", file=sys.stderr)
+        return 130

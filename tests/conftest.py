@@ -1,0 +1,28 @@
+"""Shared fixtures. Every test leaves no thread, process or server behind."""
+
+from __future__ import annotations
+
+import threading
+
+import psutil
+import pytest
+
+
+@pytest.fixture
+def no_leaks():
+    """Fail the test if it leaves a new thread or child process running."""
+    threads_before = set(threading.enumerate())
+    children_before = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    leaked_threads = [
+        t for t in threading.enumerate() if t not in threads_before and t.is_alive()
+    ]
+    for thread in leaked_threads:
+        thread.join(timeout=5)
+    still = [t.name for t in leaked_threads if t.is_alive()]
+    assert not still, f"threads left running: {still}"
+    children = [
+        p for p in psutil.Process().children(recursive=True) if p.pid not in children_before
+    ]
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, f"child processes left running: {[p.pid for p in alive]}"
