@@ -14,9 +14,7 @@ def no_leaks():
     threads_before = set(threading.enumerate())
     children_before = {p.pid for p in psutil.Process().children(recursive=True)}
     yield
-    leaked_threads = [
-        t for t in threading.enumerate() if t not in threads_before and t.is_alive()
-    ]
+    leaked_threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
     for thread in leaked_threads:
         thread.join(timeout=5)
     still = [t.name for t in leaked_threads if t.is_alive()]

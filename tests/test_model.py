@@ -12,7 +12,11 @@ from gilwise.model import SCHEMA, Profile, PythonInfo, StateSpan, ThreadStats, V
 def _profile() -> Profile:
     thread = ThreadStats("worker", 42, 1.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0)
     return Profile(
-        PythonInfo("3.11.7", "CPython", True), 2, 1.0, 0.99, (thread,),
+        PythonInfo("3.11.7", "CPython", True),
+        2,
+        1.0,
+        0.99,
+        (thread,),
         verdict=Verdict("gil-bound", "process", 1.9, "because"),
         timeline=(StateSpan(42, "gil_held", 0.0, 0.5),),
     )
@@ -28,8 +32,17 @@ def test_schema_keys_are_the_contract():
     assert data["schema"] == SCHEMA
     assert set(data["python"]) == {"version", "implementation", "gil_enabled"}
     assert data["gil"] == {"held_fraction": 0.99}
-    assert {"name", "native_id", "wall_s", "cpu_s", "gil_held_s", "gil_wait_s", "native_s",
-            "io_wait_s", "lock_wait_s"} <= set(data["threads"][0])
+    assert {
+        "name",
+        "native_id",
+        "wall_s",
+        "cpu_s",
+        "gil_held_s",
+        "gil_wait_s",
+        "native_s",
+        "io_wait_s",
+        "lock_wait_s",
+    } <= set(data["threads"][0])
     assert set(data["verdict"]) == {"kind", "recommended_backend", "expected_speedup", "reason"}
 
 

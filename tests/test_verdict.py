@@ -23,11 +23,26 @@ def _profile(*threads, held_fraction=1.0, gil=True):
 @pytest.mark.parametrize(
     ("threads", "held_fraction", "kind", "backend"),
     [
-        ([_thread("a", held=0.5, wait=0.5), _thread("b", held=0.5, wait=0.5)], 1.0, "gil-bound", "process"),
+        (
+            [_thread("a", held=0.5, wait=0.5), _thread("b", held=0.5, wait=0.5)],
+            1.0,
+            "gil-bound",
+            "process",
+        ),
         ([_thread("a", held=1.0)], 1.0, "serial", "process"),
         ([_thread("a", native=1.0), _thread("b", native=1.0)], 0.0, "native-parallel", "thread"),
-        ([_thread("a", io=0.95, held=0.05), _thread("b", io=0.95, held=0.05)], 0.1, "io-bound", "thread"),
-        ([_thread("a", held=0.5, lock=0.5), _thread("b", held=0.5, lock=0.5)], 1.0, "lock-contention", "thread"),
+        (
+            [_thread("a", io=0.95, held=0.05), _thread("b", io=0.95, held=0.05)],
+            0.1,
+            "io-bound",
+            "thread",
+        ),
+        (
+            [_thread("a", held=0.5, lock=0.5), _thread("b", held=0.5, lock=0.5)],
+            1.0,
+            "lock-contention",
+            "thread",
+        ),
         ([_thread("a"), _thread("b", lock=1.0)], 0.0, "idle", "inline"),
     ],
 )

@@ -75,7 +75,9 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
         ),
     )
     target = p.add_mutually_exclusive_group()
-    target.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
+    target.add_argument(
+        "-m", dest="module", metavar="MODULE", help="run a library module as a script"
+    )
     target.add_argument("--pid", type=int, help="attach to a running Python process")
     p.add_argument("--duration", type=float, default=5.0, help="with --pid: seconds to sample")
     p.add_argument(

@@ -132,7 +132,9 @@ def verdict_for_profile(profile: Profile, runtime: Optional[RuntimeFacts] = None
 
     if native >= 0.5 * busy:
         concurrent_native = native / wall
-        speedup = round(max(1.0, parallel_speedup(facts.cores, facts) / max(concurrent_native, 1.0)), 2)
+        speedup = round(
+            max(1.0, parallel_speedup(facts.cores, facts) / max(concurrent_native, 1.0)), 2
+        )
         return Verdict(
             "native-parallel",
             "thread",
@@ -153,10 +155,10 @@ def verdict_for_profile(profile: Profile, runtime: Optional[RuntimeFacts] = None
             f"{speedup:.1f}x on {facts.cores} cores.",
         )
 
-    backend: BackendName = cpu_backend(facts) if held >= io else "thread"
+    mixed_backend: BackendName = cpu_backend(facts) if held >= io else "thread"
     return Verdict(
         "mixed",
-        backend,
+        mixed_backend,
         1.0,
         f"Mixed: {held:.2f}s holding the GIL, {native:.2f}s native, {io:.2f}s in I/O, "
         f"{waiting:.2f}s waiting for the GIL. Split the I/O and the CPU parts "
@@ -167,14 +169,18 @@ def verdict_for_profile(profile: Profile, runtime: Optional[RuntimeFacts] = None
 def _free_threaded_verdict(busy: float, io: float, wall: float, facts: RuntimeFacts) -> Verdict:
     if io >= busy:
         return Verdict(
-            "io-bound", "thread", 1.0,
+            "io-bound",
+            "thread",
+            1.0,
             "I/O-bound on a free-threaded build (GIL off): threads or asyncio overlap the waits.",
         )
     cores_busy = busy / wall
     kind: VerdictKind = "native-parallel" if cores_busy >= 1.5 else "serial"
     speedup = round(max(1.0, parallel_speedup(facts.cores, facts) / max(cores_busy, 1.0)), 2)
     return Verdict(
-        kind, "thread", speedup,
+        kind,
+        "thread",
+        speedup,
         f"The GIL is off (free-threaded build): threads run Python in parallel "
         f"({cores_busy:.1f} cores busy on average); expected {speedup:.1f}x with one thread per core.",
     )
@@ -247,7 +253,10 @@ def decide_for_task(
         speedup = round(min(float(workers), 1.0 / max(share, 1.0 / workers)), 2)
         backend: BackendName = "asyncio" if measured.is_coroutine else "thread"
         return Decision(
-            "io-bound", backend, workers, speedup,
+            "io-bound",
+            backend,
+            workers,
+            speedup,
             f"I/O-bound: a call takes {_ms(wall)} of which {share:.0%} is CPU; the rest is "
             f"waiting, which {workers} {'tasks on an event loop' if backend == 'asyncio' else 'threads'} overlap.",
             measured,
@@ -256,7 +265,10 @@ def decide_for_task(
     if wall < TINY_CALL_S:
         chunk = max(1, math.ceil(PROCESS_CHUNK_TARGET_S / max(wall, 1e-7)))
         return Decision(
-            "tiny", "inline", 1, 1.0,
+            "tiny",
+            "inline",
+            1,
+            1.0,
             f"Tiny: a call takes {_ms(wall)}, less than shipping it to a worker costs; "
             f"running inline (batches of {chunk} would be needed to pay for a process).",
             measured,
@@ -273,14 +285,20 @@ def decide_for_task(
         )
         kind: TaskKind = "native-parallel" if facts.gil_enabled else "gil-bound"
         return Decision(
-            kind, "thread", workers, parallel_speedup(workers, facts),
+            kind,
+            "thread",
+            workers,
+            parallel_speedup(workers, facts),
             f"CPU-bound and {why}: threads, one per core.",
             measured,
         )
 
     if cores <= 1:
         return Decision(
-            "gil-bound", "inline", 1, 1.0,
+            "gil-bound",
+            "inline",
+            1,
+            1.0,
             "CPU-bound on a single core: no pool can run it faster than inline.",
             measured,
         )
@@ -291,7 +309,10 @@ def decide_for_task(
         else "it holds the CPU for the whole call"
     )
     return Decision(
-        "gil-bound", cpu_backend(facts), workers, parallel_speedup(workers, facts),
+        "gil-bound",
+        cpu_backend(facts),
+        workers,
+        parallel_speedup(workers, facts),
         f"GIL-bound CPU: a call takes {_ms(wall)}, {share:.0%} CPU, and {why}: processes, "
         f"one per core.",
         measured,
