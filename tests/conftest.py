@@ -22,5 +22,5 @@ def no_leaks():
     children = [
         p for p in psutil.Process().children(recursive=True) if p.pid not in children_before
     ]
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, f"child processes left running: {[p.pid for p in alive]}"

@@ -47,7 +47,7 @@ def test_schema_keys_are_the_contract():
 
 
 def test_unknown_schema_is_refused_with_its_name():
-    with pytest.raises(ValueError, match="gilwise.profile/1.*'other/2'"):
+    with pytest.raises(ValueError, match=r"gilwise\.profile/1.*'other/2'"):
         Profile.from_dict({"schema": "other/2"})
 
 

@@ -182,7 +182,8 @@ def _free_threaded_verdict(busy: float, io: float, wall: float, facts: RuntimeFa
         "thread",
         speedup,
         f"The GIL is off (free-threaded build): threads run Python in parallel "
-        f"({cores_busy:.1f} cores busy on average); expected {speedup:.1f}x with one thread per core.",
+        f"({cores_busy:.1f} cores busy on average); expected {speedup:.1f}x with one "
+        f"thread per core.",
     )
 
 
@@ -258,7 +259,7 @@ def decide_for_task(
             workers,
             speedup,
             f"I/O-bound: a call takes {_ms(wall)} of which {share:.0%} is CPU; the rest is "
-            f"waiting, which {workers} {'tasks on an event loop' if backend == 'asyncio' else 'threads'} overlap.",
+            f"waiting, which {workers} {_io_workers_noun(backend)} overlap.",
             measured,
         )
 
@@ -281,7 +282,7 @@ def decide_for_task(
         why = (
             "the GIL is off (free-threaded build)"
             if not facts.gil_enabled
-            else f"two calls on two threads overlapped ({overlap:.2f}x of one call's work per unit time)"
+            else f"two calls on two threads overlapped ({overlap:.2f}x one call's throughput)"
         )
         kind: TaskKind = "native-parallel" if facts.gil_enabled else "gil-bound"
         return Decision(
@@ -318,6 +319,10 @@ def decide_for_task(
         measured,
         chunksize=chunk,
     )
+
+
+def _io_workers_noun(backend: str) -> str:
+    return "tasks on an event loop" if backend == "asyncio" else "threads"
 
 
 def _clamp(value: int, low: int, high: int) -> int:
