@@ -1,0 +1,128 @@
+"""How a Profile's numbers and names read, the same in every human-facing format.
+
+None means "not measured" and always reads as ``n/a``, never as 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..model import FunctionStats, Profile, ThreadStats
+
+NOT_MEASURED = "n/a"
+TOP_FUNCTIONS = 15
+
+
+def seconds(value: Optional[float]) -> str:
+    """``1.234`` for a number of seconds, ``n/a`` for None."""
+    if value is None:
+        return NOT_MEASURED
+    return f"{value:.3f}"
+
+
+def percent(fraction: Optional[float]) -> str:
+    """``97.5%`` for a fraction, ``n/a`` for None."""
+    if fraction is None:
+        return NOT_MEASURED
+    return f"{fraction * 100:.1f}%"
+
+
+def share(part_s: Optional[float], whole_s: Optional[float]) -> str:
+    """``part_s / whole_s`` as a percentage; ``n/a`` if either is unknown or the whole is 0."""
+    if part_s is None or whole_s is None or whole_s <= 0:
+        return NOT_MEASURED
+    return percent(part_s / whole_s)
+
+
+def speedup(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def gil_state(profile: Profile) -> str:
+    return "on" if profile.python.gil_enabled else "off (free-threaded)"
+
+
+def held_fraction(profile: Profile) -> str:
+    """The share of wall time some thread held the GIL, saying why when it is unknown."""
+    if profile.held_fraction is not None:
+        return percent(profile.held_fraction)
+    if not profile.python.gil_enabled:
+        return f"{NOT_MEASURED} (no GIL)"
+    return NOT_MEASURED
+
+
+def location(function: FunctionStats, max_chars: int = 48) -> str:
+    """``dir/file.py:12``, keeping the end of a long path (the part that tells files apart)."""
+    where = f"{function.file}:{function.line}"
+    if len(where) <= max_chars:
+        return where
+    return "…" + where[-(max_chars - 1) :]
+
+
+def top_functions(profile: Profile, limit: int = TOP_FUNCTIONS) -> list[FunctionStats]:
+    """The ``limit`` functions with the most GIL held + wait time, largest first."""
+    ranked = sorted(profile.functions, key=lambda f: f.gil_held_s + f.gil_wait_s, reverse=True)
+    return ranked[:limit]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the threads table: its heading and how a thread's cell reads."""
+
+    heading: str
+    cell: Callable[[ThreadStats], str]
+    numeric: bool = True
+
+
+THREAD_COLUMNS: tuple[Column, ...] = (
+    Column("thread", lambda t: t.name, numeric=False),
+    Column("native id", lambda t: str(t.native_id)),
+    Column("wall s", lambda t: seconds(t.wall_s)),
+    Column("cpu s", lambda t: seconds(t.cpu_s)),
+    Column("cpu %", lambda t: share(t.cpu_s, t.wall_s)),
+    Column("GIL held s", lambda t: seconds(t.gil_held_s)),
+    Column("held %", lambda t: share(t.gil_held_s, t.wall_s)),
+    Column("GIL wait s", lambda t: seconds(t.gil_wait_s)),
+    Column("wait %", lambda t: share(t.gil_wait_s, t.wall_s)),
+    Column("native s", lambda t: seconds(t.native_s)),
+    Column("I/O s", lambda t: seconds(t.io_wait_s)),
+    Column("lock s", lambda t: seconds(t.lock_wait_s)),
+)
+
+
+def function_cells(function: FunctionStats) -> tuple[str, str, str, str]:
+    """The function table's cells: function, file:line, held s, wait s."""
+    return (
+        function.function,
+        location(function),
+        seconds(function.gil_held_s),
+        seconds(function.gil_wait_s),
+    )
+
+
+FUNCTION_HEADINGS = ("function", "file:line", "GIL held s", "GIL wait s")
+
+
+def header_facts(profile: Profile) -> list[tuple[str, str]]:
+    """The header's (label, value) pairs, in reading order."""
+    facts = [
+        ("python", f"{profile.python.implementation} {profile.python.version}"),
+        ("GIL", gil_state(profile)),
+        ("cores", str(profile.cores)),
+        ("wall", f"{seconds(profile.wall_s)} s"),
+        ("GIL held", held_fraction(profile)),
+    ]
+    if profile.samples:
+        interval = profile.sample_interval_s
+        every = "" if interval is None else f" every {interval * 1000:.2f} ms"
+        facts.append(("samples", f"{profile.samples}{every}"))
+    facts.append(("source", profile.source))
+    if profile.command:
+        facts.append(("command", profile.command))
+    return facts
+
+
+def unavailable(profile: Profile) -> str:
+    """What the probe could not measure here, or ``none``."""
+    return ", ".join(profile.unavailable) if profile.unavailable else "none"

@@ -1,0 +1,11 @@
+"""The machine-readable report: exactly ``Profile.to_json()`` (schema gilwise.profile/1)."""
+
+from __future__ import annotations
+
+from ..model import Profile
+
+
+def render_json(profile: Profile, *, include_timeline: bool = True) -> str:
+    """The profile as gilwise.profile/1 JSON; ``include_timeline=False`` drops the state spans,
+    which are most of the size of a long run."""
+    return profile.to_json(include_timeline=include_timeline) + "\n"

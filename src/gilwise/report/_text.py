@@ -1,0 +1,132 @@
+"""The terminal report: a header, the threads and top-functions tables, the verdict (rich).
+
+Every name from the profile goes in as a ``rich.text.Text``, never as markup, so a thread
+called ``[red]x`` prints as written.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ..model import Profile
+from . import _figures as fig
+
+DEFAULT_WIDTH = 120
+# Narrower than this, the threads table drops its % columns to keep every number whole.
+FULL_WIDTH = 112
+
+
+def render_text(profile: Profile, *, width: int = DEFAULT_WIDTH) -> str:
+    """The report as plain text (no colour, no escape codes), ``width`` columns wide."""
+    console = Console(
+        file=StringIO(),
+        width=width,
+        force_terminal=False,
+        color_system=None,
+        no_color=True,
+        emoji=False,
+        highlight=False,
+        legacy_windows=False,
+    )
+    render_to_console(profile, console)
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    return "\n".join(line.rstrip() for line in output.splitlines()) + "\n"
+
+
+def render_to_console(profile: Profile, console: Console) -> None:
+    """Print the report on ``console`` (in colour when the console is a terminal)."""
+    console.print(report_renderable(profile, width=console.width))
+
+
+def report_renderable(profile: Profile, *, width: int = DEFAULT_WIDTH) -> RenderableType:
+    """The whole report as one rich renderable, laid out for ``width`` columns."""
+    return Group(
+        _header(profile),
+        Text(""),
+        _threads_table(profile, width),
+        Text(""),
+        _functions_table(profile),
+        Text(""),
+        _verdict(profile),
+        Text(""),
+        Text.assemble(("unavailable: ", "bold"), fig.unavailable(profile)),
+    )
+
+
+def _header(profile: Profile) -> Text:
+    text = Text.assemble(("gilwise profile", "bold"))
+    for label, value in fig.header_facts(profile):
+        # The facts after the GIL's share (samples, source, command) go on their own line.
+        text.append(
+            "\n" if label == "samples" or (label == "source" and not profile.samples) else "  "
+        )
+        text.append(f"{label} ", style="dim")
+        text.append(value, style="bold cyan" if label == "GIL held" else "")
+    return text
+
+
+def _threads_table(profile: Profile, width: int) -> RenderableType:
+    if not profile.threads:
+        return Text("threads: none observed", style="dim")
+    table = Table(
+        title="threads",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    # The % columns are the first to go on a narrow terminal: the seconds say it all.
+    columns = [c for c in fig.THREAD_COLUMNS if width >= FULL_WIDTH or not c.heading.endswith("%")]
+    for column in columns:
+        table.add_column(
+            # The unit on a line of its own keeps the numeric columns narrow.
+            column.heading.replace(" ", "\n", 1)
+            if column.heading.count(" ") == 1 and len(column.heading) > 6
+            else column.heading.replace(" ", "\n"),
+            justify="right" if column.numeric else "left",
+            overflow="fold",
+            no_wrap=column.numeric,
+            min_width=None if column.numeric else 12,
+        )
+    for thread in profile.threads:
+        table.add_row(*(Text(column.cell(thread)) for column in columns))
+    return table
+
+
+def _functions_table(profile: Profile) -> RenderableType:
+    top = fig.top_functions(profile)
+    if not top:
+        return Text("top functions: none recorded", style="dim")
+    title = f"top {len(top)} of {len(profile.functions)} functions by GIL held + wait"
+    table = Table(
+        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    for index, heading in enumerate(fig.FUNCTION_HEADINGS):
+        numeric = index >= 2
+        table.add_column(
+            heading, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric
+        )
+    for function in top:
+        table.add_row(*(Text(cell) for cell in fig.function_cells(function)))
+    return table
+
+
+def _verdict(profile: Profile) -> Text:
+    verdict = profile.verdict
+    if verdict is None:
+        return Text.assemble(("verdict: ", "bold"), "none (this profile was not judged)")
+    return Text.assemble(
+        ("verdict: ", "bold"),
+        (verdict.kind, "bold magenta"),
+        "  recommended backend: ",
+        (verdict.recommended_backend, "bold green"),
+        "  expected speedup: ",
+        (fig.speedup(verdict.expected_speedup), "bold"),
+        "\n",
+        verdict.reason,
+    )
