@@ -178,7 +178,7 @@ def timeline_svg(profile: Profile, end_s: float) -> str:
         label = name if len(name) <= _LABEL_CHARS else name[: _LABEL_CHARS - 1] + "…"
         out.append(
             f'<text x="{LABEL_WIDTH_PX - 8}" y="{y + ROW_HEIGHT_PX - 5}" text-anchor="end">'
-            f"<title>{escape(name)} ({native_id})</title>{escape(label)}</text>"
+            f"{escape(label)}<title>{escape(name)} ({native_id})</title></text>"
         )
         for bar in pixel_bars(spans, scale):
             mostly = "" if bar.purity >= 0.995 else f"mostly ({bar.purity:.0%}) "

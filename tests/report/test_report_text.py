@@ -1,0 +1,162 @@
+"""The text report shows the profile's own numbers, n/a for what was not measured, and names
+exactly as written (never as rich markup)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from io import StringIO
+
+import pytest
+from report_profiles import (
+    HOSTILE_MARKUP,
+    HOSTILE_NAME,
+    free_threaded_profile,
+    gil_bound_profile,
+    hostile_profile,
+    io_profile,
+)
+from rich.console import Console
+
+from gilwise.report import render, render_to_console
+
+
+def _row(text: str, first_cell: str) -> list[str]:
+    """The whitespace-separated cells of the table row that starts with ``first_cell``."""
+    for line in text.splitlines():
+        if line.strip().startswith(first_cell + " "):
+            return line.split()
+    raise AssertionError(f"no row starting with {first_cell!r} in:\n{text}")
+
+
+def test_header_shows_runtime_and_gil_share():
+    text = render(gil_bound_profile(), "text")
+    header = "\n".join(text.splitlines()[:2])
+    for fact in (
+        "CPython 3.11.7",
+        "GIL on",
+        "cores 2",
+        "wall 2.000 s",
+        "GIL held 98.8%",
+        "samples 2000 every 1.00 ms",
+        "command python spin.py",
+    ):
+        assert fact in header
+
+
+def test_thread_rows_carry_seconds_and_shares_of_wall():
+    text = render(gil_bound_profile(), "text")
+    assert _row(text, "MainThread") == [
+        "MainThread",
+        "1000",
+        "2.000",
+        "0.002",
+        "0.1%",
+        "0.001",
+        "0.1%",
+        "0.000",
+        "0.0%",
+        "0.000",
+        "0.000",
+        "1.998",
+    ]
+    assert _row(text, "worker-1") == [
+        "worker-1",
+        "1001",
+        "2.000",
+        "1.002",
+        "50.1%",
+        "1.000",
+        "50.0%",
+        "1.000",
+        "50.0%",
+        "0.000",
+        "0.000",
+        "0.000",
+    ]
+
+
+def test_unmeasured_numbers_read_n_a_never_zero():
+    text = render(free_threaded_profile(), "text")
+    assert "GIL off" in text
+    assert "GIL held n/a (no GIL)" in text
+    assert _row(text, "cruncher") == [
+        "cruncher",
+        "3001",
+        "1.500",
+        "1.490",
+        "99.3%",
+        "n/a",
+        "n/a",
+        "n/a",
+        "n/a",
+        "n/a",
+        "0.000",
+        "0.000",
+    ]
+    assert "unavailable: gil_held, gil_wait, native" in text
+
+
+def test_top_functions_are_the_15_with_most_held_plus_wait():
+    text = render(gil_bound_profile(), "text")
+    assert "top 15 of 21 functions by GIL held + wait" in text
+    assert _row(text, "spin") == ["spin", "/home/user/project/app/compute.py:3", "1.234", "1.111"]
+    shown = [f"helper_{i}" for i in range(7, 21)]
+    hidden = [f"helper_{i}" for i in range(1, 7)]
+    assert all(_row(text, name) for name in shown)
+    assert not any(line.split()[:1] == [name] for name in hidden for line in text.splitlines())
+    lines = text.splitlines()
+    assert lines.index(next(line for line in lines if line.startswith(" spin"))) < lines.index(
+        next(line for line in lines if line.startswith(" helper_20"))
+    )
+
+
+def test_verdict_and_unavailable_lines():
+    text = render(io_profile(), "text")
+    assert "verdict: io-bound  recommended backend: thread  expected speedup: 8.00x" in text
+    assert "I/O-bound: threads overlap the waits." in text
+    assert "unavailable: none" in text
+
+
+def test_profile_without_verdict_functions_or_threads_says_so():
+    bare = replace(gil_bound_profile(), verdict=None, functions=(), threads=(), timeline=())
+    text = render(bare, "text")
+    assert "verdict: none (this profile was not judged)" in text
+    assert "top functions: none recorded" in text
+    assert "threads: none observed" in text
+
+
+def test_names_are_printed_as_written_not_as_markup():
+    text = render(hostile_profile(), "text", width=200)
+    assert HOSTILE_MARKUP in text
+    assert HOSTILE_NAME in text
+    assert "R&D said <b>so</b>" in text
+
+
+def test_plain_text_has_no_escape_codes_and_no_trailing_spaces():
+    text = render(gil_bound_profile(), "text")
+    assert "\x1b" not in text
+    assert all(line == line.rstrip() for line in text.splitlines())
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_lines_fit_the_width_and_numbers_stay_whole(width: int):
+    text = render(gil_bound_profile(), "text", width=width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    cells = _row(text, "MainThread")
+    assert cells[:4] == ["MainThread", "1000", "2.000", "0.002"]
+    assert cells[-1] == "1.998"
+
+
+def test_narrow_terminal_drops_the_percent_columns_first():
+    wide = _row(render(gil_bound_profile(), "text", width=120), "worker-1")
+    narrow = _row(render(gil_bound_profile(), "text", width=80), "worker-1")
+    assert [cell for cell in wide if not cell.endswith("%")] == narrow
+
+
+def test_render_to_console_prints_in_colour_on_a_terminal():
+    out = StringIO()
+    console = Console(file=out, force_terminal=True, color_system="standard", width=120)
+    render_to_console(gil_bound_profile(), console)
+    coloured = out.getvalue()
+    assert "\x1b[" in coloured
+    assert "gil-bound" in coloured and "1.92x" in coloured
