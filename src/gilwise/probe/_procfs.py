@@ -1,0 +1,266 @@
+"""Linux /proc readers for another process's threads: state, blocking syscall, CPU, memory.
+
+Standard library only: the sampler child process imports this and nothing heavier. Every
+reader returns None (or raises OSError) rather than guessing when /proc cannot answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from typing import Optional
+
+# Thread state codes; the order matches gilwise.model.THREAD_STATES. RUNNING and FUTEX are
+# used only when the GIL's address is unknown: then a running thread may or may not hold
+# the GIL and a futex may or may not be the GIL's.
+GIL_HELD, GIL_WAIT, NATIVE, IO_WAIT, LOCK_WAIT, UNKNOWN, RUNNING, FUTEX = range(8)
+STATE_NAMES = (
+    "gil_held",
+    "gil_wait",
+    "native",
+    "io_wait",
+    "lock_wait",
+    "unknown",
+    "running",
+    "futex",
+)
+
+# Syscalls a thread blocks in while waiting for I/O, a child or a timer (sleep counts: the
+# thread gives up the CPU and the GIL). Numbers per architecture.
+_X86_64_FUTEX = (202, 449)  # futex, futex_waitv
+_X86_64_IO = frozenset(
+    {
+        0,
+        1,
+        7,
+        17,
+        18,
+        19,
+        20,
+        23,
+        34,
+        35,
+        40,
+        42,
+        43,
+        44,
+        45,
+        46,
+        47,
+        61,
+        70,
+        72,
+        73,
+        74,
+        128,
+        130,
+        208,
+        230,
+        232,
+        247,
+        270,
+        271,
+        275,
+        281,
+        288,
+        299,
+        307,
+        426,
+        441,
+    }
+)
+_AARCH64_FUTEX = (98, 449)
+_AARCH64_IO = frozenset(
+    {
+        4,
+        22,
+        25,
+        32,
+        63,
+        64,
+        65,
+        66,
+        67,
+        68,
+        71,
+        72,
+        73,
+        76,
+        82,
+        95,
+        101,
+        115,
+        133,
+        137,
+        188,
+        202,
+        203,
+        206,
+        207,
+        211,
+        212,
+        242,
+        243,
+        260,
+        426,
+        441,
+    }
+)
+_SYSCALLS = {
+    "x86_64": (_X86_64_FUTEX, _X86_64_IO),
+    "amd64": (_X86_64_FUTEX, _X86_64_IO),
+    "aarch64": (_AARCH64_FUTEX, _AARCH64_IO),
+    "arm64": (_AARCH64_FUTEX, _AARCH64_IO),
+}
+
+
+def syscall_tables(machine: Optional[str] = None) -> tuple[tuple[int, ...], frozenset[int]]:
+    """(futex syscall numbers, blocking I/O syscall numbers) for this CPU architecture.
+
+    Raises OSError naming the architecture when gilwise has no table for it.
+    """
+    arch = (machine or platform.machine()).lower()
+    try:
+        return _SYSCALLS[arch]
+    except KeyError:
+        raise OSError(
+            f"gilwise knows the syscall numbers of x86_64 and aarch64 only, not {arch!r}"
+        ) from None
+
+
+def available() -> Optional[str]:
+    """None if this platform has the /proc files the probe reads, else what is missing."""
+    if not os.path.isdir("/proc/self/task"):
+        return "/proc/<pid>/task (Linux procfs) is not available on this platform"
+    if not os.path.exists(f"/proc/self/task/{os.getpid()}/syscall"):
+        return (
+            "/proc/<pid>/task/<tid>/syscall is not available "
+            "(a kernel without CONFIG_HAVE_ARCH_TRACEHOOK)"
+        )
+    try:
+        syscall_tables()
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def list_threads(pid: int) -> list[int]:
+    """Native thread ids of ``pid``; empty when the process is gone."""
+    try:
+        return [int(name) for name in os.listdir(f"/proc/{pid}/task")]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def thread_name(pid: int, tid: int) -> str:
+    """The kernel's name of a thread (``comm``), or "" when the thread is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
+
+
+def thread_cpu_ns(pid: int, tid: int) -> Optional[int]:
+    """Nanoseconds the thread has run on a CPU (schedstat), None when unreadable."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as stat:
+            return int(stat.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def ptrace_scope() -> Optional[int]:
+    """Yama's ptrace_scope (0-3), None when Yama is not active."""
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as scope:
+            return int(scope.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def allow_tracer(tracer_pid: int) -> None:
+    """Let ``tracer_pid`` read this process under Yama ptrace_scope=1 (prctl PR_SET_PTRACER).
+
+    Does nothing when Yama is absent or scope 0. Raises OSError when the prctl fails.
+    """
+    if ptrace_scope() not in (1,):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_ptracer = 0x59616D61
+    if libc.prctl(pr_set_ptracer, tracer_pid, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_PTRACER, {tracer_pid}) failed: {os.strerror(err)}")
+
+
+class ThreadReader:
+    """Reads one thread's blocking syscall through a kept-open /proc file (cheap to repeat)."""
+
+    __slots__ = ("_fd", "tid")
+
+    def __init__(self, pid: int, tid: int) -> None:
+        self.tid = tid
+        self._fd = os.open(f"/proc/{pid}/task/{tid}/syscall", os.O_RDONLY)
+
+    def syscall(self) -> Optional[tuple[int, int]]:
+        """(syscall number, first argument) if blocked, (-1, 0) if running, None if gone.
+
+        The kernel answers "running" for a thread that is on a CPU or runnable.
+        """
+        try:
+            raw = os.pread(self._fd, 256, 0)
+        except OSError:
+            return None
+        if not raw:
+            return None
+        if raw[:1] == b"r":  # "running"
+            return (-1, 0)
+        parts = raw.split(b" ", 2)
+        try:
+            number = int(parts[0])
+            first_arg = int(parts[1], 16) if len(parts) > 1 else 0
+        except ValueError:
+            return (-2, 0)
+        return (number, first_arg)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+class MemoryReader:
+    """Reads another process's memory through /proc/<pid>/mem (needs ptrace permission)."""
+
+    __slots__ = ("_fd", "pid")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+
+    def read(self, address: int, size: int) -> bytes:
+        """``size`` bytes at ``address`` (fewer at the end of a mapping); raises OSError."""
+        return os.pread(self._fd, size, address)
+
+    def read_until_unmapped(
+        self, address: int, limit_bytes: int, chunk_bytes: int = 65536
+    ) -> bytes:
+        """Up to ``limit_bytes`` from ``address``, stopping at the first unreadable chunk."""
+        chunks: list[bytes] = []
+        total = 0
+        while total < limit_bytes:
+            try:
+                chunk = os.pread(self._fd, min(chunk_bytes, limit_bytes - total), address + total)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)

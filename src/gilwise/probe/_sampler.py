@@ -1,0 +1,354 @@
+"""The thread-state sampler: runs OUTSIDE the profiled process and reads it through /proc.
+
+Reading the GIL's ``locked`` flag from inside the profiled process is useless (the reader
+holds the GIL, or released it to read), so ``monitor`` starts this module as a child
+process (``python -m gilwise.probe._sampler``) with its own GIL on another core. ``gilwise
+profile --pid`` runs a ``Sampler`` directly in the CLI process.
+
+Protocol of the child: one JSON line of SamplerConfig on stdin; the child answers b"R" on
+stdout once the first sample is taken (or b"E" and a message, then exits 1); it samples
+until stdin has a line or closes, then writes the pickled ``Sampler.result()`` and exits.
+
+Every sample reads the GIL's ``last_holder``/``locked`` words and, per thread, the blocking
+syscall; a thread's state follows from them (see ``classify``). Samples are stored run
+length encoded per thread, so memory grows with state changes, not with time.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import select
+import struct
+import sys
+import time
+from array import array
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from gilwise.probe import _procfs
+from gilwise.probe._procfs import (
+    FUTEX,
+    GIL_HELD,
+    GIL_WAIT,
+    IO_WAIT,
+    LOCK_WAIT,
+    NATIVE,
+    RUNNING,
+    UNKNOWN,
+)
+
+# The GIL struct spans interval, last_holder, locked, switch_number, two condvars and two
+# mutexes: a futex inside this many bytes after its start is a wait for the GIL.
+GIL_STRUCT_BYTES = 256
+# How often the thread list is re-read (also at once when an unknown thread holds the GIL),
+# and how often the per-thread CPU clocks are.
+THREAD_LIST_S = 0.01
+CPU_CLOCKS_S = 0.1
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """What the sampler needs to know about its target; JSON-able for the child's stdin.
+
+    ``gil_address``: the GIL struct in the target (None: unknown or no GIL). ``holder_chain``:
+    how to turn a PyThreadState* into a native thread id: a list of (offset, size) reads,
+    each applied to the previous value. ``gil_enabled``: False on a free-threaded build with
+    the GIL off, where running threads are simply "native".
+    """
+
+    pid: int
+    rate_hz: float
+    gil_address: Optional[int] = None
+    holder_chain: tuple[tuple[int, int], ...] = ()
+    gil_enabled: bool = True
+    machine: Optional[str] = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SamplerConfig:
+        data = json.loads(text)
+        data["holder_chain"] = tuple(tuple(step) for step in data.get("holder_chain", ()))
+        return cls(**data)
+
+
+@dataclass
+class ThreadSeries:
+    """Run-length encoded states of one thread: state ``states[i]`` from ``times[i]`` on."""
+
+    first_s: float
+    last_s: float
+    seen_at_start: bool
+    name: str = ""
+    times: array = field(default_factory=lambda: array("d"))
+    states: array = field(default_factory=lambda: array("b"))
+    cpu_first_ns: Optional[int] = None
+    cpu_last_ns: Optional[int] = None
+    ended: bool = False
+
+    def record(self, now: float, state: int) -> None:
+        if not self.states or self.states[-1] != state:
+            self.times.append(now)
+            self.states.append(state)
+        self.last_s = now
+
+
+class Sampler:
+    """Samples one process's threads; not thread safe; call ``sample`` at the sampling rate.
+
+    Raises OSError from the constructor when the target's memory or threads cannot be read
+    (permissions, Yama, the process is gone).
+    """
+
+    def __init__(self, config: SamplerConfig) -> None:
+        self.config = config
+        self.pid = config.pid
+        futex_numbers, io_numbers = _procfs.syscall_tables(config.machine)
+        self._futex = futex_numbers
+        self._io = io_numbers
+        self._memory: Optional[_procfs.MemoryReader] = None
+        if config.gil_address is not None:
+            self._memory = _procfs.MemoryReader(self.pid)
+            self._memory.read(config.gil_address, 8)  # fail now, not mid-run
+        self._gil_low = config.gil_address or 0
+        self._gil_high = self._gil_low + GIL_STRUCT_BYTES if config.gil_address else 0
+        self._readers: dict[int, _procfs.ThreadReader] = {}
+        self._holder_cache: dict[int, int] = {}
+        self.threads: dict[int, ThreadSeries] = {}
+        self.holder_times = array("d")
+        self.holder_tids = array("q")
+        self.samples = 0
+        self.late_samples = 0
+        self.start_s: Optional[float] = None
+        self.stop_s: Optional[float] = None
+        self._next_list_s = 0.0
+        self._next_cpu_s = 0.0
+        self.errors: list[str] = []
+        self._refresh(time.monotonic(), at_start=True)
+        if not self._readers:
+            raise OSError(f"process {self.pid} has no readable threads in /proc/{self.pid}/task")
+
+    # -- thread list ---------------------------------------------------------------------
+
+    def _refresh(self, now: float, at_start: bool = False) -> None:
+        current = set(_procfs.list_threads(self.pid))
+        for tid in list(self._readers):
+            if tid not in current:
+                self._readers.pop(tid).close()
+                self.threads[tid].ended = True
+        for tid in current:
+            if tid not in self._readers:
+                try:
+                    self._readers[tid] = _procfs.ThreadReader(self.pid, tid)
+                except OSError as exc:
+                    if at_start and not self._readers and tid == self.pid:
+                        raise
+                    self.errors.append(f"thread {tid}: {exc}")
+                    continue
+                series = self.threads.get(tid)
+                if series is None or series.ended:
+                    self.threads[tid] = ThreadSeries(
+                        now, now, at_start, _procfs.thread_name(self.pid, tid)
+                    )
+                self._read_cpu(tid)
+        if now >= self._next_cpu_s:
+            for tid in self._readers:
+                self._read_cpu(tid)
+            # A freed PyThreadState's address can be reused by a new thread.
+            self._holder_cache.clear()
+            self._next_cpu_s = now + CPU_CLOCKS_S
+        self._next_list_s = now + THREAD_LIST_S
+
+    def _read_cpu(self, tid: int) -> None:
+        cpu = _procfs.thread_cpu_ns(self.pid, tid)
+        if cpu is not None:
+            series = self.threads[tid]
+            if series.cpu_first_ns is None:
+                series.cpu_first_ns = cpu if series.seen_at_start else 0
+            series.cpu_last_ns = cpu
+
+    # -- one sample ----------------------------------------------------------------------
+
+    def _holder(self) -> int:
+        """Native id of the thread holding the GIL; 0 if free, -1 if held by an unknown one."""
+        assert self._memory is not None
+        try:
+            raw = self._memory.read(self._gil_low + 8, 12)
+        except OSError:
+            return 0
+        if len(raw) < 12:
+            return 0
+        tstate, locked = struct.unpack("<Qi", raw)
+        if not locked:
+            return 0
+        tid = self._holder_cache.get(tstate)
+        if tid is None:
+            tid = self._resolve(tstate)
+            self._holder_cache[tstate] = tid
+        return tid
+
+    def _resolve(self, tstate: int) -> int:
+        assert self._memory is not None
+        value = tstate
+        try:
+            for offset, size in self.config.holder_chain:
+                raw = self._memory.read(value + offset, size)
+                value = int.from_bytes(raw, "little")
+        except (OSError, OverflowError):
+            return -1
+        if not self.config.holder_chain or value not in self._readers:
+            return -1
+        return value
+
+    def classify(self, syscall: tuple[int, int], holds_gil: bool) -> int:
+        """The state code of a thread from its syscall (see ThreadReader) and GIL ownership."""
+        if holds_gil:
+            return GIL_HELD
+        number, first_arg = syscall
+        if number == -1:
+            if not self.config.gil_enabled:
+                return NATIVE
+            return NATIVE if self._memory is not None else RUNNING
+        if number in self._futex:
+            if self._gil_high and self._gil_low <= first_arg < self._gil_high:
+                return GIL_WAIT
+            if self._memory is None and self.config.gil_enabled:
+                return FUTEX
+            return LOCK_WAIT
+        if number in self._io:
+            return IO_WAIT
+        return UNKNOWN
+
+    def sample(self) -> bool:
+        """Take one sample; False when the target process is gone."""
+        now = time.monotonic()
+        if self.start_s is None:
+            self.start_s = now
+        if now >= self._next_list_s:
+            self._refresh(now)
+            if not self._readers:
+                return False
+        holder = self._holder() if self._memory is not None else 0
+        if holder == -1 and self._next_list_s > now:
+            # A thread we have not listed yet holds the GIL: list threads and resolve again.
+            self._refresh(now)
+            self._holder_cache.clear()
+            holder = self._holder()
+        gone = []
+        for tid, reader in self._readers.items():
+            syscall = reader.syscall()
+            if syscall is None:
+                gone.append(tid)
+                continue
+            self.threads[tid].record(now, self.classify(syscall, holder == tid))
+        for tid in gone:
+            self._readers.pop(tid).close()
+            self.threads[tid].ended = True
+        if not self.holder_tids or self.holder_tids[-1] != holder:
+            self.holder_times.append(now)
+            self.holder_tids.append(holder)
+        self.samples += 1
+        self.stop_s = now
+        return bool(self._readers)
+
+    def run_until(self, should_stop, deadline_s: Optional[float] = None) -> None:
+        """Sample at the configured rate until ``should_stop(timeout_s)`` returns True.
+
+        ``should_stop`` is also the sleep between samples: it may block up to ``timeout_s``.
+        """
+        period = 1.0 / self.config.rate_hz
+        next_at = time.monotonic()
+        while True:
+            if not self.sample():
+                return
+            next_at += period
+            now = time.monotonic()
+            if deadline_s is not None and now >= deadline_s:
+                return
+            if next_at < now:
+                self.late_samples += 1
+                next_at = now + period
+            if should_stop(next_at - now):
+                return
+
+    def finish(self) -> None:
+        """Read the final CPU clocks and close every /proc file."""
+        now = time.monotonic()
+        for tid in self._readers:
+            self._read_cpu(tid)
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+        if self._memory is not None:
+            self._memory.close()
+        if self.stop_s is None:
+            self.stop_s = now
+
+    def result(self) -> dict[str, Any]:
+        """Everything measured, as plain data (lists, dicts, numbers) for pickling."""
+        return {
+            "pid": self.pid,
+            "start_s": self.start_s,
+            "stop_s": self.stop_s,
+            "interval_s": 1.0 / self.config.rate_hz,
+            "samples": self.samples,
+            "late_samples": self.late_samples,
+            "gil_known": self._memory is not None,
+            "gil_enabled": self.config.gil_enabled,
+            "holder_times": self.holder_times.tolist(),
+            "holder_tids": self.holder_tids.tolist(),
+            "threads": {
+                tid: {
+                    "first_s": s.first_s,
+                    "last_s": s.last_s,
+                    "seen_at_start": s.seen_at_start,
+                    "name": s.name,
+                    "times": s.times.tolist(),
+                    "states": s.states.tolist(),
+                    "cpu_first_ns": s.cpu_first_ns,
+                    "cpu_last_ns": s.cpu_last_ns,
+                    "ended": s.ended,
+                }
+                for tid, s in self.threads.items()
+            },
+            "errors": list(self.errors),
+        }
+
+
+def _child_main() -> int:
+    stdin = sys.stdin.buffer
+    stdout = sys.stdout.buffer
+    line = stdin.readline()
+    if not line:
+        return 0
+    try:
+        sampler = Sampler(SamplerConfig.from_json(line.decode()))
+        sampler.sample()
+    except OSError as exc:
+        stdout.write(b"E" + str(exc).encode(errors="replace"))
+        stdout.flush()
+        return 1
+    stdout.write(b"R")
+    stdout.flush()
+    stdin_fd = stdin.fileno()
+
+    def stop_requested(timeout_s: float) -> bool:
+        ready, _, _ = select.select([stdin_fd], [], [], max(0.0, timeout_s))
+        return bool(ready)
+
+    sampler.run_until(stop_requested)
+    sampler.sample()
+    sampler.finish()
+    pickle.dump(sampler.result(), stdout, protocol=4)
+    stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    # Sampling is latency-sensitive; the profiled program's signals are not ours.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(_child_main())
