@@ -1,0 +1,263 @@
+"""gilwise.Pipeline: a stream of items through stages, each on the concurrency model it needs."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Callable, Optional
+
+from .. import backends
+from . import _progress
+from ._channel import END, STOPPED, TIMEOUT
+from ._policy import DeadLetter, ErrorPolicy, check_policy
+from ._run import Run
+from ._stage import StageSpec
+from ._stats import RunStats
+
+DEFAULT_QUEUE_SIZE = 64
+# The async consumer polls the output between these bounds while it is empty.
+_ASYNC_POLL_MIN_S = 0.0005
+_ASYNC_POLL_MAX_S = 0.02
+
+
+class Pipeline:
+    """A lazy, bounded stream: ``Pipeline(source).map(fetch).map(parse).filter(keep)``.
+
+    Each stage runs its function on its own backend ("auto" measures the first items and asks
+    gilwise's verdict: threads for I/O, processes for pure-Python CPU, inline for tiny calls).
+    Stages are joined by queues of ``queue_size`` items, so a stream of any length, infinite
+    included, runs in bounded memory. Nothing runs until the pipeline is consumed: by ``for``,
+    ``async for`` or ``run()``; each consumption is a new run over the source.
+
+    Building methods return a new Pipeline and leave this one unchanged. A run's statistics
+    and dead letters are on ``stats`` and ``dead_letters`` (of the last run started).
+    A stage failing under ``on_error="raise"`` stops the run and the consumer gets
+    ``gilwise.StageError`` (``.stage``, ``.item``, the original exception as ``__cause__``).
+    """
+
+    def __init__(self, source: Any, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        if not (hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
+            raise TypeError(
+                f"Pipeline needs an iterable or async iterable source, got "
+                f"{type(source).__name__}; wrap a single value in a list"
+            )
+        if not isinstance(queue_size, int) or queue_size < 1:
+            raise ValueError(f"queue_size must be a positive int, got {queue_size!r}")
+        self._source = source
+        self._queue_size = queue_size
+        self._stages: tuple[StageSpec, ...] = ()
+        self._run: Optional[Run] = None
+
+    # -- building ------------------------------------------------------------------------
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        backend: str = "auto",
+        workers: Optional[int] = None,
+        ordered: bool = True,
+        on_error: ErrorPolicy = "raise",
+        *,
+        name: Optional[str] = None,
+        **backend_options: Any,
+    ) -> Pipeline:
+        """Add a stage that emits ``fn(item)`` for each item."""
+        return self._add("map", fn, backend, workers, ordered, on_error, name, backend_options)
+
+    def filter(
+        self,
+        pred: Callable[[Any], Any],
+        backend: str = "auto",
+        workers: Optional[int] = None,
+        ordered: bool = True,
+        on_error: ErrorPolicy = "raise",
+        *,
+        name: Optional[str] = None,
+        **backend_options: Any,
+    ) -> Pipeline:
+        """Add a stage that keeps the items for which ``pred(item)`` is true."""
+        return self._add("filter", pred, backend, workers, ordered, on_error, name, backend_options)
+
+    def flat_map(
+        self,
+        fn: Callable[[Any], Any],
+        backend: str = "auto",
+        workers: Optional[int] = None,
+        ordered: bool = True,
+        on_error: ErrorPolicy = "raise",
+        *,
+        name: Optional[str] = None,
+        **backend_options: Any,
+    ) -> Pipeline:
+        """Add a stage that emits every item of the iterable ``fn(item)`` (built in the worker)."""
+        return self._add("flat_map", fn, backend, workers, ordered, on_error, name, backend_options)
+
+    def batch(
+        self, size: int, timeout_s: Optional[float] = None, *, name: Optional[str] = None
+    ) -> Pipeline:
+        """Add a stage that emits lists of ``size`` items; with ``timeout_s``, a shorter list
+        once its first item has waited that long. The last list may be shorter."""
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"batch size must be a positive int, got {size!r}")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError(f"batch timeout_s must be positive or None, got {timeout_s!r}")
+        spec = StageSpec(
+            name=self._unique_name(name or "batch"),
+            kind="batch",
+            batch_size=size,
+            batch_timeout_s=timeout_s,
+        )
+        return self._with(spec)
+
+    def _add(
+        self,
+        kind: str,
+        fn: Any,
+        backend: str,
+        workers: Optional[int],
+        ordered: bool,
+        on_error: Any,
+        name: Optional[str],
+        backend_options: dict[str, Any],
+    ) -> Pipeline:
+        if not callable(fn):
+            raise TypeError(f"{kind}() needs a callable, got {fn!r}")
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(
+                f"{kind}() got the coroutine function {fn.__name__!r}; stages run plain "
+                f"functions. Call it with asyncio.run inside a plain function, or feed the "
+                f"pipeline from an async iterable instead"
+            )
+        if backend != "auto" and backend not in backends.names():
+            valid = ", ".join(repr(n) for n in ("auto", *backends.names()))
+            raise ValueError(f"unknown backend {backend!r}; choose one of {valid}")
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+        default = getattr(fn, "__name__", "") or kind
+        if default == "<lambda>":
+            default = kind
+        spec = StageSpec(
+            name=self._unique_name(name or default),
+            kind=kind,
+            fn=fn,
+            backend=backend,
+            workers=workers,
+            ordered=bool(ordered),
+            on_error=check_policy(on_error),
+            backend_options=dict(backend_options),
+        )
+        return self._with(spec)
+
+    def _unique_name(self, name: str) -> str:
+        taken = {stage.name for stage in self._stages}
+        if name not in taken:
+            return name
+        number = 2
+        while f"{name}#{number}" in taken:
+            number += 1
+        return f"{name}#{number}"
+
+    def _with(self, spec: StageSpec) -> Pipeline:
+        new = Pipeline(self._source, queue_size=self._queue_size)
+        new._stages = (*self._stages, spec)
+        return new
+
+    # -- consuming -----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        """Run the pipeline and yield its outputs; ``break`` stops every stage cleanly."""
+        run = self._start()
+        try:
+            while True:
+                value = run.outbox.get()
+                if value is END:
+                    run.completed = True
+                    return
+                if value is STOPPED:
+                    self._raise_failure(run)
+                    return
+                run.delivered_items += 1
+                yield value
+        finally:
+            run.close()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        """Like ``__iter__`` for ``async for``: waiting for an output never blocks the loop."""
+        run = self._start()
+        try:
+            pause_s = _ASYNC_POLL_MIN_S
+            while True:
+                value = run.outbox.get_nowait()
+                if value is TIMEOUT:
+                    await asyncio.sleep(pause_s)
+                    pause_s = min(pause_s * 2, _ASYNC_POLL_MAX_S)
+                    continue
+                pause_s = _ASYNC_POLL_MIN_S
+                if value is END:
+                    run.completed = True
+                    return
+                if value is STOPPED:
+                    self._raise_failure(run)
+                    return
+                run.delivered_items += 1
+                yield value
+        finally:
+            run.close()
+
+    def run(self, *, progress: bool = False) -> RunStats:
+        """Consume the whole stream, discarding outputs; return the run's statistics.
+
+        With ``progress=True`` a live table of the stages is drawn on stderr when it is a
+        terminal (nothing is drawn otherwise). Raises like iteration does.
+        """
+        outputs = iter(self)
+        display = _progress.live(self._live_stats) if progress else None
+        try:
+            if display is None:
+                for _ in outputs:
+                    pass
+            else:
+                with display:
+                    for _ in outputs:
+                        pass
+        finally:
+            close = getattr(outputs, "close", None)
+            if close is not None:
+                close()
+        assert self._run is not None
+        return self._run.stats()
+
+    def _live_stats(self) -> RunStats:
+        run = self._run
+        if run is None:
+            return RunStats((), 0.0, 0, 0, 0, False)
+        return run.stats()
+
+    def _start(self) -> Run:
+        run = Run(self._source, self._stages, self._queue_size)
+        self._run = run
+        run.start()
+        return run
+
+    @staticmethod
+    def _raise_failure(run: Run) -> None:
+        error = run.error
+        if error is not None:
+            raise error
+
+    # -- results -------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> Optional[RunStats]:
+        """Statistics of the last run started (live while it runs), or None before any."""
+        return None if self._run is None else self._run.stats()
+
+    @property
+    def dead_letters(self) -> tuple[DeadLetter, ...]:
+        """Items given up on by stages with ``on_error="collect"`` (last run), so far."""
+        return () if self._run is None else self._run.dead_letters
+
+    def __repr__(self) -> str:
+        stages = " -> ".join(f"{s.kind}({s.name})" for s in self._stages) or "no stages"
+        return f"<Pipeline {stages}>"

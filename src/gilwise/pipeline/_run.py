@@ -1,0 +1,165 @@
+"""One run of a pipeline: the source thread, the stages' threads, the channels between them.
+
+A Run is started by iterating a Pipeline (or ``Pipeline.run``) and closed by the consumer
+when it finishes, breaks out, or fails; ``close`` stops and joins every thread and shuts
+every backend down, so nothing outlives the run. The first failure wins: it stops the run
+and the consumer re-raises it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Optional, Union
+
+from ..errors import StageError
+from ._channel import END, POLL_S, Channel
+from ._policy import DeadLetter
+from ._stage import BatchRunner, StageRunner, StageSpec
+from ._stats import RunStats
+
+Runner = Union[StageRunner, BatchRunner]
+
+
+class Run:
+    """The threads and channels of one pass of a source through the stages."""
+
+    def __init__(self, source: Any, specs: tuple[StageSpec, ...], queue_size: int) -> None:
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self.error: Optional[BaseException] = None
+        self._dead_letters: list[DeadLetter] = []
+        self.source_items = 0
+        self.delivered_items = 0
+        self.started_at = time.perf_counter()
+        self.finished_at: Optional[float] = None
+        self._closed = False
+        self.completed = False  # the consumer saw the end of the stream
+        channels = [Channel(queue_size, self.stop) for _ in range(len(specs) + 1)]
+        self.runners: list[Runner] = [
+            (BatchRunner if spec.kind == "batch" else StageRunner)(
+                spec, self, channels[index], channels[index + 1]
+            )
+            for index, spec in enumerate(specs)
+        ]
+        self.outbox = channels[-1]
+        self._source = source
+        self._inbox = channels[0]
+        self._feeder = threading.Thread(target=self._feed, name="gilwise-pipeline-source")
+
+    # -- control -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the named backends (errors raise here) and start every thread."""
+        try:
+            for runner in self.runners:
+                runner.prepare()
+        except BaseException:
+            self.close()
+            raise
+        self.started_at = time.perf_counter()
+        for runner in self.runners:
+            runner.start()
+        self._feeder.start()
+
+    def fail(self, error: BaseException) -> None:
+        """Record the run's first failure and stop every thread."""
+        with self._lock:
+            if self.error is None:
+                self.error = error
+        self.stop.set()
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        with self._lock:
+            self._dead_letters.append(letter)
+
+    @property
+    def dead_letters(self) -> tuple[DeadLetter, ...]:
+        with self._lock:
+            return tuple(self._dead_letters)
+
+    def close(self) -> None:
+        """Stop, join every thread, shut every backend down. Idempotent; blocks until done."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop.set()
+        if self._feeder.is_alive():
+            self._feeder.join()
+        for runner in self.runners:
+            for thread in runner.threads:
+                if thread.is_alive():
+                    thread.join()
+        for runner in self.runners:
+            runner.shutdown()
+        self.finished_at = time.perf_counter()
+
+    def stats(self) -> RunStats:
+        """The run's statistics now (while running) or at its end."""
+        end = self.finished_at if self.finished_at is not None else time.perf_counter()
+        error = self.error
+        return RunStats(
+            stages=tuple(runner.counters.snapshot() for runner in self.runners),
+            wall_s=end - self.started_at,
+            source_items=self.source_items,
+            delivered_items=self.delivered_items,
+            dead_letters=len(self._dead_letters),
+            finished=self.completed,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+
+    # -- the source ----------------------------------------------------------------------
+
+    def _feed(self) -> None:
+        try:
+            if hasattr(self._source, "__iter__") or not hasattr(self._source, "__aiter__"):
+                self._feed_sync()
+            else:
+                asyncio.run(self._feed_async())
+        except BaseException as exc:
+            error = StageError(
+                f"the pipeline's source raised {type(exc).__name__}: {exc} after "
+                f"{self.source_items} items (the traceback is above)",
+                stage="source",
+            )
+            error.__cause__ = exc
+            self.fail(error)
+
+    def _feed_sync(self) -> None:
+        iterator = iter(self._source)
+        try:
+            for item in iterator:
+                if not self._inbox.put(item):
+                    return
+                self.source_items += 1
+            self._inbox.put(END)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    async def _feed_async(self) -> None:
+        iterator = self._source.__aiter__()
+        try:
+            while True:
+                step = asyncio.ensure_future(iterator.__anext__())
+                while not step.done():
+                    await asyncio.wait({step}, timeout=POLL_S)
+                    if self.stop.is_set() and not step.done():
+                        step.cancel()
+                        await asyncio.gather(step, return_exceptions=True)
+                        return
+                try:
+                    item = step.result()
+                except StopAsyncIteration:
+                    self._inbox.put(END)
+                    return
+                # Blocking this loop is fine: it serves only the source.
+                if not self._inbox.put(item):
+                    return
+                self.source_items += 1
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()

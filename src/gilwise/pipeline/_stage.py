@@ -1,0 +1,426 @@
+"""A running stage: two threads between an inbox and an outbox channel.
+
+The submitter takes items from the inbox while the stage has a free in-flight slot and hands
+them to the stage's backend; the collector takes finished futures, applies the error policy
+(retry, skip, collect, raise), restores the input order when asked, and puts the results in
+the outbox. A slot is freed only when its item's results are in the outbox, so a stage holds
+at most ``workers * IN_FLIGHT_PER_WORKER`` items however slow its neighbours are.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import reprlib
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+
+from .. import backends
+from ..errors import NotPicklableError, StageError
+from . import _auto
+from ._calls import StageCall, outputs_of
+from ._channel import END, POLL_S, STOPPED, TIMEOUT, Channel
+from ._policy import DeadLetter, ErrorPolicy, Retry, final_action
+from ._stats import StageCounters
+
+# Items a stage may hold per worker: one running, one queued so no worker waits for the next.
+IN_FLIGHT_PER_WORKER = 2
+# While backend="auto" measures, it holds the first call's item and the two of the pair.
+PROBE_IN_FLIGHT = 3
+
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What the user asked a stage to do (built by Pipeline.map/filter/flat_map/batch)."""
+
+    name: str
+    kind: str
+    fn: Optional[Callable[[Any], Any]] = None
+    backend: str = "auto"
+    workers: Optional[int] = None
+    ordered: bool = True
+    on_error: ErrorPolicy = "raise"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 0
+    batch_timeout_s: Optional[float] = None
+
+
+class RunControl(Protocol):
+    """What a stage may tell the run it belongs to."""
+
+    stop: threading.Event
+
+    def fail(self, error: BaseException) -> None: ...
+
+    def add_dead_letter(self, letter: DeadLetter) -> None: ...
+
+
+class _Slots:
+    """A counting limit whose size can change (auto decides the worker count late)."""
+
+    def __init__(self, limit: int) -> None:
+        self._cond = threading.Condition()
+        self._used = 0
+        self._limit = limit
+
+    def acquire(self, stop: threading.Event) -> bool:
+        with self._cond:
+            while self._used >= self._limit:
+                if stop.is_set():
+                    return False
+                self._cond.wait(POLL_S)
+            self._used += 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._used -= 1
+            self._cond.notify()
+
+    def set_limit(self, limit: int) -> None:
+        with self._cond:
+            self._limit = limit
+            self._cond.notify_all()
+
+
+class _Task:
+    __slots__ = ("attempts", "item", "seq")
+
+    def __init__(self, seq: int, item: Any) -> None:
+        self.seq = seq
+        self.item = item
+        self.attempts = 1
+
+
+class _EndOfInput:
+    __slots__ = ("total",)
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+
+
+_RETRYING = object()
+_FAILED = object()
+
+
+class StageRunner:
+    """A map, filter or flat_map stage while it runs."""
+
+    def __init__(self, spec: StageSpec, control: RunControl, inbox: Channel, outbox: Channel):
+        self.spec = spec
+        self.counters = StageCounters(spec.name, spec.kind)
+        self._control = control
+        self._inbox = inbox
+        self._outbox = outbox
+        self._call = StageCall(spec.fn, spec.kind)  # type: ignore[arg-type]
+        self._backend: Optional[backends.Backend] = None
+        self._validated = False
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._slots = _Slots(PROBE_IN_FLIGHT)
+        self._first: Optional[_auto.Timed] = None
+        self.threads = [
+            threading.Thread(target=self._submit_loop, name=f"gilwise-stage-{spec.name}-submit"),
+            threading.Thread(target=self._collect_loop, name=f"gilwise-stage-{spec.name}-collect"),
+        ]
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create an explicitly named backend now, so a bad name or option raises at once."""
+        if self.spec.backend != "auto":
+            self._use(self.spec.backend, self.spec.workers, "chosen by the caller")
+
+    def start(self) -> None:
+        self.counters.started_at = time.perf_counter()
+        for thread in self.threads:
+            thread.start()
+
+    def shutdown(self) -> None:
+        """After the threads are joined: free the backend's workers."""
+        if self._backend is not None:
+            self._backend.shutdown(wait=True)
+
+    def _use(self, name: str, workers: Optional[int], reason: str) -> None:
+        backend = backends.create(name, workers, **self.spec.backend_options)
+        self._backend = backend
+        self.counters.backend = name
+        self.counters.workers = backend.max_workers
+        self.counters.reason = reason
+        self._slots.set_limit(max(backend.max_workers * IN_FLIGHT_PER_WORKER, PROBE_IN_FLIGHT))
+
+    # -- submitter -----------------------------------------------------------------------
+
+    def _submit_loop(self) -> None:
+        try:
+            self._submit_all()
+        except BaseException as exc:  # stop the whole run: nothing may hang on this stage
+            self._control.fail(
+                exc if isinstance(exc, NotPicklableError) else self._error(None, exc)
+            )
+
+    def _submit_all(self) -> None:
+        seq = 0
+        pending: Optional[_Task] = None
+        stop = self._control.stop
+        counters = self.counters
+        while True:
+            if not self._slots.acquire(stop):
+                return
+            waited_from = time.perf_counter()
+            value = self._inbox.get()
+            counters.input_wait_s += time.perf_counter() - waited_from
+            if value is STOPPED:
+                return
+            if value is END:
+                if pending is not None:
+                    self._measure_first(pending)
+                elif self._backend is None and self._first is not None:
+                    self._decide(None)  # so the stats say what the stage would have used
+                self._done.put(_EndOfInput(seq))
+                return
+            task = _Task(seq, value)
+            seq += 1
+            counters.items_in += 1
+            if self._backend is not None:
+                self._submit(task)
+            elif self._first is None:
+                self._measure_first(task)
+            elif pending is None:
+                pending = task
+            else:
+                self._measure_pair(pending, task)
+                pending = None
+
+    def _measure_first(self, task: _Task) -> None:
+        timed = _auto.run_measured(self._call, task.item)
+        if self._first is None:
+            self._first = timed
+            if not _auto.needs_pair(timed):
+                self._decide(None)
+        else:  # the input ended before a pair could be measured
+            self._decide(None)
+        self._deliver(task, timed.future)
+
+    def _measure_pair(self, first: _Task, second: _Task) -> None:
+        pair = _auto.run_pair_measured(self._call, first.item, second.item)
+        self._decide(pair)
+        self._deliver(first, pair[0].future)
+        self._deliver(second, pair[1].future)
+
+    def _decide(self, pair: Optional[tuple[_auto.Timed, _auto.Timed]]) -> None:
+        # Decided before any measured failure is delivered, so a retry always has a backend.
+        decision = _auto.decide(self._first, pair, self.spec.workers)
+        workers = self.spec.workers or decision.workers
+        self._use(decision.backend, workers, decision.reason)
+        if decision.backend in ("process", "interpreter", "dask"):
+            try:
+                self._backend.validate(self._call, (None,), {})  # type: ignore[union-attr]
+            except NotPicklableError as exc:
+                self._backend.shutdown(wait=True)  # type: ignore[union-attr]
+                self._use(
+                    "thread",
+                    workers,
+                    f"{decision.reason} But the function cannot be "
+                    f"sent to another process ({exc}), so threads run it instead.",
+                )
+        self._validated = True
+
+    def _submit(self, task: _Task) -> None:
+        backend = self._backend
+        assert backend is not None
+        if not self._validated:
+            backend.validate(self._call, (task.item,), {})  # NotPicklableError stops the run
+            self._validated = True
+        try:
+            future = backend.submit(self._call, (task.item,), {})
+        except Exception as exc:  # e.g. a dead pool: the item fails, its policy decides
+            future = Future()
+            future.set_exception(exc)
+        self._deliver(task, future)
+
+    def _deliver(self, task: _Task, future: Future) -> None:
+        done = self._done
+        future.add_done_callback(lambda finished: done.put((task, finished)))
+
+    # -- collector -----------------------------------------------------------------------
+
+    def _collect_loop(self) -> None:
+        try:
+            self._collect_all()
+        except BaseException as exc:
+            self._control.fail(
+                exc if isinstance(exc, NotPicklableError) else self._error(None, exc)
+            )
+        finally:
+            self.counters.finished_at = time.perf_counter()
+
+    def _collect_all(self) -> None:
+        total: Optional[int] = None
+        finished = 0
+        next_seq = 0
+        ready: dict[int, Any] = {}
+        retries: list[tuple[float, int, _Task]] = []
+        stop = self._control.stop
+        ordered = self.spec.ordered
+        while total is None or finished < total:
+            if stop.is_set():
+                return
+            timeout = POLL_S
+            if retries:
+                timeout = max(0.0, min(timeout, retries[0][0] - time.perf_counter()))
+            try:
+                message = self._done.get(timeout=timeout)
+            except queue.Empty:
+                message = None
+            while retries and retries[0][0] <= time.perf_counter():
+                self._submit(heapq.heappop(retries)[2])
+            if message is None:
+                continue
+            if isinstance(message, _EndOfInput):
+                total = message.total
+                continue
+            task, future = message
+            outputs = self._outcome(task, future, retries)
+            if outputs is _RETRYING:
+                continue
+            if outputs is _FAILED:
+                return
+            if not ordered:
+                if not self._emit(outputs):
+                    return
+                finished += 1
+                continue
+            ready[task.seq] = outputs
+            while next_seq in ready:
+                if not self._emit(ready.pop(next_seq)):
+                    return
+                next_seq += 1
+                finished += 1
+        self._outbox.put(END)
+
+    def _outcome(self, task: _Task, future: Future, retries: list) -> Any:
+        error = future.exception()
+        if error is None:
+            value, busy_s = future.result()
+            self.counters.busy_s += busy_s
+            return outputs_of(self.spec.kind, task.item, value)
+        policy = self.spec.on_error
+        if isinstance(policy, Retry) and policy.retries(error, task.attempts):
+            due = time.perf_counter() + policy.delay_s(task.attempts)
+            task.attempts += 1
+            self.counters.retried += 1
+            heapq.heappush(retries, (due, task.seq, task))
+            return _RETRYING
+        self.counters.failed += 1
+        action = final_action(policy) if isinstance(error, Exception) else "raise"
+        if action == "skip":
+            return ()
+        if action == "collect":
+            self._control.add_dead_letter(
+                DeadLetter(self.spec.name, task.item, error, task.attempts)
+            )
+            return ()
+        self._control.fail(self._error(task, error))
+        return _FAILED
+
+    def _emit(self, outputs: Any) -> bool:
+        started = time.perf_counter()
+        for value in outputs:
+            if not self._outbox.put(value):
+                return False
+            self.counters.items_out += 1
+        self.counters.output_wait_s += time.perf_counter() - started
+        self._slots.release()
+        return True
+
+    def _error(self, task: Optional[_Task], error: BaseException) -> StageError:
+        name = self.spec.name
+        if task is None:
+            message = (
+                f"stage {name!r} stopped: {type(error).__name__}: {error} (this is a bug in "
+                f"gilwise or a fatal error in the stage; the cause's traceback is above)"
+            )
+            result = StageError(message, stage=name)
+        else:
+            tries = f" after {task.attempts} tries" if task.attempts > 1 else ""
+            message = (
+                f"stage {name!r} failed on item {_repr.repr(task.item)}{tries}: "
+                f"{type(error).__name__}: {error}. The original traceback is above. To carry "
+                f"on past failing items pass on_error='skip', 'collect' (then read "
+                f"pipe.dead_letters) or gilwise.pipeline.Retry(times=3, backoff_s=0.1)"
+            )
+            result = StageError(message, stage=name, item=task.item)
+        result.__cause__ = error
+        return result
+
+
+class BatchRunner:
+    """A batch stage: groups items into lists of ``size``, or fewer after ``timeout_s``."""
+
+    def __init__(self, spec: StageSpec, control: RunControl, inbox: Channel, outbox: Channel):
+        self.spec = spec
+        self.counters = StageCounters(spec.name, spec.kind, backend="batch", workers=1)
+        self._control = control
+        self._inbox = inbox
+        self._outbox = outbox
+        self.threads = [threading.Thread(target=self._loop, name=f"gilwise-stage-{spec.name}")]
+
+    def prepare(self) -> None:
+        pass
+
+    def start(self) -> None:
+        self.counters.started_at = time.perf_counter()
+        self.threads[0].start()
+
+    def shutdown(self) -> None:
+        pass
+
+    def _loop(self) -> None:
+        try:
+            self._batch_all()
+        finally:
+            self.counters.finished_at = time.perf_counter()
+
+    def _batch_all(self) -> None:
+        size, timeout_s = self.spec.batch_size, self.spec.batch_timeout_s
+        counters = self.counters
+        batch: list[Any] = []
+        deadline: Optional[float] = None
+        while True:
+            wait_s = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            waited_from = time.perf_counter()
+            value = self._inbox.get(wait_s)
+            counters.input_wait_s += time.perf_counter() - waited_from
+            if value is STOPPED:
+                return
+            if value is END:
+                if batch and not self._flush(batch):
+                    return
+                self._outbox.put(END)
+                return
+            if value is not TIMEOUT:
+                counters.items_in += 1
+                batch.append(value)
+                if len(batch) == 1 and timeout_s is not None:
+                    deadline = time.perf_counter() + timeout_s
+                if len(batch) < size:
+                    continue
+            if batch and not self._flush(batch):
+                return
+            batch = []
+            deadline = None
+
+    def _flush(self, batch: list[Any]) -> bool:
+        started = time.perf_counter()
+        ok = self._outbox.put(batch)
+        self.counters.output_wait_s += time.perf_counter() - started
+        if ok:
+            self.counters.items_out += 1
+        return ok
