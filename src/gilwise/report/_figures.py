@@ -91,11 +91,12 @@ THREAD_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def function_cells(function: FunctionStats) -> tuple[str, str, str, str]:
-    """The function table's cells: function, file:line, held s, wait s."""
+def function_cells(function: FunctionStats, location_chars: int = 48) -> tuple[str, str, str, str]:
+    """The function table's cells: function, file:line (at most ``location_chars``), held s,
+    wait s."""
     return (
         function.function,
-        location(function),
+        location(function, location_chars),
         seconds(function.gil_held_s),
         seconds(function.gil_wait_s),
     )

@@ -330,7 +330,8 @@ def _functions_section(profile: Profile) -> str:
     head = "".join(_th(h, numeric=i >= 2) for i, h in enumerate(fig.FUNCTION_HEADINGS))
     rows = []
     for function in top:
-        cells = fig.function_cells(function)
+        # A page wraps long paths, so it can show them whole.
+        cells = fig.function_cells(function, location_chars=400)
         rows.append(
             "<tr>" + "".join(_cell(v, numeric=i >= 2) for i, v in enumerate(cells)) + "</tr>"
         )
