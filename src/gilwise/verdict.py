@@ -200,7 +200,10 @@ class TaskMeasurement:
 
     wall_s / cpu_s: one call run alone (thread CPU time). pair_wall_s: elapsed time of two
     calls started together on two threads (None if not measured). A pair that overlaps takes
-    about wall_s; a pair serialised on the GIL takes about 2 * wall_s.
+    about wall_s; a pair serialised on the GIL takes about 2 * wall_s. pair_cpu_s: the CPU
+    time both calls of the pair used together (None if not measured); when known, the
+    overlap is judged from it (cores kept busy during the pair), which does not depend on a
+    single call's wall time.
     """
 
     wall_s: float
@@ -208,6 +211,7 @@ class TaskMeasurement:
     pair_wall_s: Optional[float] = None
     is_coroutine: bool = False
     calls: int = 1
+    pair_cpu_s: Optional[float] = None
 
     @property
     def cpu_share(self) -> float:
@@ -218,6 +222,8 @@ class TaskMeasurement:
         """About 2.0 when two calls run in parallel on threads, about 1.0 when serialised."""
         if self.pair_wall_s is None or self.pair_wall_s <= 0:
             return None
+        if self.pair_cpu_s is not None:
+            return min(2.0, self.pair_cpu_s / self.pair_wall_s)
         return 2.0 * self.wall_s / self.pair_wall_s
 
 

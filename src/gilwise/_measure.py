@@ -1,0 +1,260 @@
+"""Measuring real calls of a function, to classify it without running anything twice.
+
+The Executor (backend="auto") and the Pipeline time the first calls of each function with
+these pieces and hand the result to ``verdict.decide_for_task``. Nothing here decides
+anything or owns a thread pool; the caller runs the wrapped calls wherever it likes.
+
+API (internal, stable enough to share):
+
+``MeasuredCall(fn, start_barrier=None)``
+    A callable wrapper: ``wrapper(*args, **kwargs)`` calls ``fn`` and leaves the timing of
+    that call in ``wrapper.sample`` (a ``CallSample``), also when ``fn`` raises. With a
+    ``threading.Barrier`` the timed region starts only once every party of the barrier has
+    arrived, so two calls on two threads start together (a broken or timed-out barrier
+    just starts the call: a user's task never fails because of measuring).
+``MeasuredCoroutine(fn)``
+    The same for an ``async def`` function: ``await wrapper(*args, **kwargs)``.
+``FunctionProbe(is_coroutine=False)``
+    Collects samples of one function: ``add_single(sample)``, ``add_pair(a, b)``.
+    ``next_step()`` says what to measure next ("pair", "single" or None when enough is
+    known); ``measurement()`` returns a ``verdict.TaskMeasurement``.
+``DriftWatch(reference_s)``
+    ``observe(duration_s) -> bool``: True once the median of the last ``window`` per-call
+    durations differs from ``reference_s`` by more than ``ratio`` (default 4x).
+``measure_three_calls(fn, args, kwargs)``
+    Runs fn three times (one alone, then two together on two threads) and returns
+    ``(results, TaskMeasurement)``; results in call order, exceptions re-raised.
+
+All times are seconds: wall from ``time.perf_counter``, CPU from ``time.thread_time`` (the
+calling thread's CPU, which counts native code that released the GIL but not time spent
+waiting for the GIL, for I/O or for sleep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional
+
+from .verdict import TINY_CALL_S, TaskMeasurement
+
+# How long a measured pair waits for its partner before starting alone.
+PAIR_START_TIMEOUT_S = 5.0
+# A single call whose thread used less than this share of its wall time is waiting (I/O).
+IO_SHARE = 0.5
+# Singles measured before deciding without a pair (when calls never arrive two at a time).
+MAX_SINGLES = 3
+
+
+@dataclass(frozen=True)
+class CallSample:
+    """Timing of one call: wall and thread-CPU seconds, and when it started and ended."""
+
+    wall_s: float
+    cpu_s: float
+    started_s: float
+    ended_s: float
+
+    @property
+    def cpu_share(self) -> float:
+        return min(1.0, self.cpu_s / self.wall_s) if self.wall_s > 0 else 1.0
+
+
+class MeasuredCall:
+    """Wraps fn; each call leaves its timing in ``self.sample``. Use one wrapper per call."""
+
+    __slots__ = ("fn", "sample", "start_barrier")
+
+    def __init__(self, fn: Callable[..., Any], start_barrier: Optional[threading.Barrier] = None):
+        self.fn = fn
+        self.start_barrier = start_barrier
+        self.sample: Optional[CallSample] = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.start_barrier is not None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.start_barrier.wait(PAIR_START_TIMEOUT_S)
+        cpu0 = time.thread_time()
+        wall0 = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            wall1 = time.perf_counter()
+            cpu1 = time.thread_time()
+            self.sample = CallSample(wall1 - wall0, max(0.0, cpu1 - cpu0), wall0, wall1)
+
+
+class MeasuredCoroutine:
+    """Wraps an ``async def`` fn; awaiting a call leaves its timing in ``self.sample``.
+
+    The CPU time is that of the event loop's thread while the call was pending, so it is
+    only this call's own when no other coroutine ran meanwhile (the Executor measures a
+    coroutine function's first call alone).
+    """
+
+    __slots__ = ("fn", "sample")
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]]):
+        self.fn = fn
+        self.sample: Optional[CallSample] = None
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        cpu0 = time.thread_time()
+        wall0 = time.perf_counter()
+        try:
+            return await self.fn(*args, **kwargs)
+        finally:
+            wall1 = time.perf_counter()
+            cpu1 = time.thread_time()
+            self.sample = CallSample(wall1 - wall0, max(0.0, cpu1 - cpu0), wall0, wall1)
+
+
+class FunctionProbe:
+    """What has been measured of one function so far. Not thread safe: guard it outside."""
+
+    def __init__(self, is_coroutine: bool = False) -> None:
+        self.is_coroutine = is_coroutine
+        self.singles: list[CallSample] = []
+        self.pair: Optional[tuple[CallSample, CallSample]] = None
+
+    @property
+    def calls(self) -> int:
+        return len(self.singles) + (2 if self.pair else 0)
+
+    def add_single(self, sample: CallSample) -> None:
+        self.singles.append(sample)
+
+    def add_pair(self, first: CallSample, second: CallSample) -> None:
+        self.pair = (first, second)
+
+    def next_step(self) -> Optional[str]:
+        """"pair" (preferred when two calls are at hand), "single", or None: enough known."""
+        if self.pair is not None:
+            return None
+        if self.is_coroutine:
+            return None if self.singles else "single"
+        if self.singles:
+            best = self._best_single()
+            if best.cpu_share < IO_SHARE or best.wall_s < TINY_CALL_S:
+                return None
+            if len(self.singles) >= MAX_SINGLES:
+                return None
+        return "pair"
+
+    def _best_single(self) -> CallSample:
+        # The fastest call: the first one often pays for imports and cold caches.
+        return min(self.singles, key=lambda sample: sample.wall_s)
+
+    def measurement(self) -> TaskMeasurement:
+        """The TaskMeasurement for verdict.decide_for_task; needs at least one sample."""
+        pair_wall_s: Optional[float] = None
+        pair_cpu_s: Optional[float] = None
+        if self.pair is not None:
+            first, second = self.pair
+            pair_wall_s = max(first.ended_s, second.ended_s) - min(
+                first.started_s, second.started_s
+            )
+            pair_cpu_s = first.cpu_s + second.cpu_s
+        if self.singles:
+            best = self._best_single()
+            wall_s, cpu_s = best.wall_s, best.cpu_s
+        elif self.pair is not None:
+            first, second = self.pair
+            cpu_s = (first.cpu_s + second.cpu_s) / 2
+            busy_cores = (pair_cpu_s or 0.0) / max(pair_wall_s or 0.0, 1e-9)
+            if busy_cores < IO_SHARE:
+                wall_s = (first.wall_s + second.wall_s) / 2
+            else:
+                # Two CPU-bound calls on two threads stretch each other's wall time while
+                # they take turns on the GIL; alone, such a call takes about its CPU time.
+                wall_s = max(cpu_s, 1e-9)
+        else:
+            raise ValueError("nothing measured yet: add a sample first")
+        return TaskMeasurement(
+            wall_s=wall_s,
+            cpu_s=cpu_s,
+            pair_wall_s=pair_wall_s,
+            is_coroutine=self.is_coroutine,
+            calls=self.calls,
+            pair_cpu_s=pair_cpu_s,
+        )
+
+
+class DriftWatch:
+    """Notices when a function's per-call duration moves far from what was measured."""
+
+    def __init__(self, reference_s: float, *, window: int = 16, ratio: float = 4.0) -> None:
+        self.reference_s = reference_s
+        self.ratio = ratio
+        self._recent: deque[float] = deque(maxlen=window)
+        self._seen = 0
+
+    def observe(self, duration_s: float) -> bool:
+        """Record one per-call duration; True when behaviour drifted (checked every window)."""
+        self._recent.append(duration_s)
+        self._seen += 1
+        if self._seen % (self._recent.maxlen or 1):
+            return False
+        median_s = statistics.median(self._recent)
+        low, high = sorted((max(median_s, 1e-9), max(self.reference_s, 1e-9)))
+        # Tiny calls staying tiny are noise, not drift.
+        return high / low > self.ratio and high >= TINY_CALL_S
+
+
+def measure_three_calls(
+    fn: Callable[..., Any], args: tuple, kwargs: dict
+) -> tuple[list[Any], TaskMeasurement]:
+    """Call fn three times (alone, then two together on two threads); see the module doc.
+
+    Blocking. The first exception of any call is re-raised after all three finished.
+    A coroutine function is awaited three times in a row on a private event loop.
+    """
+    from .backends._asyncio import is_coroutine_function
+
+    if is_coroutine_function(fn):
+        probe = FunctionProbe(is_coroutine=True)
+        results: list[Any] = []
+        for _ in range(3):
+            measured = MeasuredCoroutine(fn)
+            results.append(asyncio.run(measured(*args, **kwargs)))
+            assert measured.sample is not None
+            probe.add_single(measured.sample)
+        return results, probe.measurement()
+
+    probe = FunctionProbe()
+    alone = MeasuredCall(fn)
+    outcomes: list[tuple[bool, Any]] = [_capture(alone, args, kwargs)]
+    barrier = threading.Barrier(2)
+    pair = [MeasuredCall(fn, barrier), MeasuredCall(fn, barrier)]
+    pair_outcomes: list[tuple[bool, Any]] = [(False, None), (False, None)]
+
+    def run(index: int) -> None:
+        pair_outcomes[index] = _capture(pair[index], args, kwargs)
+
+    threads = [
+        threading.Thread(target=run, args=(i,), name=f"gilwise-classify-{i}") for i in (0, 1)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    outcomes.extend(pair_outcomes)
+    for ok, value in outcomes:
+        if not ok:
+            raise value
+    assert alone.sample is not None and pair[0].sample is not None and pair[1].sample is not None
+    probe.add_single(alone.sample)
+    probe.add_pair(pair[0].sample, pair[1].sample)
+    return [value for _, value in outcomes], probe.measurement()
+
+
+def _capture(call: MeasuredCall, args: tuple, kwargs: dict) -> tuple[bool, Any]:
+    try:
+        return True, call(*args, **kwargs)
+    except Exception as exc:
+        return False, exc
