@@ -8,7 +8,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from report_profiles import HOSTILE_NAME, free_threaded_profile, hostile_profile, io_profile
+from report_profiles import (
+    HOSTILE_NAME,
+    free_threaded_profile,
+    gil_bound_profile,
+    hostile_profile,
+    io_profile,
+)
 
 from gilwise.model import THREAD_STATES, Profile, StateSpan
 from gilwise.report import render
@@ -102,3 +108,25 @@ def test_profile_without_timeline_has_only_metadata_and_verdict():
     assert {e["ph"] for e in document["traceEvents"]} == {"M", "i"}
     assert document["otherData"]["held_fraction"] is None
     assert document["otherData"]["gil_enabled"] is False
+
+
+def test_waiter_counter_follows_the_gil_wait_spans():
+    counts = [e["args"]["threads"] for e in _events(gil_bound_profile(), "C")]
+    # One worker waits while the other holds, from the first turn to the last.
+    assert counts == [1, 0]
+
+
+def test_waiter_counter_counts_overlapping_waits():
+    spans = (
+        StateSpan(1, "gil_wait", 0.0, 0.3),
+        StateSpan(2, "gil_wait", 0.1, 0.2),
+        StateSpan(3, "gil_wait", 0.2, 0.4),
+    )
+    events = _events(replace(io_profile(), timeline=spans), "C")
+    assert [(e["ts"], e["args"]["threads"]) for e in events] == [
+        (0.0, 1),
+        (100_000.0, 2),
+        (300_000.0, 1),
+        (400_000.0, 0),
+    ]
+    assert all(e["name"] == "threads waiting for the GIL" for e in events)

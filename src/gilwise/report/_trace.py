@@ -1,19 +1,22 @@
 """The timeline as Chrome Trace Event Format JSON, for Perfetto or chrome://tracing.
 
 One process (``TRACE_PID``), one track per thread (tid = native id), one complete event
-("ph": "X") per StateSpan named after its state, and the verdict as a global instant event
-at the end of the run. Times are microseconds since the profile began.
+("ph": "X") per StateSpan named after its state, a counter of the threads waiting for the
+GIL, and the verdict as a global instant event at the end of the run. Times are
+microseconds since the profile began.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from typing import Any
 
-from ..model import Profile
+from ..model import Profile, StateSpan
 
 TRACE_PID = 1
 CATEGORY = "gil"
+WAITERS_COUNTER = "threads waiting for the GIL"
 _US_PER_S = 1_000_000
 
 
@@ -47,6 +50,7 @@ def trace_document(profile: Profile) -> dict[str, Any]:
                 "dur": _us(max(0.0, span.end_s - span.start_s)),
             }
         )
+    events.extend(_waiter_counter(spans))
     if profile.verdict is not None:
         verdict = profile.verdict
         events.append(
@@ -79,6 +83,33 @@ def trace_document(profile: Profile) -> dict[str, Any]:
             "unavailable": list(profile.unavailable),
         },
     }
+
+
+def _waiter_counter(spans: list[StateSpan]) -> list[dict[str, Any]]:
+    """A counter track of how many threads wait for the GIL at each moment: the queue that
+    a GIL-bound program builds, visible at a glance above the thread tracks."""
+    change: dict[float, int] = defaultdict(int)
+    for span in spans:
+        if span.state == "gil_wait" and span.end_s > span.start_s:
+            change[_us(span.start_s)] += 1
+            change[_us(span.end_s)] -= 1
+    waiting = 0
+    counter = []
+    for ts in sorted(change):
+        if change[ts] == 0:
+            continue
+        waiting += change[ts]
+        counter.append(
+            {
+                "name": WAITERS_COUNTER,
+                "cat": CATEGORY,
+                "ph": "C",
+                "pid": TRACE_PID,
+                "ts": ts,
+                "args": {"threads": waiting},
+            }
+        )
+    return counter
 
 
 def _metadata(name: str, tid: int, args: dict[str, Any]) -> dict[str, Any]:
