@@ -79,8 +79,9 @@ def io_profile() -> Profile:
 def free_threaded_profile() -> Profile:
     """A 3.13t run with the GIL off: nothing about the GIL can be measured."""
     threads = (
-        ThreadStats("MainThread", 3000, 1.5, 0.01, None, None, None, 0.0, 1.49),
-        ThreadStats("cruncher", 3001, 1.5, 1.49, None, None, None, 0.0, 0.0),
+        # As the probe does with the GIL off: time on a CPU counts as native (no GIL to hold).
+        ThreadStats("MainThread", 3000, 1.5, 0.01, None, None, 0.01, 0.0, 1.49),
+        ThreadStats("cruncher", 3001, 1.5, 1.49, None, None, 1.49, 0.0, 0.0),
     )
     return Profile(
         python=PythonInfo("3.13.0", "CPython", False),
@@ -89,7 +90,7 @@ def free_threaded_profile() -> Profile:
         held_fraction=None,
         threads=threads,
         verdict=Verdict("serial", "thread", 1.9, "The GIL is off: threads run in parallel."),
-        unavailable=("gil_held", "gil_wait", "native"),
+        unavailable=("gil_held", "gil_wait"),
     )
 
 
