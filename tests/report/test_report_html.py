@@ -114,7 +114,7 @@ def test_unmeasured_cells_are_marked_n_a():
     assert "n/a (no GIL)" in page
     assert "off (free-threaded)" in page
     assert "No timeline: the probe recorded no thread states." in page
-    assert "gil_held, gil_wait" in page
+    assert '<ul class="unavailable"><li>gil_held</li><li>gil_wait</li></ul>' in page
 
 
 def test_timeline_has_one_labelled_row_per_thread_with_exact_bars():

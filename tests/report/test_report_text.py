@@ -84,7 +84,7 @@ def test_unmeasured_numbers_read_n_a_never_zero():
         *("n/a", "n/a", "n/a", "n/a"),
         *("1.490", "0.000", "0.000"),
     ]
-    assert "unavailable: gil_held, gil_wait" in text
+    assert "unavailable:\n  - gil_held\n  - gil_wait\n" in text
 
 
 def test_top_functions_are_the_15_with_most_held_plus_wait():
@@ -106,6 +106,12 @@ def test_verdict_and_unavailable_lines():
     assert "verdict: io-bound  recommended backend: thread  expected speedup: 8.00x" in text
     assert "I/O-bound: threads overlap the waits." in text
     assert "unavailable: none" in text
+
+
+def test_a_single_unavailable_note_stays_on_one_line():
+    note = "gil: could not locate the GIL in this process (no symbol)"
+    text = render(replace(io_profile(), unavailable=(note,)), "text", width=200)
+    assert f"unavailable: {note}\n" in text
 
 
 def test_profile_without_verdict_functions_or_threads_says_so():

@@ -124,6 +124,6 @@ def header_facts(profile: Profile) -> list[tuple[str, str]]:
     return facts
 
 
-def unavailable(profile: Profile) -> str:
-    """What the probe could not measure here, or ``none``."""
-    return ", ".join(profile.unavailable) if profile.unavailable else "none"
+def unavailable(profile: Profile) -> list[str]:
+    """What the probe could not measure here (the probe's own notes), or ``["none"]``."""
+    return list(profile.unavailable) if profile.unavailable else ["none"]

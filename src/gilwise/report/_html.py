@@ -89,11 +89,16 @@ def render_html(profile: Profile) -> str:
         _threads_section(profile),
         _functions_section(profile),
         '<h2 id="unavailable">Unavailable</h2>',
-        f'<p class="unavailable">{escape(fig.unavailable(profile))}</p>',
+        _unavailable(profile),
         "</body>",
         "</html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _unavailable(profile: Profile) -> str:
+    items = "".join(f"<li>{escape(item)}</li>" for item in fig.unavailable(profile))
+    return f'<ul class="unavailable">{items}</ul>'
 
 
 # --- header and verdict ------------------------------------------------------------------

@@ -54,7 +54,7 @@ def report_renderable(profile: Profile, *, width: int = DEFAULT_WIDTH) -> Render
         Text(""),
         _verdict(profile),
         Text(""),
-        Text.assemble(("unavailable: ", "bold"), fig.unavailable(profile)),
+        _unavailable(profile),
     )
 
 
@@ -114,6 +114,18 @@ def _functions_table(profile: Profile) -> RenderableType:
     for function in top:
         table.add_row(*(Text(cell) for cell in fig.function_cells(function)))
     return table
+
+
+def _unavailable(profile: Profile) -> Text:
+    items = fig.unavailable(profile)
+    text = Text("unavailable:", style="bold")
+    if len(items) == 1:
+        text.append(f" {items[0]}", style="")
+    else:
+        # The probe's notes are sentences: one per line reads better than a comma list.
+        for item in items:
+            text.append(f"\n  - {item}", style="")
+    return text
 
 
 def _verdict(profile: Profile) -> Text:
