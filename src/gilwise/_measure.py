@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
+import sys
 import threading
 import time
 from collections import deque
@@ -51,18 +53,51 @@ IO_SHARE = 0.5
 MAX_SINGLES = 3
 
 
+def _runqueue_wait_s() -> float:
+    """Seconds this thread has spent runnable but waiting for a core (Linux), else 0.0.
+
+    A busy machine stretches a CPU-bound call's wall time while its thread waits for a core;
+    counting that wait as wanting the CPU (not as I/O) keeps the classification independent
+    of how loaded the machine is. Waiting for the GIL is not counted: that thread sleeps.
+    """
+    global _SCHEDSTAT_OK
+    if not _SCHEDSTAT_OK:
+        return 0.0
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        try:
+            return int(os.read(fd, 128).split()[1]) / 1e9
+        finally:
+            os.close(fd)
+    except (OSError, IndexError, ValueError):
+        _SCHEDSTAT_OK = False
+        return 0.0
+
+
+_SCHEDSTAT_OK = sys.platform.startswith("linux")
+
+
 @dataclass(frozen=True)
 class CallSample:
-    """Timing of one call: wall and thread-CPU seconds, and when it started and ended."""
+    """Timing of one call: wall and thread-CPU seconds, and when it started and ended.
+
+    ``runqueue_s``: time the thread was ready to run but had no core (0.0 where unknown).
+    """
 
     wall_s: float
     cpu_s: float
     started_s: float
     ended_s: float
+    runqueue_s: float = 0.0
+
+    @property
+    def idle_machine_wall_s(self) -> float:
+        """The wall time without the waits for a core: what the call takes on an idle machine."""
+        return max(self.wall_s - self.runqueue_s, self.cpu_s, 1e-9)
 
     @property
     def cpu_share(self) -> float:
-        return min(1.0, self.cpu_s / self.wall_s) if self.wall_s > 0 else 1.0
+        return min(1.0, self.cpu_s / self.idle_machine_wall_s)
 
 
 class MeasuredCall:
@@ -79,6 +114,7 @@ class MeasuredCall:
         if self.start_barrier is not None:
             with contextlib.suppress(threading.BrokenBarrierError):
                 self.start_barrier.wait(PAIR_START_TIMEOUT_S)
+        queued0 = _runqueue_wait_s()
         cpu0 = time.thread_time()
         wall0 = time.perf_counter()
         try:
@@ -86,7 +122,10 @@ class MeasuredCall:
         finally:
             wall1 = time.perf_counter()
             cpu1 = time.thread_time()
-            self.sample = CallSample(wall1 - wall0, max(0.0, cpu1 - cpu0), wall0, wall1)
+            queued_s = max(0.0, _runqueue_wait_s() - queued0)
+            self.sample = CallSample(
+                wall1 - wall0, max(0.0, cpu1 - cpu0), wall0, wall1, min(queued_s, wall1 - wall0)
+            )
 
 
 class MeasuredCoroutine:
@@ -104,6 +143,7 @@ class MeasuredCoroutine:
         self.sample: Optional[CallSample] = None
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        queued0 = _runqueue_wait_s()
         cpu0 = time.thread_time()
         wall0 = time.perf_counter()
         try:
@@ -111,7 +151,10 @@ class MeasuredCoroutine:
         finally:
             wall1 = time.perf_counter()
             cpu1 = time.thread_time()
-            self.sample = CallSample(wall1 - wall0, max(0.0, cpu1 - cpu0), wall0, wall1)
+            queued_s = max(0.0, _runqueue_wait_s() - queued0)
+            self.sample = CallSample(
+                wall1 - wall0, max(0.0, cpu1 - cpu0), wall0, wall1, min(queued_s, wall1 - wall0)
+            )
 
 
 class FunctionProbe:
@@ -140,7 +183,7 @@ class FunctionProbe:
             return None if self.singles else "single"
         if self.singles:
             best = self._best_single()
-            if best.cpu_share < IO_SHARE or best.wall_s < TINY_CALL_S:
+            if best.cpu_share < IO_SHARE or best.idle_machine_wall_s < TINY_CALL_S:
                 return None
             if len(self.singles) >= MAX_SINGLES:
                 return None
@@ -148,7 +191,7 @@ class FunctionProbe:
 
     def _best_single(self) -> CallSample:
         # The fastest call: the first one often pays for imports and cold caches.
-        return min(self.singles, key=lambda sample: sample.wall_s)
+        return min(self.singles, key=lambda sample: sample.idle_machine_wall_s)
 
     def measurement(self) -> TaskMeasurement:
         """The TaskMeasurement for verdict.decide_for_task; needs at least one sample."""
@@ -156,19 +199,19 @@ class FunctionProbe:
         pair_cpu_s: Optional[float] = None
         if self.pair is not None:
             first, second = self.pair
-            pair_wall_s = max(first.ended_s, second.ended_s) - min(
-                first.started_s, second.started_s
-            )
+            elapsed_s = max(first.ended_s, second.ended_s) - min(first.started_s, second.started_s)
+            # Time both threads sat waiting for a core is the machine's load, not the GIL.
+            pair_wall_s = max(elapsed_s - min(first.runqueue_s, second.runqueue_s), 1e-9)
             pair_cpu_s = first.cpu_s + second.cpu_s
         if self.singles:
             best = self._best_single()
-            wall_s, cpu_s = best.wall_s, best.cpu_s
+            wall_s, cpu_s = best.idle_machine_wall_s, best.cpu_s
         elif self.pair is not None:
             first, second = self.pair
             cpu_s = (first.cpu_s + second.cpu_s) / 2
             busy_cores = (pair_cpu_s or 0.0) / max(pair_wall_s or 0.0, 1e-9)
             if busy_cores < IO_SHARE:
-                wall_s = (first.wall_s + second.wall_s) / 2
+                wall_s = (first.idle_machine_wall_s + second.idle_machine_wall_s) / 2
             else:
                 # Two CPU-bound calls on two threads stretch each other's wall time while
                 # they take turns on the GIL; alone, such a call takes about its CPU time.

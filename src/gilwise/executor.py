@@ -127,20 +127,41 @@ class _Failure:
         raise exc
 
 
-def _run_chunk(fn: Callable[..., Any], arg_tuples: list, retries: int) -> list:
-    """Run fn over a chunk in a worker; a failing call becomes a _Failure, retried in place."""
-    outcomes: list = []
-    for args in arg_tuples:
-        for attempt in range(retries + 1):
+def _run_chunk(fn: Callable[..., Any], items: list, retries: int, spread: bool) -> tuple:
+    """Run fn over a chunk in a worker: ``(values, failure)``, retrying a failing call in place.
+
+    ``spread``: items are argument tuples (``fn(*item)``), else single arguments. At the first
+    call that still fails after its retries, stop (a loop would stop there too): ``failure``
+    is a _Failure and ``values`` holds the results before it.
+    """
+    values: list = []
+    append = values.append
+    try:  # the fast path: no per-call bookkeeping
+        if spread:
+            for args in items:
+                append(fn(*args))
+        else:
+            for item in items:
+                append(fn(item))
+        return values, None
+    except Exception as exc:
+        failure = _Failure(exc, traceback.format_exc())
+    start = len(values)
+    for index in range(start, len(items)):
+        item = items[index]
+        # The call that just failed has used one attempt already.
+        attempts = retries if index == start else retries + 1
+        outcome: Optional[_Failure] = failure if index == start else None
+        for _ in range(attempts):
             try:
-                outcomes.append(fn(*args))
+                append(fn(*item) if spread else fn(item))
+                outcome = None
                 break
             except Exception as exc:
-                if attempt == retries:
-                    outcomes.append(_Failure(exc, traceback.format_exc()))
-                    # Later items are not run: map raises here, like a loop would.
-                    return outcomes
-    return outcomes
+                outcome = _Failure(exc, traceback.format_exc())
+        if outcome is not None:
+            return values, outcome
+    return values, None
 
 
 def _label(fn: Callable[..., Any]) -> str:
@@ -691,7 +712,8 @@ class Executor(cf.Executor):
         ):
             raise ValueError(f"buffersize must be 'auto', None or an int >= 1, got {buffersize!r}")
         end_s = None if timeout is None else time.monotonic() + timeout
-        inputs = zip(*iterables)
+        spread = len(iterables) != 1
+        inputs = zip(*iterables) if spread else iter(iterables[0])
         key = _key(fn) if self._fixed is None else None
         if self._fixed_lane is not None and is_coroutine_function(fn):
             chunksize = 1
@@ -704,13 +726,14 @@ class Executor(cf.Executor):
             if not batch:
                 return False
             if len(batch) == 1:
+                args = batch[0] if spread else (batch[0],)
                 if self._fixed_lane is not None:
-                    self._fixed_lane.backend.validate(fn, batch[0], {})
-                future = self._enqueue(fn, batch[0], {}, key, fn)
+                    self._fixed_lane.backend.validate(fn, args, {})
+                future = self._enqueue(fn, args, {}, key, fn)
                 entry = (future, False)
             else:
-                future = self._enqueue(_run_chunk, (fn, batch, self.retries), {}, key, fn,
-                                       items=len(batch))
+                future = self._enqueue(_run_chunk, (fn, batch, self.retries, spread), {}, key,
+                                       fn, items=len(batch))
                 entry = (future, True)
             window.append(entry)
             if arrivals is not None:
@@ -746,10 +769,10 @@ class Executor(cf.Executor):
                 del future
                 refill()
                 if is_chunk:
-                    for outcome in value:
-                        if isinstance(outcome, _Failure):
-                            outcome.reraise()
-                        yield outcome
+                    values, failure = value
+                    yield from values
+                    if failure is not None:
+                        failure.reraise()
                 else:
                     yield value
                 del value
@@ -838,8 +861,10 @@ def map(
     """
     with Executor(backend, workers) as executor:
         results = executor._map(fn, (iterable,), None, "auto", "auto", ordered=ordered)
+        if progress is True or (progress is None and _stderr_is_terminal()):
+            results = _with_progress(results, iterable, progress, _label(fn))
         try:
-            yield from _with_progress(results, iterable, progress, _label(fn))
+            yield from results
         except GeneratorExit:
             executor.shutdown(wait=True, cancel_futures=True)
             raise
@@ -847,9 +872,6 @@ def map(
 
 def _with_progress(results: Iterator[Any], iterable: Iterable[Any], progress: Optional[bool],
                    label: str) -> Iterator[Any]:
-    if progress is False or (progress is None and not _stderr_is_terminal()):
-        yield from results
-        return
     total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
     show_after_s = 0.0 if progress else 2.0
     started_s = time.monotonic()
