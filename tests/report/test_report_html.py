@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from html import escape
 from html.parser import HTMLParser
 
 import pytest
@@ -19,7 +20,7 @@ from report_profiles import (
     io_profile,
 )
 
-from gilwise.model import Profile, StateSpan, ThreadStats
+from gilwise.model import FunctionStats, Profile, StateSpan, ThreadStats
 from gilwise.report import render
 from gilwise.report._html import PLOT_WIDTH_PX, STATE_COLOURS, pixel_bars
 
@@ -85,6 +86,7 @@ def test_hostile_names_are_escaped_and_read_back_exactly():
     assert HOSTILE_NAME in text
     assert HOSTILE_MARKUP in text
     assert HOSTILE_FILE + ":7" in text
+    assert f'title="{escape(HOSTILE_FILE)}:7"' not in page  # shown whole: no title needed
     assert "R&D said <b>so</b>" in text
     assert "&lt;script&gt;alert(&quot;x&quot; &amp; &#x27;y&#x27;)&lt;/script&gt;" in page
 
@@ -185,3 +187,12 @@ def test_ticks_are_round_and_cover_the_run():
     svg = _timeline(render(gil_bound_profile(), "html"))
     ticks = [t.text for t in svg.iter(f"{SVG_NS}text") if t.text and t.text.endswith(" s")]
     assert ticks == ["0.0 s", "0.5 s", "1.0 s", "1.5 s", "2.0 s"]
+
+
+def test_installed_code_is_shortened_with_the_full_path_on_hover():
+    stdlib = FunctionStats("wait", "/opt/py/lib/python3.12/threading.py", 320, 0.5, 0.0)
+    page = render(replace(io_profile(), functions=(stdlib,)), "html")
+    assert (
+        '<td class="text" title="/opt/py/lib/python3.12/threading.py:320">threading.py:320</td>'
+        in page
+    )

@@ -17,6 +17,7 @@ from report_profiles import (
 )
 from rich.console import Console
 
+from gilwise.model import FunctionStats
 from gilwise.report import render, render_to_console
 
 
@@ -165,3 +166,13 @@ def test_unknown_share_with_the_gil_on_reads_plain_n_a():
     assert "GIL on" in text
     assert "GIL held n/a\n" in text or "GIL held n/a " in text
     assert "no GIL" not in text
+
+
+def test_installed_code_is_shown_from_its_import_root():
+    stdlib = FunctionStats("wait", "/opt/py/lib/python3.12/threading.py", 320, 0.5, 0.0)
+    numpy = FunctionStats("dot", "/v/lib/python3.13t/site-packages/numpy/linalg.py", 9, 0.4, 0.0)
+    long_own = FunctionStats("f", "/home/" + "very_long_directory/" * 5 + "app.py", 1, 0.3, 0.0)
+    text = render(replace(io_profile(), functions=(stdlib, numpy, long_own)), "text")
+    assert _row(text, "wait")[1] == "threading.py:320"
+    assert _row(text, "dot")[1] == "numpy/linalg.py:9"
+    assert _row(text, "f")[1] == "…" + ("very_long_directory/" * 5 + "app.py:1")[-47:]

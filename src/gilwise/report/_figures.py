@@ -5,6 +5,7 @@ None means "not measured" and always reads as ``n/a``, never as 0.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -52,9 +53,16 @@ def held_fraction(profile: Profile) -> str:
     return NOT_MEASURED
 
 
+# Installed code reads best relative to its import root: ``threading.py``,
+# ``numpy/linalg/linalg.py``. The profile may come from another machine, so this looks at
+# the path's shape only, never at this interpreter's prefixes.
+_IMPORT_ROOTS = re.compile(r".*/(?:site-packages|dist-packages|lib/python\d+\.\d+t?)/")
+
+
 def location(function: FunctionStats, max_chars: int = 48) -> str:
-    """``dir/file.py:12``, keeping the end of a long path (the part that tells files apart)."""
-    where = f"{function.file}:{function.line}"
+    """``file.py:12`` for installed code, else the path; a long one keeps its end (the part
+    that tells files apart) behind an ellipsis."""
+    where = f"{_IMPORT_ROOTS.sub('', function.file)}:{function.line}"
     if len(where) <= max_chars:
         return where
     return "…" + where[-(max_chars - 1) :]

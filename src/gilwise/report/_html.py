@@ -276,11 +276,13 @@ def _th(heading: str, *, numeric: bool) -> str:
     return f"<th>{escape(heading)}</th>" if numeric else f'<th class="text">{escape(heading)}</th>'
 
 
-def _cell(value: str, *, numeric: bool) -> str:
+def _cell(value: str, *, numeric: bool, title: str = "") -> str:
     classes = [] if numeric else ["text"]
     if value == fig.NOT_MEASURED or value.startswith(fig.NOT_MEASURED + " "):
         classes.append("na")
     attr = f' class="{" ".join(classes)}"' if classes else ""
+    if title and title != value:
+        attr += f' title="{escape(title)}"'
     return f"<td{attr}>{escape(value)}</td>"
 
 
@@ -335,10 +337,12 @@ def _functions_section(profile: Profile) -> str:
     head = "".join(_th(h, numeric=i >= 2) for i, h in enumerate(fig.FUNCTION_HEADINGS))
     rows = []
     for function in top:
-        # A page wraps long paths, so it can show them whole.
-        cells = fig.function_cells(function, location_chars=400)
+        # A page wraps long paths, so it can show them whole; hovering shows the full path.
+        name, where, held, wait = fig.function_cells(function, location_chars=400)
         rows.append(
-            "<tr>" + "".join(_cell(v, numeric=i >= 2) for i, v in enumerate(cells)) + "</tr>"
+            f"<tr>{_cell(name, numeric=False)}"
+            f"{_cell(where, numeric=False, title=f'{function.file}:{function.line}')}"
+            f"{_cell(held, numeric=True)}{_cell(wait, numeric=True)}</tr>"
         )
     note = (
         f'<p class="note">Top {len(top)} of {len(profile.functions)} by GIL held + wait '
