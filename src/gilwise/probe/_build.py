@@ -47,17 +47,29 @@ def _totals(spans: Iterable[Span]) -> dict[int, float]:
     return totals
 
 
-def held_seconds(result: dict[str, Any], excluded: set[int]) -> float:
-    """Seconds during which any thread (other than ``excluded`` ones) held the GIL."""
+def held_seconds(
+    result: dict[str, Any], excluded: set[int], handoff_s: float = 0.0
+) -> tuple[float, float]:
+    """(seconds some thread other than ``excluded`` ones held the GIL, seconds the probe
+    itself took): the probe's share is the time ``excluded`` threads (gilwise's stack
+    sampler) held the GIL plus free gaps of at most ``handoff_s`` right before or after
+    such a hold (the GIL hand-offs the sampler caused)."""
     times: list[float] = result["holder_times"]
     holders: list[int] = result["holder_tids"]
     stop = result["stop_s"]
-    held = 0.0
-    for index, (begin, holder) in enumerate(zip(times, holders)):
-        end = times[index + 1] if index + 1 < len(times) else stop
-        if holder != 0 and holder not in excluded:
+    ends = [*times[1:], stop]
+    held = probe = 0.0
+    for index, (begin, end, holder) in enumerate(zip(times, ends, holders)):
+        if holder in excluded:
+            probe += end - begin
+        elif holder != 0:
             held += end - begin
-    return held
+        elif end - begin <= handoff_s and (
+            (index > 0 and holders[index - 1] in excluded)
+            or (index + 1 < len(holders) and holders[index + 1] in excluded)
+        ):
+            probe += end - begin
+    return held, probe
 
 
 def attribute_functions(
@@ -189,9 +201,14 @@ def build_profile(
     extra: dict[str, Any] = {
         "late_samples": result.get("late_samples", 0),
         "sampler_errors": list(result.get("errors", ())),
+        "sampler_scheduling": result.get("scheduling", "normal"),
     }
     if gil_known and wall_s > 0:
-        held_fraction = min(1.0, held_seconds(result, excluded_ids) / wall_s)
+        held_s, probe_s = held_seconds(result, excluded_ids, handoff_s=2.5 * interval_s)
+        # The stack sampler's own GIL holds (and the hand-offs they force) are not the
+        # program's: they leave the denominator as well as the numerator.
+        held_fraction = min(1.0, held_s / max(wall_s - probe_s, 1e-9))
+        extra["probe_gil_s"] = probe_s
     elif not gil_enabled:
         notes.append(
             "gil: the GIL is disabled (free-threaded build); held_fraction and GIL times "

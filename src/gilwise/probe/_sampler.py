@@ -17,6 +17,7 @@ length encoded per thread, so memory grows with state changes, not with time.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import select
 import struct
@@ -126,6 +127,7 @@ class Sampler:
         self._next_list_s = 0.0
         self._next_cpu_s = 0.0
         self.errors: list[str] = []
+        self.scheduling = "normal"
         self._refresh(time.monotonic(), at_start=True)
         if not self._readers:
             raise OSError(f"process {self.pid} has no readable threads in /proc/{self.pid}/task")
@@ -314,10 +316,35 @@ class Sampler:
                 for tid, s in self.threads.items()
             },
             "errors": list(self.errors),
+            "scheduling": self.scheduling,
         }
 
 
+def raise_priority() -> str:
+    """Ask the scheduler to run the sampler ahead of ordinary processes (best effort).
+
+    On a saturated machine a sampler that waits for a CPU samples late, mostly when the
+    profiled threads have just given up a CPU, which biases every fraction towards
+    "waiting" (measured: a 70% duty spinner read as 58% with nice -10 under load 4 on 2
+    cores; SCHED_FIFO kept every sample within 1.2 ms and read 70.6%). The sampler sleeps
+    between samples and uses a few percent of one core, and the kernel's RT throttling
+    bounds it anyway. Needs root, CAP_SYS_NICE or RLIMIT_RTPRIO; returns the policy used:
+    "fifo", "nice" or "normal".
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        return "fifo"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -5)
+        return "nice"
+    except (OSError, AttributeError):
+        return "normal"
+
+
 def _child_main() -> int:
+    scheduling = raise_priority()
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     line = stdin.readline()
@@ -325,6 +352,7 @@ def _child_main() -> int:
         return 0
     try:
         sampler = Sampler(SamplerConfig.from_json(line.decode()))
+        sampler.scheduling = scheduling
         sampler.sample()
     except OSError as exc:
         stdout.write(b"E" + str(exc).encode(errors="replace"))
