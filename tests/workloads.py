@@ -167,7 +167,8 @@ def run_threads(
             errors.append(exc)
 
     workers = [
-        threading.Thread(target=run, args=(index,), name=f"{name}-{index}") for index in range(count)
+        threading.Thread(target=run, args=(index,), name=f"{name}-{index}")
+        for index in range(count)
     ]
     for worker in workers:
         worker.start()
