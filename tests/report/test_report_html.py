@@ -99,7 +99,7 @@ def test_header_tables_and_verdict_show_the_profile_numbers():
         "2.000 s",
         "gil-bound",
         "process",
-        "1.92x",
+        "1.9x",
         "1.998",
         "50.1%",
         "1.234",

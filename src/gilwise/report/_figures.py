@@ -37,7 +37,8 @@ def share(part_s: Optional[float], whole_s: Optional[float]) -> str:
 
 
 def speedup(value: float) -> str:
-    return f"{value:.2f}x"
+    """``1.9x``: one decimal, as verdict.py writes speedups in its reasons."""
+    return f"{value:.1f}x"
 
 
 def gil_state(profile: Profile) -> str:

@@ -287,7 +287,10 @@ def _cell(value: str, *, numeric: bool, title: str = "") -> str:
 
 
 def _threads_section(profile: Profile) -> str:
-    heading = '<h2 id="threads">Threads</h2>'
+    heading = (
+        '<h2 id="threads">Threads</h2><p class="note">Seconds in each state; % of each '
+        "thread's own observed wall time.</p>"
+    )
     if not profile.threads:
         return heading + '<p class="note">No threads observed.</p>'
     head = "".join(_th(c.heading, numeric=c.numeric) for c in fig.THREAD_COLUMNS)

@@ -74,7 +74,7 @@ def _threads_table(profile: Profile, width: int) -> RenderableType:
     if not profile.threads:
         return Text("threads: none observed", style="dim")
     table = Table(
-        title="threads",
+        title="threads (seconds; % of each thread's own observed wall time)",
         title_justify="left",
         header_style="bold",
         box=box.SIMPLE_HEAD,
