@@ -149,6 +149,7 @@ def test_narrow_terminal_drops_the_percent_columns_first():
     wide = _row(render(gil_bound_profile(), "text", width=120), "worker-1")
     narrow = _row(render(gil_bound_profile(), "text", width=80), "worker-1")
     assert [cell for cell in wide if not cell.endswith("%")] == narrow
+    assert "threads (seconds)\n" in render(gil_bound_profile(), "text", width=80)
 
 
 def test_render_to_console_prints_in_colour_on_a_terminal():

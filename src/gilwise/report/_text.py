@@ -73,15 +73,17 @@ def _header(profile: Profile) -> Text:
 def _threads_table(profile: Profile, width: int) -> RenderableType:
     if not profile.threads:
         return Text("threads: none observed", style="dim")
+    # The % columns are the first to go on a narrow terminal: the seconds say it all.
+    with_shares = width >= FULL_WIDTH
+    columns = [c for c in fig.THREAD_COLUMNS if with_shares or not c.heading.endswith("%")]
     table = Table(
-        title="threads (seconds; % of each thread's own observed wall time)",
+        title="threads (seconds"
+        + ("; % of each thread's own observed wall time)" if with_shares else ")"),
         title_justify="left",
         header_style="bold",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    # The % columns are the first to go on a narrow terminal: the seconds say it all.
-    columns = [c for c in fig.THREAD_COLUMNS if width >= FULL_WIDTH or not c.heading.endswith("%")]
     for column in columns:
         table.add_column(
             # The unit on a line of its own keeps the numeric columns narrow.
