@@ -316,6 +316,21 @@ def test_local_address_starts_a_private_cluster_and_closes_it():
     assert not alive
 
 
+# --- through the public API ------------------------------------------------------------------
+
+
+def square(value):
+    return value * value
+
+
+def test_pipeline_stage_runs_on_the_cluster(cluster):
+    from gilwise import Pipeline
+
+    stream = Pipeline(range(12)).map(square, backend="dask", address=cluster.scheduler_address)
+    assert list(stream) == [n * n for n in range(12)]
+    assert [stage.backend for stage in stream.stats.stages] == ["dask"]
+
+
 # --- workers that die -----------------------------------------------------------------------
 
 

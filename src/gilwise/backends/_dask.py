@@ -112,20 +112,31 @@ class _Bridge:
         else:
             self.future.set_exception(exception)
 
-    # Runs on distributed's callback thread when the dask task has an outcome.
+    # Runs on distributed's callback thread when the dask task has an outcome. Fetching a
+    # result is a round trip to a worker: the fetcher thread does those, many per trip.
     def on_dask_done(self, dask_future: Any) -> None:
         if not self._settle():
             return
-        status = dask_future.status
+        if dask_future.status == "finished":
+            self._backend._fetcher.put(self)
+        else:
+            self.deliver_outcome()
+
+    def deliver_result(self, result: Any) -> None:
+        self._deliver(result=result)
+
+    def deliver_outcome(self) -> None:
+        """Fetch this task's outcome alone and deliver it (after ``_settle``)."""
+        status = self.dask_future.status
         if status == "finished":
             try:
-                result = dask_future.result()
-            except Exception as exc:  # the result could not be fetched (its worker died)
+                result = self.dask_future.result()
+            except Exception as exc:  # the result could not be fetched: deliver why
                 self._deliver(exception=exc)
             else:
                 self._deliver(result=result)
         elif status == "error":
-            self._deliver(exception=self._translate(dask_future))
+            self._deliver(exception=self._translate(self.dask_future))
         else:  # cancelled behind our back: the client closed or the scheduler forgot it
             reason = CancelledError(
                 f"task {self.label} was cancelled on the dask cluster (status {status!r}) "
@@ -172,6 +183,59 @@ class _Bridge:
         if self._settle():
             self.future.cancel()
             self._backend._cancel_on_cluster(self.dask_future)
+
+
+class _ResultFetcher:
+    """One thread that fetches finished tasks' results, all that are ready in one gather.
+
+    Started on first use; ``stop`` delivers what is queued, then joins the thread.
+    """
+
+    def __init__(self, client: Any, thread_name: str) -> None:
+        self._client = client
+        self._thread_name = thread_name
+        self._condition = threading.Condition()
+        self._ready: list[_Bridge] = []
+        self._thread: Optional[threading.Thread] = None
+        self._stopping = False
+
+    def put(self, bridge: _Bridge) -> None:
+        with self._condition:
+            self._ready.append(bridge)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=self._thread_name, daemon=True
+                )
+                self._thread.start()
+            self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._ready and not self._stopping:
+                    self._condition.wait()
+                if not self._ready:
+                    return
+                batch, self._ready = self._ready, []
+            self._fetch(batch)
+
+    def _fetch(self, batch: list[_Bridge]) -> None:
+        try:
+            results = self._client.gather([bridge.dask_future for bridge in batch])
+        except Exception:  # one result was lost or the client closed: fetch one by one
+            for bridge in batch:
+                bridge.deliver_outcome()
+            return
+        for bridge, result in zip(batch, results):
+            bridge.deliver_result(result)
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
 
 
 class _Deadlines:
@@ -281,7 +345,6 @@ class DaskBackend(Backend):
         self._lock = threading.Lock()
         self._closed = False
         self._outstanding: set[_Bridge] = set()
-        self._deadlines = _Deadlines(thread_name=f"gilwise-dask-deadlines-{id(self):x}")
         self._cluster: Any = None
         self._owns_client = client is None
         self._client: Any = client
@@ -292,6 +355,8 @@ class DaskBackend(Backend):
         if max_workers is None and address != LOCAL_ADDRESS:
             self.max_workers = max(1, sum(self._client.nthreads().values()))
         self._address = str(self._client.scheduler.address)
+        self._deadlines = _Deadlines(thread_name=f"gilwise-dask-deadlines-{id(self):x}")
+        self._fetcher = _ResultFetcher(self._client, f"gilwise-dask-results-{id(self):x}")
 
     def _start_local_cluster(self, distributed: Any, n_workers: int) -> Any:
         host = "127.0.0.1"
@@ -400,6 +465,7 @@ class DaskBackend(Backend):
             for bridge in outstanding:
                 bridge.cancel_for_shutdown()
         self._deadlines.stop()
+        self._fetcher.stop()
         if self._owns_client:
             self._client.close()
             if self._cluster is not None:
