@@ -30,6 +30,8 @@ from typing import Any, Callable, Optional
 
 JOIN_TIMEOUT_S = 60.0
 _BIG_BUFFER = os.urandom(1 << 22)  # 4 MiB: hashing it takes ~10 ms with the GIL released
+# Compressible, so zlib's output buffer stays small: growing it happens with the GIL held.
+_TEXT_BUFFER = b"".join(b"line %d of a compressible text buffer\n" % i for i in range(1 << 16))
 
 
 def spinner(seconds: float) -> int:
@@ -90,11 +92,11 @@ def hasher(seconds: float) -> int:
 
 
 def compressor(seconds: float) -> int:
-    """zlib-compress a 4 MiB buffer, over and over (the GIL is released while compressing)."""
+    """zlib-compress a 2.5 MiB text buffer, over and over (the GIL is released meanwhile)."""
     deadline = time.monotonic() + seconds
     rounds = 0
     while time.monotonic() < deadline:
-        zlib.compress(_BIG_BUFFER, 1)
+        zlib.compress(_TEXT_BUFFER, 6)
         rounds += 1
     return rounds
 

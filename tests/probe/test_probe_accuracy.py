@@ -1,0 +1,112 @@
+"""The probe's numbers against workloads whose answer is known by construction.
+
+Targets (the "Measure" spec): held_fraction within 0.05 of the truth, each thread's
+gil_wait within 0.07 of the truth, the right verdict kind. Truths come from the workloads
+themselves (a spinner holds the GIL all the time; a duty-cycled spinner reports its real
+duty; a spinner's GIL wait is the kernel's account of how long it slept), never from
+timing assumptions about this machine.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import gilwise
+import workloads
+from gilwise.model import Profile
+
+pytestmark = [pytest.mark.multiversion, pytest.mark.usefixtures("no_leaks")]
+
+SECONDS = 0.7
+HELD_MARGIN = 0.05
+WAIT_MARGIN = 0.07
+
+
+def _profile(fn, *args) -> tuple[object, Profile]:
+    with gilwise.monitor() as mon:
+        result = fn(*args)
+    return result, mon.profile
+
+
+def _workers(profile: Profile) -> list:
+    return [t for t in profile.threads if t.name.startswith("worker-")]
+
+
+def test_one_spinner_holds_the_gil_all_the_time():
+    _, profile = _profile(workloads.spinner, SECONDS)
+    assert profile.held_fraction == pytest.approx(1.0, abs=HELD_MARGIN)
+    main = profile.thread(threading.get_native_id())
+    assert main.gil_wait_s == pytest.approx(0.0, abs=WAIT_MARGIN * main.wall_s)
+    assert profile.verdict is not None and profile.verdict.kind == "serial"
+
+
+def test_two_spinners_hold_the_gil_all_the_time_and_each_waits_for_it():
+    reports, profile = _profile(workloads.run_threads, workloads.measured_spinner, 2, SECONDS)
+    assert profile.held_fraction == pytest.approx(1.0, abs=HELD_MARGIN)
+    for report in reports:
+        stats = profile.thread(report.native_id)
+        truth = report.sleep_s / report.wall_s
+        assert stats.gil_wait_s / stats.wall_s == pytest.approx(truth, abs=WAIT_MARGIN)
+    assert profile.verdict is not None and profile.verdict.kind == "gil-bound"
+    assert profile.verdict.recommended_backend == "process"
+
+
+@pytest.mark.parametrize("duty", [0.3, 0.7])
+def test_duty_cycled_spinner_holds_the_gil_for_its_duty(duty):
+    (real_duty,), profile = _profile(
+        workloads.run_threads, workloads.duty_spinner, 1, SECONDS, duty
+    )
+    assert profile.held_fraction == pytest.approx(real_duty, abs=HELD_MARGIN)
+
+
+@pytest.mark.parametrize("workload", [workloads.hasher, workloads.compressor])
+def test_native_threads_barely_hold_the_gil(workload):
+    _, profile = _profile(workloads.run_threads, workload, 2, SECONDS)
+    assert profile.held_fraction == pytest.approx(0.0, abs=HELD_MARGIN)
+    for stats in _workers(profile):
+        assert stats.native_s / stats.wall_s >= 1.0 - 2 * HELD_MARGIN
+    assert profile.verdict is not None and profile.verdict.kind == "native-parallel"
+
+
+def test_sleeping_threads_are_io_bound_and_hold_nothing():
+    _, profile = _profile(workloads.run_threads, workloads.sleeper, 2, SECONDS)
+    assert profile.held_fraction == pytest.approx(0.0, abs=HELD_MARGIN)
+    for stats in _workers(profile):
+        assert stats.io_wait_s / stats.wall_s >= 1.0 - HELD_MARGIN
+    assert profile.verdict is not None and profile.verdict.kind == "io-bound"
+
+
+def test_socket_recv_is_io_wait():
+    _, profile = _profile(workloads.socket_waiter, SECONDS)
+    main = profile.thread(threading.get_native_id())
+    assert main.io_wait_s / main.wall_s >= 1.0 - HELD_MARGIN
+    assert profile.held_fraction == pytest.approx(0.0, abs=HELD_MARGIN)
+    assert profile.verdict is not None and profile.verdict.kind == "io-bound"
+
+
+def test_threads_queueing_on_one_lock_are_lock_contention():
+    _, profile = _profile(workloads.lock_queue, 3, SECONDS)
+    workers = _workers(profile)
+    assert len(workers) == 3
+    # One of three holds the lock at a time: each waits on it most of the rest.
+    for stats in workers:
+        assert stats.lock_wait_s > stats.gil_wait_s
+    assert profile.verdict is not None and profile.verdict.kind == "lock-contention"
+
+
+def test_waiting_on_an_event_is_idle():
+    _, profile = _profile(workloads.event_waiter, SECONDS)
+    assert profile.held_fraction == pytest.approx(0.0, abs=HELD_MARGIN)
+    assert profile.verdict is not None and profile.verdict.kind == "idle"
+
+
+def test_functions_are_attributed_to_the_innermost_python_frame():
+    _, profile = _profile(workloads.run_threads, workloads.spinner, 2, SECONDS)
+    top = profile.functions[0]
+    assert top.function == "spinner"
+    assert top.file.endswith("workloads.py")
+    # Two spinners: together they hold the GIL about as long as they wait for it.
+    assert top.gil_held_s == pytest.approx(profile.wall_s, rel=0.25)
+    assert top.gil_wait_s > 0.25 * profile.wall_s

@@ -1,0 +1,101 @@
+"""gilwise.monitor / gilwise.profile: life cycle, clean-up, errors, injected runtimes."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import gilwise
+import workloads
+from gilwise.errors import ProbeUnavailableError
+from gilwise.model import SCHEMA, Profile
+from gilwise.probe import _monitor, _procfs
+from gilwise.runtime import RuntimeFacts
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+FREE_THREADED = RuntimeFacts((3, 13, 0), "CPython", 2, False, True, "linux")
+
+
+def test_profile_returns_the_result_and_a_profile_with_a_verdict():
+    result, profile = gilwise.profile(sum, range(10))
+    assert result == 45
+    assert isinstance(profile, Profile)
+    assert profile.verdict is not None
+    assert profile.samples >= 1
+    assert profile.to_dict()["schema"] == SCHEMA
+
+
+def test_monitor_profile_is_ready_only_after_the_block():
+    with gilwise.monitor() as mon, pytest.raises(RuntimeError, match=r"after the `with"):
+        _ = mon.profile
+    assert mon.profile.wall_s >= 0
+
+
+def test_a_monitor_runs_once():
+    with gilwise.monitor() as mon:
+        pass
+    with pytest.raises(RuntimeError, match="create a new gilwise"), mon:
+        pass
+
+
+def test_exceptions_propagate_and_the_sampler_is_cleaned_up():
+    def boom():
+        raise ValueError("from the profiled code")
+
+    with pytest.raises(ValueError, match="from the profiled code"):
+        gilwise.profile(boom)
+
+
+def test_the_stack_sampler_thread_is_not_reported():
+    with gilwise.monitor() as mon:
+        workloads.spinner(0.2)
+    names = [t.name for t in mon.profile.threads]
+    assert "gilwise-stacks" not in names
+    assert mon.profile.extra["probe_gil_s"] >= 0
+
+
+def test_stacks_can_be_disabled_and_the_report_says_functions_are_missing():
+    with gilwise.monitor(stack_rate_hz=None) as mon:
+        workloads.spinner(0.1)
+    assert mon.profile.functions == ()
+    assert any(note.startswith("functions:") for note in mon.profile.unavailable)
+
+
+def test_timeline_spans_are_within_the_run_and_capped():
+    with gilwise.monitor(max_timeline_spans=50) as mon:
+        workloads.run_threads(workloads.spinner, 2, 0.3)
+    timeline = mon.profile.timeline
+    assert 0 < len(timeline) <= 60
+    assert all(0 <= span.start_s < span.end_s <= mon.profile.wall_s + 1e-6 for span in timeline)
+
+
+def test_free_threaded_runtime_reports_no_held_fraction_never_zero():
+    with gilwise.monitor(runtime=FREE_THREADED) as mon:
+        workloads.run_threads(workloads.spinner, 2, 0.2)
+    profile = mon.profile
+    assert profile.held_fraction is None
+    assert profile.python.gil_enabled is False
+    assert all(t.gil_held_s is None and t.gil_wait_s is None for t in profile.threads)
+    assert any("GIL is disabled" in note for note in profile.unavailable)
+    assert profile.verdict is not None and "GIL is off" in profile.verdict.reason
+
+
+def test_without_proc_the_monitor_says_what_is_missing(monkeypatch):
+    monkeypatch.setattr(_procfs, "available", lambda: "/proc/<pid>/task is not available")
+    with pytest.raises(ProbeUnavailableError, match="needs Linux"), gilwise.monitor():
+        pass
+
+
+def test_an_unreadable_process_gives_an_error_that_says_what_to_do(monkeypatch):
+    fake_child = "import sys; sys.stdin.readline(); sys.stdout.write('Epermission denied')"
+    monkeypatch.setattr(_monitor, "_sampler_command", lambda: [sys.executable, "-c", fake_child])
+    with pytest.raises(ProbeUnavailableError, match="ptrace_scope"), gilwise.monitor():
+        pass
+
+
+@pytest.mark.parametrize("rate", [0, -5, 1e9])
+def test_bad_rates_are_rejected(rate):
+    with pytest.raises(ValueError, match="rate_hz"):
+        gilwise.monitor(rate_hz=rate)
