@@ -37,3 +37,24 @@ def test_unknown_public_attribute_is_a_clear_attribute_error():
         assert "no_such_thing" in str(error)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_report_rerenders_a_saved_profile(tmp_path, capsys):
+    from gilwise.model import Profile, PythonInfo, ThreadStats
+
+    thread = ThreadStats("worker-<1>", 7, 1.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0)
+    saved = tmp_path / "run.json"
+    saved.write_text(
+        Profile(PythonInfo("3.11.7", "CPython", True), 2, 1.0, 0.97, (thread,)).to_json()
+    )
+    assert main(["report", str(saved), "--format", "html", "-o", str(tmp_path / "r.html")]) == 0
+    assert "worker-&lt;1&gt;" in (tmp_path / "r.html").read_text()
+    assert main(["report", str(saved)]) == 0
+    assert "97" in capsys.readouterr().out
+
+
+def test_report_of_a_non_profile_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "something/9"}')
+    assert main(["report", str(bad)]) == 2
+    assert "something/9" in capsys.readouterr().err

@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gilwise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_profile):
+    for add in (_add_demo, _add_profile, _add_report):
         add(sub)
     return parser
 
@@ -96,6 +96,39 @@ def _run_profile(args: argparse.Namespace) -> int:
     from .probe import cli as probe_cli
 
     return probe_cli.run(args)
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="re-render a saved JSON profile (gilwise profile --format json) in another format",
+    )
+    p.add_argument("profile_json", metavar="PROFILE.json", help="a gilwise.profile/1 JSON file")
+    p.add_argument("--format", choices=("text", "json", "html", "trace"), default="text")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .model import Profile
+    from .report import render
+
+    try:
+        profile = Profile.from_json(Path(args.profile_json).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"gilwise report: cannot read {args.profile_json}: {error}", file=sys.stderr)
+        return 2
+    text = render(profile, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
 
 
 # --- entry point ------------------------------------------------------------------------
