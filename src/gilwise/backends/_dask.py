@@ -185,29 +185,52 @@ class _Bridge:
             self._backend._cancel_on_cluster(self.dask_future)
 
 
-class _ResultFetcher:
-    """One thread that fetches finished tasks' results, all that are ready in one gather.
+class _OnDemandThread:
+    """A daemon thread that the first piece of work starts; ``stop`` wakes and joins it.
 
-    Started on first use; ``stop`` delivers what is queued, then joins the thread.
+    Subclasses keep their work under ``self._condition``, call ``_wake`` (holding it) after
+    adding some, and end ``_run`` once ``self._stopping`` is set.
+    """
+
+    def __init__(self, thread_name: str) -> None:
+        self._thread_name = thread_name
+        self._condition = threading.Condition()
+        self._thread: Optional[threading.Thread] = None
+        self._stopping = False
+
+    def _wake(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+            self._thread.start()
+        self._condition.notify()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+
+class _ResultFetcher(_OnDemandThread):
+    """Fetches finished tasks' results: all that are ready, in one gather per round trip.
+
+    ``stop`` delivers what is still queued before the thread ends.
     """
 
     def __init__(self, client: Any, thread_name: str) -> None:
+        super().__init__(thread_name)
         self._client = client
-        self._thread_name = thread_name
-        self._condition = threading.Condition()
         self._ready: list[_Bridge] = []
-        self._thread: Optional[threading.Thread] = None
-        self._stopping = False
 
     def put(self, bridge: _Bridge) -> None:
         with self._condition:
             self._ready.append(bridge)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=self._thread_name, daemon=True
-                )
-                self._thread.start()
-            self._condition.notify()
+            self._wake()
 
     def _run(self) -> None:
         while True:
@@ -229,38 +252,21 @@ class _ResultFetcher:
         for bridge, result in zip(batch, results):
             bridge.deliver_result(result)
 
-    def stop(self) -> None:
-        with self._condition:
-            self._stopping = True
-            self._condition.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
 
-
-class _Deadlines:
-    """One thread that expires tasks whose per-task timeout passed; started on first use."""
+class _Deadlines(_OnDemandThread):
+    """Expires tasks whose per-task timeout passed."""
 
     def __init__(self, thread_name: str) -> None:
-        self._thread_name = thread_name
-        self._condition = threading.Condition()
+        super().__init__(thread_name)
         self._heap: list[tuple[float, int, float, _Bridge]] = []
         self._order = itertools.count()
-        self._thread: Optional[threading.Thread] = None
-        self._stopping = False
 
     def add(self, bridge: _Bridge, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with self._condition:
-            if self._stopping:
-                return
-            heapq.heappush(self._heap, (deadline, next(self._order), timeout_s, bridge))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=self._thread_name, daemon=True
-                )
-                self._thread.start()
-            self._condition.notify()
+            if not self._stopping:
+                heapq.heappush(self._heap, (deadline, next(self._order), timeout_s, bridge))
+                self._wake()
 
     def _run(self) -> None:
         while True:
@@ -280,15 +286,6 @@ class _Deadlines:
                     self._condition.wait(delay_s)
             # Outside the lock: expiring cancels on the cluster, a round trip.
             bridge.expire(timeout_s)
-
-    def stop(self) -> None:
-        with self._condition:
-            self._stopping = True
-            self._heap.clear()
-            self._condition.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
 
 
 class DaskBackend(Backend):
