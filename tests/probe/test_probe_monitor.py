@@ -10,7 +10,7 @@ import gilwise
 import workloads
 from gilwise.errors import ProbeUnavailableError
 from gilwise.model import SCHEMA, Profile
-from gilwise.probe import _monitor, _procfs
+from gilwise.probe import _child, _procfs
 from gilwise.runtime import RuntimeFacts
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
@@ -90,7 +90,7 @@ def test_without_proc_the_monitor_says_what_is_missing(monkeypatch):
 
 def test_an_unreadable_process_gives_an_error_that_says_what_to_do(monkeypatch):
     fake_child = "import sys; sys.stdin.readline(); sys.stdout.write('Epermission denied')"
-    monkeypatch.setattr(_monitor, "_sampler_command", lambda: [sys.executable, "-c", fake_child])
+    monkeypatch.setattr(_child, "sampler_command", lambda: [sys.executable, "-c", fake_child])
     with pytest.raises(ProbeUnavailableError, match="ptrace_scope"), gilwise.monitor():
         pass
 

@@ -222,7 +222,10 @@ def build_profile(
         )
         extra["thread_states"] = attach_states
     if not frames:
-        notes.append("functions: no Python stack samples (attach mode or stacks disabled)")
+        notes.append(
+            "functions: no Python stack samples (attach mode samples thread states only, "
+            "or stacks were disabled)"
+        )
 
     timeline.sort(key=lambda span: (span.start_s, span.native_id))
     profile = Profile(

@@ -9,17 +9,13 @@ collect its samples, stop the stack thread, build the Profile.
 from __future__ import annotations
 
 import os
-import pickle
-import select
 import subprocess
-import sys
-import time
 from typing import Any, Callable, Optional, TypeVar
 
 from gilwise import runtime as _runtime
 from gilwise.errors import ProbeUnavailableError
 from gilwise.model import Profile
-from gilwise.probe import _build, _gil_address, _procfs
+from gilwise.probe import _build, _child, _gil_address, _procfs
 from gilwise.probe._sampler import SamplerConfig
 from gilwise.probe._stacks import StackSampler
 from gilwise.runtime import RuntimeFacts
@@ -30,8 +26,6 @@ from gilwise.runtime import RuntimeFacts
 DEFAULT_RATE_HZ = 1000.0
 # Python stack snapshots per second: each one takes the GIL from the profiled threads.
 DEFAULT_STACK_RATE_HZ = 100.0
-_CHILD_START_TIMEOUT_S = 60.0
-_CHILD_STOP_TIMEOUT_S = 60.0
 
 T = TypeVar("T")
 
@@ -121,7 +115,7 @@ class Monitor:
             if self.stack_rate_hz:
                 self._stacks = StackSampler(self.stack_rate_hz)
                 self._stacks.start()
-            self._child = _start_child(config)
+            self._child = _child.start(config)
         except BaseException:
             self._abort()
             raise
@@ -139,19 +133,10 @@ class Monitor:
         child = self._child
         assert child is not None
         try:
-            output, errors = child.communicate(b"stop\n", timeout=_CHILD_STOP_TIMEOUT_S)
-        except BaseException:
-            self._abort()
-            raise
+            result = _child.stop(child)
         finally:
             if self._stacks is not None:
                 self._stacks.stop()
-        if child.returncode != 0 or not output:
-            raise ProbeUnavailableError(
-                f"the gilwise sampler process failed (exit code {child.returncode}): "
-                f"{errors.decode(errors='replace').strip()[-2000:]}"
-            )
-        result = pickle.loads(output)
         stacks = self._stacks
         self._profile = _build.build_profile(
             result,
@@ -167,68 +152,10 @@ class Monitor:
 
     def _abort(self) -> None:
         self._state = "stopped"
-        if self._child is not None and self._child.poll() is None:
-            self._child.kill()
-            self._child.wait()
+        if self._child is not None:
+            _child.kill(self._child)
         if self._stacks is not None and self._stacks.native_id is not None:
             self._stacks.stop()
-
-
-def _sampler_command() -> list[str]:
-    if not sys.executable:
-        raise ProbeUnavailableError(
-            "gilwise needs sys.executable to start its sampler process, and it is empty "
-            "(an embedded interpreter?); run the program with a regular python"
-        )
-    return [sys.executable, "-S", "-m", "gilwise.probe._sampler"]
-
-
-def _start_child(config: SamplerConfig) -> subprocess.Popen:
-    env = dict(os.environ)
-    # The child needs only gilwise and the standard library: put gilwise first on its path.
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(
-        part for part in (package_parent, env.get("PYTHONPATH", "")) if part
-    )
-    child = subprocess.Popen(
-        _sampler_command(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        bufsize=0,
-        env=env,
-        close_fds=True,
-    )
-    try:
-        _procfs.allow_tracer(child.pid)
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(config.to_json().encode() + b"\n")
-        deadline = time.monotonic() + _CHILD_START_TIMEOUT_S
-        while True:
-            ready, _, _ = select.select(
-                [child.stdout], [], [], max(0.0, deadline - time.monotonic())
-            )
-            if ready or time.monotonic() >= deadline:
-                break
-        first = child.stdout.read(1) if ready else b""
-        if first == b"R":
-            return child
-        rest = child.stdout.read() if first else b""
-        child.kill()
-        _, stderr = child.communicate()
-        detail = (rest or stderr).decode(errors="replace").strip()[-2000:]
-        if not first:
-            detail = detail or f"no answer within {_CHILD_START_TIMEOUT_S:.0f} s"
-        raise ProbeUnavailableError(
-            f"gilwise cannot read this process's threads from its sampler process: {detail}. "
-            f"It needs ptrace permission on itself: set kernel.yama.ptrace_scope to 0 or 1, or "
-            f"grant CAP_SYS_PTRACE (in a container: --cap-add SYS_PTRACE)."
-        )
-    except BaseException:
-        if child.poll() is None:
-            child.kill()
-        child.communicate()
-        raise
 
 
 def monitor(

@@ -64,6 +64,7 @@ class SamplerConfig:
     holder_chain: tuple[tuple[int, int], ...] = ()
     gil_enabled: bool = True
     machine: Optional[str] = None
+    duration_s: Optional[float] = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -366,7 +367,9 @@ def _child_main() -> int:
         ready, _, _ = select.select([stdin_fd], [], [], max(0.0, timeout_s))
         return bool(ready)
 
-    sampler.run_until(stop_requested)
+    config = sampler.config
+    deadline = None if config.duration_s is None else sampler.start_s + config.duration_s
+    sampler.run_until(stop_requested, deadline_s=deadline)
     sampler.sample()
     sampler.finish()
     pickle.dump(sampler.result(), stdout, protocol=4)
