@@ -26,7 +26,9 @@ def _cpu_result(threads_s: float, processes_s: float, interpreters: Row) -> Expe
     return ExperimentResult("cpu", "CPU-bound", "loops", with_speedups(rows))
 
 
-NO_INTERPRETERS = unavailable("spin loop", "sub-interpreters", 2, "needs Python 3.12+, this is 3.11.7")
+NO_INTERPRETERS = unavailable(
+    "spin loop", "sub-interpreters", 2, "needs Python 3.12+, this is 3.11.7"
+)
 
 
 def test_speedups_are_relative_to_the_sequential_row_of_the_same_workload():
@@ -107,3 +109,30 @@ def test_subinterpreter_row_explains_why_on_python_below_312(no_leaks):
     assert not row.available
     assert row.note == "needs Python 3.12+, this is 3.11.7"
     assert result.rows[-1] is row
+
+
+def test_a_starved_sequential_run_is_called_unreliable():
+    rows = with_speedups(
+        (
+            Row("spin loop", "sequential", 1, 2.0, 0.9),
+            Row("spin loop", "threads", 2, 2.0, 0.9),
+            Row("spin loop", "processes", 2, 1.5, 0.9),
+            NO_INTERPRETERS,
+        )
+    )
+    sentence = explain(ExperimentResult("cpu", "t", "w", rows), PY311).sentence
+    assert "got only 45% of a core" in sentence and sentence.endswith("unreliable.")
+    assert sentence.count("; careful") == 1
+
+
+@pytest.mark.multiversion
+def test_subinterpreter_row_is_measured_on_312_and_explained_before(no_leaks):
+    from gilwise import runtime
+
+    facts = runtime.current()
+    row = run_cpu(0.01, facts, repeats=1).row("sub-interpreters")
+    if facts.own_gil_subinterpreters:
+        assert row.available, row.note
+        assert row.wall_s > 0 and row.gil_note == "n/a (own GIL)"
+    else:
+        assert row.note == f"needs Python 3.12+, this is {facts.version_text}"

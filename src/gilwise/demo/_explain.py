@@ -14,6 +14,9 @@ from ._results import ExperimentResult, Row
 
 #: Below this a "parallel" way did not really run in parallel; at or above it, it did.
 SCALES_AT = 1.35
+#: A sequential CPU-bound run that got less of a core than this was competing with other
+#: programs, so its speedups say more about the machine's load than about the GIL.
+BUSY_BELOW_CORE_SHARE = 0.8
 #: Waiting-bound work with 20 requests in flight should gain at least this much.
 IO_GAINS_AT = 3.0
 
@@ -25,7 +28,24 @@ def explain(result: ExperimentResult, facts: RuntimeFacts) -> ExperimentResult:
         writer = writers[result.name]
     except KeyError:
         raise ValueError(f"no explanation for experiment {result.name!r}") from None
-    return replace(result, sentence=writer(result, facts))
+    sentence = writer(result, facts)
+    if result.name in ("cpu", "native"):
+        sentence = _busy_warning(result, sentence)
+    return replace(result, sentence=sentence)
+
+
+def _busy_warning(result: ExperimentResult, sentence: str) -> str:
+    """Append a warning when the sequential run did not get a whole core to itself."""
+    sequential = next((row for row in result.rows if row.is_sequential and row.available), None)
+    if sequential is None or not sequential.wall_s or sequential.cpu_s is None:
+        return sentence
+    core_share = sequential.cpu_s / sequential.wall_s
+    if core_share >= BUSY_BELOW_CORE_SHARE:
+        return sentence
+    return (
+        f"{sentence[:-1]}; careful: the sequential run got only {core_share:.0%} of a core, "
+        "so other programs were competing for the CPU and these ratios are unreliable."
+    )
 
 
 def speedup_text(speedup: Optional[float]) -> str:

@@ -14,7 +14,7 @@ import sys
 import threading
 
 from . import _numpy_matmul, _work
-from ._measure import DEFAULT_REPEATS, fastest_of
+from ._measure import DEFAULT_REPEATS, fastest_in_turn
 from ._results import ExperimentResult, Row, unavailable, with_speedups
 
 BUFFER_BYTES = 8 * 1024 * 1024
@@ -48,7 +48,7 @@ def run_native(
         work=(
             f"sha256 of {hashes} x {BUFFER_BYTES // (1024 * 1024)} MiB; "
             f"{matmuls} float64 {MATRIX_SIZE}x{MATRIX_SIZE} matmuls with BLAS limited to 1 thread; "
-            f"fastest of {repeats} runs per way"
+            f"ways run in turn, fastest of {repeats} runs each"
         ),
         rows=with_speedups(rows),
     )
@@ -75,20 +75,19 @@ def _sha256_rows(hashes: int, measure_gil: bool, repeats: int) -> tuple[Row, ...
         for thread in threads:
             thread.join()
 
-    rows = []
-    for way, workers, work in (("sequential", 1, sequential), ("threads", THREADS, threaded)):
-        best = fastest_of(work, repeats=repeats, measure_gil=measure_gil)
-        rows.append(
-            Row(
-                SHA_WORKLOAD,
-                way,
-                workers,
-                best.wall_s,
-                best.cpu_s,
-                gil_held_fraction=best.gil_held_fraction,
-            )
+    ways = {"sequential": sequential, "threads": threaded}
+    best = fastest_in_turn(ways, repeats=repeats, gil_ways=ways if measure_gil else ())
+    return tuple(
+        Row(
+            SHA_WORKLOAD,
+            way,
+            1 if way == "sequential" else THREADS,
+            best[way].wall_s,
+            best[way].cpu_s,
+            gil_held_fraction=best[way].gil_held_fraction,
         )
-    return tuple(rows)
+        for way in ways
+    )
 
 
 def _numpy_rows(matmuls: int, measure_gil: bool, repeats: int) -> tuple[Row, ...]:

@@ -30,7 +30,7 @@ def measure(size: int, count: int, measure_gil: bool, repeats: int) -> dict[str,
         import numpy
     except ImportError:
         return {"unavailable": "numpy not installed (pip install 'gilwise[numpy]')"}
-    from ._measure import fastest_of
+    from ._measure import fastest_in_turn
 
     generator = numpy.random.default_rng(0)
     left = generator.random((size, size))
@@ -56,18 +56,18 @@ def measure(size: int, count: int, measure_gil: bool, repeats: int) -> dict[str,
             thread.join()
 
     multiply(1)  # page in BLAS and its buffers before any clock starts
-    rows = []
-    for way, workers, work in (("sequential", 1, sequential), ("threads", THREADS, threaded)):
-        best = fastest_of(work, repeats=repeats, measure_gil=measure_gil)
-        rows.append(
-            {
-                "way": way,
-                "workers": workers,
-                "wall_s": best.wall_s,
-                "cpu_s": best.cpu_s,
-                "gil_held_fraction": best.gil_held_fraction,
-            }
-        )
+    ways = {"sequential": sequential, "threads": threaded}
+    best = fastest_in_turn(ways, repeats=repeats, gil_ways=ways if measure_gil else ())
+    rows = [
+        {
+            "way": way,
+            "workers": 1 if way == "sequential" else THREADS,
+            "wall_s": best[way].wall_s,
+            "cpu_s": best[way].cpu_s,
+            "gil_held_fraction": best[way].gil_held_fraction,
+        }
+        for way in ways
+    ]
     return {"rows": rows, "numpy_version": numpy.__version__}
 
 
