@@ -1,0 +1,169 @@
+"""`gilwise profile`: runs a program like cProfile, keeps its exit code and output, attaches."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gilwise.cli import main
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+TESTS_DIR = str(Path(__file__).resolve().parent.parent)
+TIMEOUT_S = 120
+
+PROGRAM = textwrap.dedent(
+    f"""
+    import sys
+    sys.path.insert(0, {TESTS_DIR!r})
+    import workloads
+    print("program says", sys.argv[1:])
+    workloads.run_threads(workloads.spinner, 2, 0.3)
+    if "--raise" in sys.argv:
+        raise RuntimeError("the program failed")
+    if "--exit" in sys.argv:
+        sys.exit(3)
+    """
+)
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    path = tmp_path / "program.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+def _gilwise(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gilwise", "profile", *argv],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        **kwargs,
+    )
+
+
+def test_script_output_stays_on_stdout_and_the_report_goes_to_stderr(program):
+    done = _gilwise("--format", "json", str(program), "a", "--flag")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "program says ['a', '--flag']\n"
+    report = json.loads(done.stderr)
+    assert report["schema"] == "gilwise.profile/1"
+    assert report["gil"]["held_fraction"] > 0.5
+    assert report["verdict"]["kind"] == "gil-bound"
+
+
+def test_sys_exit_code_is_kept_and_the_report_still_written(program, tmp_path):
+    out = tmp_path / "report.json"
+    done = _gilwise("--format", "json", "-o", str(out), str(program), "--exit")
+    assert done.returncode == 3
+    assert json.loads(out.read_text())["command"].endswith("--exit")
+
+
+def test_an_exception_exits_1_with_the_programs_traceback_and_a_report(program, tmp_path):
+    out = tmp_path / "report.json"
+    done = _gilwise("--format", "json", "-o", str(out), str(program), "--raise")
+    assert done.returncode == 1
+    assert "RuntimeError: the program failed" in done.stderr
+    assert "runpy" not in done.stderr
+    assert json.loads(out.read_text())["threads"]
+
+
+def test_dash_m_runs_a_module_with_its_arguments(program, tmp_path):
+    out = tmp_path / "report.txt"
+    done = _gilwise("-o", str(out), "-m", "program", "x", cwd=str(program.parent))
+    assert done.returncode == 0, done.stderr
+    assert "program says ['x']" in done.stdout
+    assert "verdict" in out.read_text()
+
+
+def test_ctrl_c_exits_130_and_still_writes_the_report(tmp_path):
+    program = tmp_path / "waits.py"
+    program.write_text("import threading\nprint('ready', flush=True)\nthreading.Event().wait()\n")
+    out = tmp_path / "report.json"
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gilwise",
+            "profile",
+            "--format",
+            "json",
+            "-o",
+            str(out),
+            str(program),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "ready\n"
+            proc.send_signal(signal.SIGINT)
+            proc.wait(TIMEOUT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130
+    report = json.loads(out.read_text())
+    assert report["command"].endswith("waits.py")
+    assert report["threads"]
+
+
+def test_attach_to_a_running_process_finds_the_gil_holder(capsys):
+    victim_code = (
+        "import threading, sys\n"
+        "def spin():\n"
+        "    while True: pass\n"
+        "for _ in range(2): threading.Thread(target=spin, daemon=True).start()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", victim_code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as victim:
+        try:
+            assert victim.stdout is not None and victim.stdout.readline() == "ready\n"
+            code = main(
+                ["profile", "--pid", str(victim.pid), "--duration", "0.5", "--format", "json"]
+            )
+        finally:
+            victim.kill()
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source"] == f"attach:{victim.pid}"
+    assert report["gil"]["held_fraction"] == pytest.approx(1.0, abs=0.05)
+    assert report["verdict"]["kind"] == "gil-bound"
+
+
+def test_attach_to_a_missing_process_says_so(capsys):
+    missing_pid = 2**22 + 12345
+    assert not os.path.exists(f"/proc/{missing_pid}")
+    assert main(["profile", "--pid", str(missing_pid), "--duration", "0.1"]) == 1
+    assert "no process" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["profile"], "give a script"),
+        (["profile", "no_such_script.py"], "no such script"),
+        (["profile", "--rate", "0", "x.py"], "no such script"),
+        (["profile", "--pid", "1", "--duration", "0"], "--duration must be positive"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
