@@ -2,11 +2,16 @@
 
 Margins hold on an idle 2-core machine: cpu threads < 1.35x, processes >= 1.5x (1.8+
 expected), io threads and asyncio >= 5x, sha256 threads >= 1.3x (1.4+ expected). A busy
-shared machine can steal a core mid-run, so each check gets a second run before failing.
+shared machine can steal a core mid-run, so each check gets a second run; when every run
+missed the mark while other programs were using the CPU, the test is skipped (its premise,
+an idle machine, did not hold) instead of failed.
 """
 
 from __future__ import annotations
 
+import time
+
+import psutil
 import pytest
 
 from gilwise import runtime
@@ -16,20 +21,48 @@ from gilwise.demo._native import run_native
 from gilwise.demo._results import ExperimentResult
 
 ATTEMPTS = 2
+#: Other programs using more than this many cores on average make a run "not idle".
+BUSY_OTHER_CORES = 0.3
 
 needs_two_cores = pytest.mark.skipif(
     runtime.current().cores < 2, reason="speedups need at least 2 usable cores"
 )
 
 
+def _other_programs_cores(run):
+    """Run ``run()``; return its result and the cores other programs used meanwhile."""
+    me = psutil.Process()
+
+    def own_cpu_s() -> float:
+        times = me.cpu_times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def machine_busy_s() -> float:
+        times = psutil.cpu_times()._asdict()
+        # guest time is already inside user/nice; idle and iowait are not work.
+        not_work = ("idle", "iowait", "guest", "guest_nice")
+        return sum(value for name, value in times.items() if name not in not_work)
+
+    start_wall, start_busy, start_own = time.perf_counter(), machine_busy_s(), own_cpu_s()
+    result = run()
+    wall_s = time.perf_counter() - start_wall
+    others_s = (machine_busy_s() - start_busy) - (own_cpu_s() - start_own)
+    return result, max(0.0, others_s) / wall_s
+
+
 def _best_of(run, check) -> ExperimentResult:
-    failure = ""
+    failures = []
+    busy_runs = 0
     for _ in range(ATTEMPTS):
-        result = run()
+        result, other_cores = _other_programs_cores(run)
         failure = check(result)
         if not failure:
             return result
-    pytest.fail(f"{failure} (in each of {ATTEMPTS} runs)")
+        failures.append(f"{failure} while other programs used {other_cores:.2f} cores")
+        busy_runs += other_cores > BUSY_OTHER_CORES
+    if busy_runs == ATTEMPTS:
+        pytest.skip(f"machine not idle, ratios not checkable: {'; '.join(failures)}")
+    pytest.fail("; ".join(failures))
 
 
 @needs_two_cores
