@@ -9,6 +9,7 @@ of the concurrency limits. CPU seconds include the demo's own server threads.
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ._http_client import HttpError, get_async, get_blocking
@@ -20,6 +21,7 @@ DEFAULT_REQUESTS = 40
 DEFAULT_LATENCY_MS = 50.0
 MAX_IN_FLIGHT = 20
 WORKLOAD = "downloads"
+_WARM_UP_TIMEOUT_S = 60.0
 
 
 def run_io(
@@ -57,8 +59,10 @@ def run_io(
         # make the demo slower.
         rows = [_row("sequential", 1, fastest_of(sequential, repeats=1, measure_gil=measure_gil))]
         with ThreadPoolExecutor(in_flight, thread_name_prefix="gilwise-demo-io") as pool:
-            # Start every worker thread before the clock, as a long-lived pool would have.
-            list(pool.map(lambda _: None, range(in_flight)))
+            # Start every worker thread before the clock, as a long-lived pool would have: each
+            # warm-up task waits for all the others, so each one needs a thread of its own.
+            all_started = threading.Barrier(in_flight, timeout=_WARM_UP_TIMEOUT_S)
+            list(pool.map(lambda _: all_started.wait(), range(in_flight)))
             best = fastest_of(lambda: download_in(pool), repeats=1, measure_gil=measure_gil)
         rows.append(_row("threads", in_flight, best))
         best = fastest_of(with_asyncio, repeats=1, measure_gil=measure_gil)

@@ -15,6 +15,7 @@ from ._runner import UnknownExperimentError, resolve, run_demo
 from ._text import render_text
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 PIPED_WIDTH = 100
 
 
@@ -28,13 +29,26 @@ def run(args: argparse.Namespace) -> int:
     except (UnknownExperimentError, UnsupportedError, ValueError) as exc:
         print(f"gilwise demo: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    result = run_demo(names, scale=args.scale, requests=args.requests, latency_ms=args.latency_ms)
+    try:
+        result = run_demo(
+            names, scale=args.scale, requests=args.requests, latency_ms=args.latency_ms
+        )
+    except OSError as exc:
+        # The io experiment's local server or sockets: say so rather than dump a traceback.
+        print(
+            f"gilwise demo: an experiment could not use the network locally: {exc}", file=sys.stderr
+        )
+        return EXIT_FAILED
     if args.format == "json":
         print(render_json(result))
     else:
         render_text(result, _console())
     if args.plot:
-        write_plot(result, args.plot)
+        try:
+            write_plot(result, args.plot)
+        except OSError as exc:
+            print(f"gilwise demo: could not write the plot {args.plot!r}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         if args.format != "json":
             print(f"speedups drawn to {args.plot}")
     return 0
