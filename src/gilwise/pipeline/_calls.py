@@ -19,6 +19,9 @@ class StageCall:
     def __init__(self, fn: Callable[[Any], Any], kind: str) -> None:
         self.fn = fn
         self.kind = kind
+        # Messages about a task (a crashed worker, a timeout) then name the user's function.
+        self.__name__ = getattr(fn, "__name__", kind)
+        self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
 
     def __call__(self, item: Any) -> tuple[Any, float]:
         start = time.perf_counter()

@@ -28,16 +28,34 @@ STOPPED = _Marker("run stopped")
 TIMEOUT = _Marker("timed out")
 
 
+class Failed:
+    """Sent downstream in place of END when a stage (or the source) failed under "raise":
+    each later stage finishes what it holds, then passes it on; the consumer raises ``error``."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 class Channel:
     """A bounded FIFO of items followed by END; ``get``/``put`` return early once stopped."""
 
     def __init__(self, maxsize: int, stop: threading.Event) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize)
         self._stop = stop
+        self._cut = threading.Event()
+
+    def cut(self) -> None:
+        """Stop this channel only: the stages feeding it stop; the ones after it carry on."""
+        self._cut.set()
+
+    def stopped(self) -> bool:
+        return self._stop.is_set() or self._cut.is_set()
 
     def put(self, value: Any) -> bool:
         """Block until there is room; False if the run stopped first."""
-        while not self._stop.is_set():
+        while not self.stopped():
             try:
                 self._queue.put(value, timeout=POLL_S)
             except queue.Full:
@@ -48,7 +66,7 @@ class Channel:
     def get(self, timeout_s: Optional[float] = None) -> Any:
         """The next value (an item or END), STOPPED once the run stops, TIMEOUT after timeout_s."""
         deadline = None if timeout_s is None else time.perf_counter() + timeout_s
-        while not self._stop.is_set():
+        while not self.stopped():
             wait = POLL_S
             if deadline is not None:
                 wait = min(wait, deadline - time.perf_counter())
@@ -62,7 +80,7 @@ class Channel:
 
     def get_nowait(self) -> Any:
         """The next value, or TIMEOUT if none is waiting (STOPPED once the run stops)."""
-        if self._stop.is_set():
+        if self.stopped():
             return STOPPED
         try:
             return self._queue.get_nowait()

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 from .. import backends
 from . import _progress
-from ._channel import END, STOPPED, TIMEOUT
+from ._channel import END, STOPPED, TIMEOUT, Failed
 from ._policy import DeadLetter, ErrorPolicy, check_policy
 from ._run import Run
 from ._stage import StageSpec
@@ -174,8 +174,8 @@ class Pipeline:
                 if value is END:
                     run.completed = True
                     return
-                if value is STOPPED:
-                    self._raise_failure(run)
+                if value is STOPPED or isinstance(value, Failed):
+                    self._raise_failure(run, value)
                     return
                 run.delivered_items += 1
                 yield value
@@ -197,8 +197,8 @@ class Pipeline:
                 if value is END:
                     run.completed = True
                     return
-                if value is STOPPED:
-                    self._raise_failure(run)
+                if value is STOPPED or isinstance(value, Failed):
+                    self._raise_failure(run, value)
                     return
                 run.delivered_items += 1
                 yield value
@@ -241,8 +241,8 @@ class Pipeline:
         return run
 
     @staticmethod
-    def _raise_failure(run: Run) -> None:
-        error = run.error
+    def _raise_failure(run: Run, value: Any) -> None:
+        error = value.error if isinstance(value, Failed) else run.error
         if error is not None:
             raise error
 

@@ -14,7 +14,7 @@ import time
 from typing import Any, Optional, Union
 
 from ..errors import StageError
-from ._channel import END, POLL_S, Channel
+from ._channel import END, POLL_S, Channel, Failed
 from ._policy import DeadLetter
 from ._stage import BatchRunner, StageRunner, StageSpec
 from ._stats import RunStats
@@ -27,6 +27,7 @@ class Run:
 
     def __init__(self, source: Any, specs: tuple[StageSpec, ...], queue_size: int) -> None:
         self.stop = threading.Event()
+        self.measure_lock = threading.Lock()
         self._lock = threading.Lock()
         self.error: Optional[BaseException] = None
         self._dead_letters: list[DeadLetter] = []
@@ -37,6 +38,7 @@ class Run:
         self._closed = False
         self.completed = False  # the consumer saw the end of the stream
         channels = [Channel(queue_size, self.stop) for _ in range(len(specs) + 1)]
+        self._channels = channels
         self.runners: list[Runner] = [
             (BatchRunner if spec.kind == "batch" else StageRunner)(
                 spec, self, channels[index], channels[index + 1]
@@ -69,6 +71,16 @@ class Run:
             if self.error is None:
                 self.error = error
         self.stop.set()
+
+    def cut_upstream(self, inbox: Channel, error: BaseException) -> None:
+        """A stage failed: record why, stop it and every stage and source before it."""
+        with self._lock:
+            if self.error is None:
+                self.error = error
+        for channel in self._channels:
+            channel.cut()
+            if channel is inbox:
+                break
 
     def add_dead_letter(self, letter: DeadLetter) -> None:
         with self._lock:
@@ -124,7 +136,10 @@ class Run:
                 stage="source",
             )
             error.__cause__ = exc
-            self.fail(error)
+            with self._lock:
+                if self.error is None:
+                    self.error = error
+            self._inbox.put(Failed(error))
 
     def _feed_sync(self) -> None:
         iterator = iter(self._source)
