@@ -40,16 +40,16 @@ def run_io(
         expected_bytes = requests * server.body_bytes
 
         def sequential() -> None:
-            _check("sequential", sum(len(get_blocking(host, port, path)) for path in paths))
+            check("sequential", sum(len(get_blocking(host, port, path)) for path in paths))
 
         def download_in(pool: ThreadPoolExecutor) -> None:
             bodies = pool.map(lambda path: get_blocking(host, port, path), paths)
-            _check("threads", sum(len(body) for body in bodies))
+            check("threads", sum(len(body) for body in bodies))
 
         def with_asyncio() -> None:
-            _check("asyncio", asyncio.run(_download_all(host, port, paths, in_flight)))
+            check("asyncio", asyncio.run(_download_all(host, port, paths, in_flight)))
 
-        def _check(way: str, received_bytes: int) -> None:
+        def check(way: str, received_bytes: int) -> None:
             if received_bytes != expected_bytes:
                 raise HttpError(
                     f"{way}: received {received_bytes} bytes, expected {expected_bytes}"
