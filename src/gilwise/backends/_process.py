@@ -197,14 +197,16 @@ class _Pool:
 
     def _loop(self) -> None:
         while True:
-            with self._lock:
-                self._wake_sent = False
-                closing = self._closing
+            # Drain the wake-up pipe before clearing the flag: a submit in between then
+            # leaves a byte behind (a spare wake-up), never a flag without a byte (a lost one).
             try:
                 while os.read(self._wake_r, 4096):
                     pass
             except BlockingIOError:
                 pass
+            with self._lock:
+                self._wake_sent = False
+                closing = self._closing
             self._schedule()
             busy = any(w.state == _Worker.BUSY for w in self._workers)
             if closing and not busy and not self._pending:

@@ -1,0 +1,303 @@
+"""The process backend: results, remote errors, crashes, timeouts, pickling errors, shutdown
+and no orphaned workers."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import _backend_tasks as tasks
+import psutil
+import pytest
+
+from gilwise.backends import create
+from gilwise.backends._process import ProcessBackend
+from gilwise.errors import (
+    NotPicklableError,
+    RemoteTraceback,
+    TaskTimeoutError,
+    WorkerCrashedError,
+)
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+RESULT_TIMEOUT_S = 60.0
+SRC_DIR = str(Path(__file__).resolve().parents[2] / "src")
+
+
+@pytest.fixture
+def backend():
+    pool = ProcessBackend(2)
+    yield pool
+    pool.shutdown(wait=True)
+
+
+def _gone(pid: int, timeout_s: float = 15.0) -> bool:
+    try:
+        psutil.Process(pid).wait(timeout_s)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
+def _script_env() -> dict:
+    paths = [SRC_DIR, str(Path(tasks.__file__).parent)]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+
+
+def _run_script(code: str, *, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=_script_env(),
+        check=False,
+    )
+
+
+@pytest.mark.multiversion
+def test_runs_module_functions_lambdas_and_closures(backend):
+    offset = 10
+    futures = [
+        backend.submit(tasks.add, (1, 2), {}),
+        backend.submit(lambda x: x * 3, (5,), {}),
+        backend.submit(lambda: offset + 1, (), {}),
+        backend.submit(tasks.add, (1,), {"right": 4}),
+    ]
+    assert [f.result(RESULT_TIMEOUT_S) for f in futures] == [3, 15, 11, 5]
+
+
+@pytest.mark.multiversion
+def test_queues_more_tasks_than_workers_and_reuses_them():
+    pool = ProcessBackend(1)
+    try:
+        futures = [pool.submit(tasks.add, (i, 1), {}) for i in range(20)]
+        assert [f.result(RESULT_TIMEOUT_S) for f in futures] == list(range(1, 21))
+        pids = {pool.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S) for _ in range(3)}
+        assert len(pids) == 1 and os.getpid() not in pids
+    finally:
+        pool.shutdown()
+
+
+def test_submit_is_thread_safe(backend):
+    barrier = threading.Barrier(4, timeout=RESULT_TIMEOUT_S)
+    futures: dict[int, list] = {}
+
+    def submit_many(base: int) -> None:
+        barrier.wait()
+        futures[base] = [backend.submit(tasks.add, (base, i), {}) for i in range(30)]
+
+    threads = [threading.Thread(target=submit_many, args=(base * 100,)) for base in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(RESULT_TIMEOUT_S)
+    for base, submitted in futures.items():
+        assert [f.result(RESULT_TIMEOUT_S) for f in submitted] == [base + i for i in range(30)]
+
+
+@pytest.mark.multiversion
+def test_task_exception_keeps_its_type_and_carries_the_remote_traceback(backend):
+    future = backend.submit(tasks.fail_with_key_error, ("missing",), {})
+    with pytest.raises(KeyError, match="missing") as caught:
+        future.result(RESULT_TIMEOUT_S)
+    cause = caught.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "fail_with_key_error" in cause.traceback_text
+
+
+def test_exception_that_cannot_be_rebuilt_arrives_as_runtime_error_naming_it(backend):
+    future = backend.submit(tasks.fail_unrebuildably, (), {})
+    with pytest.raises(RuntimeError, match="NeedsTwoArgumentsError: 7: bad") as caught:
+        future.result(RESULT_TIMEOUT_S)
+    assert isinstance(caught.value.__cause__, RemoteTraceback)
+
+
+@pytest.mark.multiversion
+@pytest.mark.parametrize(
+    ("crash", "args", "exitcode"),
+    [
+        (os._exit, (3,), 3),
+        (ctypes.string_at, (0,), -signal.SIGSEGV),
+        (tasks.kill_self, (signal.SIGKILL,), -signal.SIGKILL),
+    ],
+    ids=["os._exit", "segfault", "sigkill"],
+)
+def test_a_crash_fails_only_its_task_and_the_pool_recovers(backend, crash, args, exitcode):
+    before = [backend.submit(tasks.add, (i,), {}) for i in range(3)]
+    crashed = backend.submit(crash, args, {})
+    after = [backend.submit(tasks.add, (i, 10), {}) for i in range(3)]
+    with pytest.raises(WorkerCrashedError) as caught:
+        crashed.result(RESULT_TIMEOUT_S)
+    error = caught.value
+    assert error.exitcode == exitcode
+    assert crash.__name__ in error.task and crash.__name__ in str(error)
+    assert str(exitcode) in str(error)
+    assert [f.result(RESULT_TIMEOUT_S) for f in before + after] == [0, 1, 2, 10, 11, 12]
+
+
+def test_crash_message_names_the_signal(backend):
+    future = backend.submit(ctypes.string_at, (0,), {})
+    with pytest.raises(WorkerCrashedError) as caught:
+        future.result(RESULT_TIMEOUT_S)
+    assert "string_at(0)" in str(caught.value) and "SIGSEGV" in str(caught.value)
+
+
+@pytest.mark.multiversion
+def test_timeout_kills_the_task_and_replaces_its_worker(tmp_path):
+    pool = ProcessBackend(1, kill_grace_s=0.2)
+    try:
+        first_pid = pool.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)
+        stuck = pool.submit(tasks.wait_for_file, (str(tmp_path / "never"),), {}, timeout_s=0.3)
+        with pytest.raises(TaskTimeoutError, match=r"wait_for_file.*timeout of 0\.3 s"):
+            stuck.result(RESULT_TIMEOUT_S)
+        assert _gone(first_pid), "the timed-out worker is still running"
+        assert pool.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S) != first_pid
+    finally:
+        pool.shutdown()
+
+
+def test_a_task_within_its_timeout_is_not_killed(backend):
+    assert backend.submit(tasks.add, (2, 2), {}, timeout_s=30).result(RESULT_TIMEOUT_S) == 4
+    assert ProcessBackend.enforces_timeout is True
+
+
+@pytest.mark.multiversion
+def test_unpicklable_argument_is_refused_at_validate_and_submit(backend):
+    lock = threading.Lock()
+
+    def uses_lock(lock):
+        return lock
+
+    with pytest.raises(NotPicklableError) as caught:
+        backend.validate(uses_lock, (lock,), {})
+    message = str(caught.value)
+    assert "the argument 'lock' of task" in message and "uses_lock" in message
+    assert "to a process worker: it is not picklable" in message
+    assert "_thread.lock" in message and 'backend="thread"' in message
+    assert isinstance(caught.value, TypeError)
+    with pytest.raises(NotPicklableError, match="the argument 'lock'"):
+        backend.submit(uses_lock, (), {"lock": lock})
+
+
+def test_unpicklable_function_is_named(backend):
+    lock = threading.Lock()
+
+    def closes_over_lock():
+        return lock
+
+    with pytest.raises(NotPicklableError, match=r"\(the function\).*Define it at module level"):
+        backend.validate(closes_over_lock, (), {})
+
+
+def test_unpicklable_result_fails_that_task_clearly(backend):
+    future = backend.submit(tasks.return_a_lock, (), {})
+    with pytest.raises(NotPicklableError, match=r"return_a_lock\(\) returned a lock"):
+        future.result(RESULT_TIMEOUT_S)
+    assert backend.submit(tasks.add, (1, 1), {}).result(RESULT_TIMEOUT_S) == 2
+
+
+def test_no_process_starts_before_the_first_task():
+    before = psutil.Process().children()
+    pool = create("process", 2)
+    assert psutil.Process().children() == before
+    pool.shutdown()
+
+
+def test_shutdown_wait_drains_queued_tasks_then_stops_workers():
+    pool = ProcessBackend(2)
+    futures = [pool.submit(tasks.add, (i, i), {}) for i in range(10)]
+    pids = {pool.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)}
+    pool.shutdown(wait=True)
+    assert all(f.done() for f in futures)
+    assert [f.result() for f in futures] == [2 * i for i in range(10)]
+    assert all(_gone(p, 0) for p in pids)
+    with pytest.raises(RuntimeError, match="after its shutdown"):
+        pool.submit(tasks.add, (1,), {})
+    pool.shutdown(wait=True)  # idempotent
+
+
+def test_shutdown_without_wait_returns_while_a_task_runs(tmp_path):
+    started, release = tmp_path / "started", tmp_path / "release"
+    pool = ProcessBackend(1)
+    future = pool.submit(tasks.touch_then_wait_for_file, (str(started), str(release)), {})
+    assert tasks.wait_for_file(str(started)) == "saw it"
+    pool.shutdown(wait=False)
+    assert not future.done()
+    release.touch()
+    assert future.result(RESULT_TIMEOUT_S) == "saw it"
+    # no_leaks then checks that the manager thread and the worker ended by themselves
+
+
+@pytest.mark.multiversion
+def test_forgotten_backend_stops_its_workers_and_does_not_block_exit():
+    script = """
+        import gc, psutil
+        from gilwise.backends import create
+        import _backend_tasks as tasks
+
+        kept = create("process", 1)
+        print(kept.submit(tasks.pid, (), {}).result(60), flush=True)
+        dropped = create("process", 1)
+        dropped_pid = dropped.submit(tasks.pid, (), {}).result(60)
+        del dropped
+        gc.collect()
+        try:
+            psutil.Process(dropped_pid).wait(15)
+            print("dropped worker stopped")
+        except psutil.NoSuchProcess:
+            print("dropped worker stopped")
+        except psutil.TimeoutExpired:
+            print("dropped worker still running")
+        # exit without shutdown(): the kept backend must not hold the interpreter open
+    """
+    done = _run_script(script)
+    assert done.returncode == 0, done.stderr
+    kept_pid, verdict = done.stdout.split("\n")[:2]
+    assert verdict == "dropped worker stopped"
+    assert _gone(int(kept_pid))
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    # One worker idles (EOF on its pipe ends it); one is busy in a task (only
+    # PR_SET_PDEATHSIG can end it, it never reads its pipe again).
+    started, never = tmp_path / "started", tmp_path / "never"
+    script = f"""
+        import sys
+        from gilwise.backends import create
+        import _backend_tasks as tasks
+
+        pool = create("process", 2)
+        busy = pool.submit(tasks.touch_then_wait_for_file, ({str(started)!r}, {str(never)!r}), {{}})
+        print(pool.submit(tasks.pid, (), {{}}).result(60), flush=True)  # on the other worker
+        sys.stdin.read()  # until the test kills us
+    """
+    parent = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_script_env(),
+    )
+    try:
+        assert parent.stdout is not None
+        first_pid = int(parent.stdout.readline())
+        assert tasks.wait_for_file(str(started)) == "saw it"
+        workers = psutil.Process(parent.pid).children()
+        assert len(workers) == 2 and first_pid in {w.pid for w in workers}
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdin.close()  # type: ignore[union-attr]
+        parent.stdout.close()  # type: ignore[union-attr]
+    for worker in workers:
+        assert _gone(worker.pid), f"worker {worker.pid} outlived its SIGKILLed parent"
