@@ -248,5 +248,5 @@ def test_ctrl_c_leaves_no_worker_process_behind(tmp_path):
             child.kill()
             child.wait()
     assert "KeyboardInterrupt" in stderr
-    gone, alive = psutil.wait_procs(workers, timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"workers left running: {[p.pid for p in alive]}"

@@ -27,7 +27,9 @@ class Pipeline:
     Each stage runs its function on its own backend ("auto" measures the first items and asks
     gilwise's verdict: threads for I/O, processes for pure-Python CPU, inline for tiny calls).
     Stages are joined by queues of ``queue_size`` items, so a stream of any length, infinite
-    included, runs in bounded memory. Nothing runs until the pipeline is consumed: by ``for``,
+    included, runs in bounded memory: the source is never more than ``queue_size`` per queue
+    (one per stage, plus the consumer's) plus ``max(2 * workers, 3)`` per stage, plus one,
+    items ahead of the consumer. Nothing runs until the pipeline is consumed: by ``for``,
     ``async for`` or ``run()``; each consumption is a new run over the source.
 
     Building methods return a new Pipeline and leave this one unchanged. A run's statistics

@@ -31,6 +31,12 @@ IN_FLIGHT_PER_WORKER = 2
 # While backend="auto" measures, it holds the first call's item and the two of the pair.
 PROBE_IN_FLIGHT = 3
 
+
+def max_in_flight(workers: int) -> int:
+    """How many items a stage with ``workers`` workers holds at most (running or waiting)."""
+    return max(workers * IN_FLIGHT_PER_WORKER, PROBE_IN_FLIGHT)
+
+
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
@@ -168,7 +174,7 @@ class StageRunner:
         self.counters.backend = name
         self.counters.workers = backend.max_workers
         self.counters.reason = reason
-        self._slots.set_limit(max(backend.max_workers * IN_FLIGHT_PER_WORKER, PROBE_IN_FLIGHT))
+        self._slots.set_limit(max_in_flight(backend.max_workers))
 
     # -- submitter -----------------------------------------------------------------------
 
