@@ -1,0 +1,216 @@
+"""How much gilwise's profiler slows a program, and how its GIL numbers compare with peers.
+
+    python benchmarks/bench_profile_overhead.py [--reps 9] [--work 3000000] [--seconds 2]
+
+Part 1 (overhead): 2 pure-Python CPU threads doing a fixed amount of work, run alternately
+unprofiled and under ``gilwise.monitor()`` (default settings) in one process; the ratio of
+each profiled run to its neighbouring unprofiled run, median over ``--reps``. The start-up
+and stop costs of the monitor (sampler child start, building the Profile) are reported
+separately: they are paid once per run, not per second.
+
+Part 2 (agreement): the same known workloads measured by gilwise (held fraction), py-spy
+(``py-spy record --gil``: share of samples with a thread holding the GIL) and gilknocker
+(its contention metric, which is 0 when nothing waits for the GIL), where installed (the
+``[bench]`` extra). Prints markdown tables; every number is a ratio, measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gilwise
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import workloads
+
+
+def count_down(iterations: int) -> None:
+    while iterations:
+        iterations -= 1
+
+
+def two_threads(iterations: int) -> float:
+    """Wall seconds for two threads each counting down ``iterations``."""
+    threads = [threading.Thread(target=count_down, args=(iterations,)) for _ in range(2)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
+def overhead(reps: int, iterations: int) -> None:
+    two_threads(iterations // 10)  # warm up
+    ratios, plain_s, starts_s, stops_s = [], [], [], []
+    for rep in range(reps):
+        order = ("plain", "profiled") if rep % 2 == 0 else ("profiled", "plain")
+        times = {}
+        for kind in order:
+            if kind == "plain":
+                times[kind] = two_threads(iterations)
+                continue
+            begin = time.perf_counter()
+            mon = gilwise.monitor()
+            mon.start()
+            started = time.perf_counter()
+            times[kind] = two_threads(iterations)
+            stop_begin = time.perf_counter()
+            mon.stop()
+            stops_s.append(time.perf_counter() - stop_begin)
+            starts_s.append(started - begin)
+        ratios.append(times["profiled"] / times["plain"])
+        plain_s.append(times["plain"])
+    print("## Overhead of `gilwise.monitor()` (default settings) on 2 pure-Python CPU threads\n")
+    print(
+        f"{reps} interleaved pairs, {statistics.median(plain_s):.2f} s unprofiled each (median).\n"
+    )
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| median profiled / unprofiled wall time | {statistics.median(ratios):.3f} |")
+    print(f"| min / max ratio | {min(ratios):.3f} / {max(ratios):.3f} |")
+    print(f"| monitor start (median, once per run) | {statistics.median(starts_s) * 1000:.0f} ms |")
+    print(f"| monitor stop + build profile (median) | {statistics.median(stops_s) * 1000:.0f} ms |")
+    print()
+
+
+VICTIM = """
+import sys
+sys.path.insert(0, {tests!r})
+import workloads
+kind, seconds = sys.argv[1], float(sys.argv[2])
+if kind == "gilwise":
+    import gilwise
+    mon = gilwise.monitor(); mon.start()
+elif kind == "gilknocker":
+    from gilknocker import KnockKnock
+    knocker = KnockKnock(polling_interval_micros=1000, sampling_interval_micros=None,
+                         sleeping_interval_micros=None)
+    knocker.start()
+result = {run}
+truth = result if isinstance(result, float) else None
+if kind == "gilwise":
+    print(mon.stop().held_fraction, truth)
+elif kind == "gilknocker":
+    knocker.stop(); print(knocker.contention_metric, truth)
+"""
+
+SCENARIOS = {
+    "1 spinner": "workloads.spinner(seconds)",
+    "2 spinners": "workloads.run_threads(workloads.spinner, 2, seconds)",
+    "spinner at 30% duty": "workloads.duty_spinner(seconds, 0.3)",
+    "2 sha256 threads": "workloads.run_threads(workloads.hasher, 2, seconds)",
+    "2 sleeping threads": "workloads.run_threads(workloads.sleeper, 2, seconds)",
+}
+
+
+def _victim(tmp: Path, name: str) -> Path:
+    path = tmp / f"victim_{abs(hash(name))}.py"
+    tests_dir = str(Path(workloads.__file__).resolve().parent)
+    path.write_text(VICTIM.format(tests=tests_dir, run=SCENARIOS[name]))
+    return path
+
+
+def _run(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        return f"error: {done.stderr.strip().splitlines()[-1:] or done.returncode}"
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+def _pyspy_held(py_spy: str, victim: Path, seconds: float, rate_hz: int = 200) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "raw.txt"
+        argv = [py_spy, "record", "--gil", "--format", "raw", "-r", str(rate_hz), "-o", str(out)]
+        start = time.perf_counter()
+        done = subprocess.run(
+            [*argv, "--", sys.executable, str(victim), "py-spy", str(seconds)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        wall = time.perf_counter() - start
+        if done.returncode != 0 or not out.exists():
+            return f"error: {done.stderr.strip().splitlines()[-1:]}"
+        samples = sum(int(line.rsplit(" ", 1)[1]) for line in out.read_text().splitlines() if line)
+    # Samples taken while some thread held the GIL, out of all sampling instants.
+    return f"{min(1.0, samples / (rate_hz * wall)):.2f}"
+
+
+def agreement(seconds: float) -> None:
+    py_spy = shutil.which("py-spy") or (
+        str(Path(sys.executable).parent / "py-spy")
+        if (Path(sys.executable).parent / "py-spy").exists()
+        else None
+    )
+    try:
+        import gilknocker  # noqa: F401
+
+        have_knocker = True
+    except ImportError:
+        have_knocker = False
+    print("## GIL held fraction: gilwise beside py-spy and gilknocker\n")
+    print(
+        "py-spy: share of its samples (200 Hz, `record --gil`) in which a thread held the GIL, "
+        "over the victim's whole life including interpreter start-up. gilknocker: its "
+        "contention metric (share of time a knocking thread waited for the GIL), a different "
+        "quantity: high when threads wait, 0 for a single spinner.\n"
+    )
+    print(
+        "| workload | truth (held) | gilwise held_fraction | py-spy --gil share "
+        "| gilknocker contention |"
+    )
+    print("|---|---|---|---|---|")
+    truths = {
+        "1 spinner": "1.00",
+        "2 spinners": "1.00",
+        "spinner at 30% duty": "0.30",
+        "2 sha256 threads": "~0",
+        "2 sleeping threads": "0.00",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in SCENARIOS:
+            victim = _victim(Path(tmp), name)
+            ours = _run([sys.executable, str(victim), "gilwise", str(seconds)])
+            truth = truths[name]
+            if ours and not ours.startswith("error"):
+                held, real_duty = ours.split()
+                ours = f"{float(held):.2f}"
+                if real_duty != "None":
+                    truth = f"{float(real_duty):.2f} (its real duty)"
+            spy = _pyspy_held(py_spy, victim, seconds) if py_spy else "not installed"
+            knock = (
+                _run([sys.executable, str(victim), "gilknocker", str(seconds)])
+                if have_knocker
+                else "not installed"
+            )
+            if knock and not knock.startswith(("error", "not")):
+                knock = f"{float(knock.split()[0]):.2f}"
+            print(f"| {name} | {truth} | {ours} | {spy} | {knock} |")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=11)
+    parser.add_argument("--work", type=int, default=10_000_000, help="iterations per thread")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per agreement workload")
+    parser.add_argument("--skip-agreement", action="store_true")
+    args = parser.parse_args()
+    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores\n")
+    overhead(args.reps, args.work)
+    if not args.skip_agreement:
+        agreement(args.seconds)
+
+
+if __name__ == "__main__":
+    main()
