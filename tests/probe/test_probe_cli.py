@@ -160,7 +160,8 @@ def test_attach_to_a_missing_process_says_so(capsys):
     [
         (["profile"], "give a script"),
         (["profile", "no_such_script.py"], "no such script"),
-        (["profile", "--rate", "0", "x.py"], "no such script"),
+        (["profile", "--rate", "0", "x.py"], "--rate must be in"),
+        (["profile", "--pid", "1", "--rate", "-3"], "--rate must be in"),
         (["profile", "--pid", "1", "--duration", "0"], "--duration must be positive"),
     ],
 )

@@ -26,6 +26,8 @@ from gilwise.runtime import RuntimeFacts
 DEFAULT_RATE_HZ = 1000.0
 # Python stack snapshots per second: each one takes the GIL from the profiled threads.
 DEFAULT_STACK_RATE_HZ = 100.0
+# Above this the sampler child cannot keep up (one sample costs tens of microseconds).
+MAX_RATE_HZ = 20_000.0
 
 T = TypeVar("T")
 
@@ -47,8 +49,8 @@ class Monitor:
         command: Optional[str] = None,
         runtime: Optional[RuntimeFacts] = None,
     ) -> None:
-        if not rate_hz or rate_hz <= 0 or rate_hz > 20_000:
-            raise ValueError(f"rate_hz must be in (0, 20000], got {rate_hz!r}")
+        if not rate_hz or rate_hz <= 0 or rate_hz > MAX_RATE_HZ:
+            raise ValueError(f"rate_hz must be in (0, {MAX_RATE_HZ:.0f}], got {rate_hz!r}")
         if stack_rate_hz is not None and stack_rate_hz <= 0:
             raise ValueError(f"stack_rate_hz must be positive or None, got {stack_rate_hz!r}")
         self.rate_hz = float(rate_hz)

@@ -368,7 +368,8 @@ def _child_main() -> int:
         return bool(ready)
 
     config = sampler.config
-    deadline = None if config.duration_s is None else sampler.start_s + config.duration_s
+    started = sampler.start_s if sampler.start_s is not None else time.monotonic()
+    deadline = None if config.duration_s is None else started + config.duration_s
     sampler.run_until(stop_requested, deadline_s=deadline)
     sampler.sample()
     sampler.finish()

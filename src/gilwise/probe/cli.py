@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from gilwise.errors import ProbeUnavailableError
 from gilwise.model import Profile
-from gilwise.probe._monitor import DEFAULT_RATE_HZ, Monitor
+from gilwise.probe._monitor import DEFAULT_RATE_HZ, MAX_RATE_HZ, Monitor
 
 INTERRUPTED_EXIT = 130
 
@@ -28,6 +28,8 @@ INTERRUPTED_EXIT = 130
 def run(args: argparse.Namespace) -> int:
     """Run ``gilwise profile`` with parsed arguments; returns the exit code to use."""
     rate_hz = args.rate if args.rate is not None else DEFAULT_RATE_HZ
+    if not 0 < rate_hz <= MAX_RATE_HZ:
+        return _usage(f"--rate must be in (0, {MAX_RATE_HZ:.0f}] samples per second, got {rate_hz}")
     if args.pid is not None:
         if args.script is not None or args.args:
             return _usage("--pid attaches to a running process: do not also give a script")
@@ -42,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
             return _usage(f"no such script: {args.script}")
         argv = [args.script, *args.args]
         command = "python " + " ".join(argv)
-    try:
-        monitor = Monitor(rate_hz, command=command)
-    except ValueError as exc:
-        return _usage(str(exc))
+    monitor = Monitor(rate_hz, command=command)
     try:
         monitor.start()
     except ProbeUnavailableError as exc:
