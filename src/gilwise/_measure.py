@@ -15,9 +15,10 @@ API (internal, stable enough to share):
 ``MeasuredCoroutine(fn)``
     The same for an ``async def`` function: ``await wrapper(*args, **kwargs)``.
 ``FunctionProbe(is_coroutine=False)``
-    Collects samples of one function: ``add_single(sample)``, ``add_pair(a, b)``.
-    ``next_step()`` says what to measure next ("pair", "single" or None when enough is
-    known); ``measurement()`` returns a ``verdict.TaskMeasurement``.
+    Collects samples of one function: ``add_single(sample)``, ``add_pair(a, b)`` (a second
+    pair is asked for when the first one's overlap is ambiguous). ``next_step()`` says what
+    to measure next ("pair", "single" or None when enough is known); ``measurement()``
+    returns a ``verdict.TaskMeasurement``.
 ``DriftWatch(reference_s)``
     ``observe(duration_s) -> bool``: True once the median of the last ``window`` per-call
     durations differs from ``reference_s`` by more than ``ratio`` (default 4x).
@@ -51,6 +52,10 @@ PAIR_START_TIMEOUT_S = 5.0
 IO_SHARE = 0.5
 # Singles measured before deciding without a pair (when calls never arrive two at a time).
 MAX_SINGLES = 3
+# A pair whose overlap falls in this range (cores busy) is measured once more: noise from
+# other programs on the machine can only hide overlap, so the better of two pairs counts.
+AMBIGUOUS_OVERLAP = (1.15, 1.6)
+MAX_PAIRS = 2
 
 
 def _runqueue_wait_s() -> float:
@@ -163,22 +168,31 @@ class FunctionProbe:
     def __init__(self, is_coroutine: bool = False) -> None:
         self.is_coroutine = is_coroutine
         self.singles: list[CallSample] = []
-        self.pair: Optional[tuple[CallSample, CallSample]] = None
+        self.pairs: list[tuple[CallSample, CallSample]] = []
 
     @property
     def calls(self) -> int:
-        return len(self.singles) + (2 if self.pair else 0)
+        return len(self.singles) + 2 * len(self.pairs)
+
+    @property
+    def pair(self) -> Optional[tuple[CallSample, CallSample]]:
+        """The pair that overlapped most: a busy machine can only hide overlap, not invent it."""
+        if not self.pairs:
+            return None
+        return max(self.pairs, key=_pair_overlap)
 
     def add_single(self, sample: CallSample) -> None:
         self.singles.append(sample)
 
     def add_pair(self, first: CallSample, second: CallSample) -> None:
-        self.pair = (first, second)
+        self.pairs.append((first, second))
 
     def next_step(self) -> Optional[str]:
         """"pair" (preferred when two calls are at hand), "single", or None: enough known."""
-        if self.pair is not None:
-            return None
+        best_pair = self.pair
+        if best_pair is not None:
+            ambiguous = AMBIGUOUS_OVERLAP[0] <= _pair_overlap(best_pair) < AMBIGUOUS_OVERLAP[1]
+            return "pair" if ambiguous and len(self.pairs) < MAX_PAIRS else None
         if self.is_coroutine:
             return None if self.singles else "single"
         if self.singles:
@@ -197,17 +211,15 @@ class FunctionProbe:
         """The TaskMeasurement for verdict.decide_for_task; needs at least one sample."""
         pair_wall_s: Optional[float] = None
         pair_cpu_s: Optional[float] = None
-        if self.pair is not None:
-            first, second = self.pair
-            elapsed_s = max(first.ended_s, second.ended_s) - min(first.started_s, second.started_s)
-            # Time both threads sat waiting for a core is the machine's load, not the GIL.
-            pair_wall_s = max(elapsed_s - min(first.runqueue_s, second.runqueue_s), 1e-9)
-            pair_cpu_s = first.cpu_s + second.cpu_s
+        best_pair = self.pair
+        if best_pair is not None:
+            pair_wall_s = _pair_elapsed_s(best_pair)
+            pair_cpu_s = _pair_overlap(best_pair) * pair_wall_s
         if self.singles:
             best = self._best_single()
             wall_s, cpu_s = best.idle_machine_wall_s, best.cpu_s
-        elif self.pair is not None:
-            first, second = self.pair
+        elif best_pair is not None:
+            first, second = best_pair
             cpu_s = (first.cpu_s + second.cpu_s) / 2
             busy_cores = (pair_cpu_s or 0.0) / max(pair_wall_s or 0.0, 1e-9)
             if busy_cores < IO_SHARE:
@@ -226,6 +238,21 @@ class FunctionProbe:
             calls=self.calls,
             pair_cpu_s=pair_cpu_s,
         )
+
+
+def _pair_elapsed_s(pair: tuple[CallSample, CallSample]) -> float:
+    first, second = pair
+    return max(max(first.ended_s, second.ended_s) - min(first.started_s, second.started_s), 1e-9)
+
+
+def _pair_overlap(pair: tuple[CallSample, CallSample]) -> float:
+    """Cores the pair kept busy: about 2.0 when the calls overlap, 1.0 when they take turns.
+
+    Each thread's CPU share of the time it was not waiting for a core: waiting for a core is
+    the machine's load; waiting for the GIL (asleep) is what this looks for.
+    """
+    elapsed_s = _pair_elapsed_s(pair)
+    return sum(call.cpu_s / max(elapsed_s - call.runqueue_s, call.cpu_s, 1e-9) for call in pair)
 
 
 class DriftWatch:

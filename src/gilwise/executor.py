@@ -572,7 +572,7 @@ class Executor(cf.Executor):
         elif sample is not None:
             plan.probe.add_single(sample)
         if plan.measuring == 0 and plan.decision is None and plan.probe.calls:
-            if plan.probe.next_step() is None or plan.probe.calls >= 4:
+            if plan.probe.next_step() is None or plan.probe.calls >= 6:
                 self._decide(plan)
             if plan.queue:
                 self._ready[plan.key] = plan

@@ -206,9 +206,9 @@ class TaskMeasurement:
     about wall_s; a pair serialised on the GIL takes about 2 * wall_s. pair_cpu_s: the CPU
     time both calls of the pair used together (None if not measured); when known, the
     overlap is judged from it (cores kept busy during the pair), which does not depend on a
-    single call's wall time. Measurers may leave out of wall times the time a thread waited
-    for a core on a busy machine (see _measure.py), so a loaded machine does not look like
-    I/O or like GIL contention.
+    single call's wall time. Measurers may discount the time a thread waited for a core on
+    a busy machine (see _measure.py: wall_s without it, pair_cpu_s scaled up for it), so a
+    loaded machine looks neither like I/O nor like GIL contention.
     """
 
     wall_s: float

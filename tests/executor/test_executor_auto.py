@@ -1,0 +1,225 @@
+"""backend="auto": real first calls are measured, classified, and the rest run accordingly.
+
+The workloads (tests/workloads.py) have known answers: a spinner holds the GIL, hashing a
+large buffer releases it, sleeping waits. Each call is counted to prove none runs twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+
+import pytest
+
+import gilwise
+from gilwise import runtime
+from gilwise._measure import CallSample, DriftWatch, FunctionProbe
+from gilwise.verdict import cpu_backend
+from workloads import hasher, sleeper, spinner
+
+WAIT_S = 60
+TWO_CORES = runtime.current().cores >= 2
+
+
+class CountingCalls:
+    """Wraps a workload; counts calls per argument (thread safe)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.calls: dict = {}
+        self.lock = threading.Lock()
+        self.__qualname__ = f"Counting[{fn.__name__}]"
+
+    def __call__(self, x, *args):
+        with self.lock:
+            self.calls[x] = self.calls.get(x, 0) + 1
+        return self.fn(*args)
+
+
+def _decision(executor, name):
+    """The decision whose function label ends with ``name``."""
+    found = [d for label, d in executor.decisions.items() if label.endswith(name)]
+    assert len(found) == 1, f"{name} not in {sorted(executor.decisions)}"
+    return found[0]
+
+
+def test_io_bound_function_runs_on_many_threads(no_leaks):
+    work = CountingCalls(sleeper)
+    with gilwise.Executor() as executor:
+        results = list(executor.map(work, range(12), [0.02] * 12))
+        decision = _decision(executor, work.__qualname__)
+    assert len(results) == 12
+    assert work.calls == {i: 1 for i in range(12)}
+    assert (decision.kind, decision.backend) == ("io-bound", "thread")
+    assert decision.workers > runtime.current().cores
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs 2 cores to tell overlap from turn-taking")
+def test_gil_bound_function_goes_to_processes(no_leaks):
+    with gilwise.Executor() as executor:
+        results = list(executor.map(spinner, [0.05] * 8))
+        decision = _decision(executor, "spinner")
+        explanation = executor.explain(spinner)
+    assert len(results) == 8 and all(r > 0 for r in results)
+    assert decision.kind == "gil-bound"
+    assert decision.backend == cpu_backend(runtime.current())
+    assert "gil-bound" in explanation and "real calls" in explanation
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs 2 cores to see two calls overlap")
+def test_gil_releasing_native_function_stays_on_threads(no_leaks):
+    with gilwise.Executor() as executor:
+        list(executor.map(hasher, [0.03] * 8))
+        decision = _decision(executor, "hasher")
+    assert decision.backend == "thread"
+    assert decision.measured.overlap is not None and decision.measured.overlap >= 1.5
+
+
+def _double(x):
+    return 2 * x
+
+
+def test_tiny_function_runs_inline_in_chunks(no_leaks):
+    with gilwise.Executor() as executor:
+        total = sum(executor.map(_double, range(50_000)))
+        decision = _decision(executor, "._double")
+    assert total == 2 * sum(range(50_000))
+    assert (decision.kind, decision.backend) == ("tiny", "inline")
+    assert decision.chunksize > 1
+
+
+async def _fetch(x):
+    await asyncio.sleep(0.01)
+    return x
+
+
+def test_coroutine_function_runs_on_the_event_loop(no_leaks):
+    with gilwise.Executor() as executor:
+        assert list(executor.map(_fetch, range(10))) == list(range(10))
+        decision = _decision(executor, "._fetch")
+    assert (decision.kind, decision.backend) == ("io-bound", "asyncio")
+
+
+def test_no_call_runs_twice_while_measuring_and_after(no_leaks):
+    work = CountingCalls(_double)
+    with gilwise.Executor() as executor:
+        futures = [executor.submit(work, i, i) for i in range(40)]
+        assert [f.result(WAIT_S) for f in futures] == [2 * i for i in range(40)]
+    assert work.calls == {i: 1 for i in range(40)}
+
+
+def test_explain_before_and_without_measuring():
+    with gilwise.Executor() as executor:
+        assert "never submitted" in executor.explain(_double)
+    with gilwise.Executor("thread") as executor:
+        assert "fixed to 'thread'" in executor.explain(_double)
+        assert executor.decisions == {}
+
+
+def test_unpicklable_gil_bound_task_falls_back_to_threads(no_leaks):
+    lock = threading.Lock()  # a lock cannot travel to another process
+
+    def spin_holding(seconds):
+        with lock:
+            pass
+        return spinner(seconds)
+
+    with gilwise.Executor() as executor:
+        results = list(executor.map(spin_holding, [0.03] * 6))
+        text = executor.explain(spin_holding)
+    assert len(results) == 6
+    if "process" in text.splitlines()[0] or "runs on threads instead" in text:
+        assert "thread" in text
+
+
+def test_drift_in_call_duration_triggers_a_new_measurement(no_leaks):
+    slow_from = 40
+
+    def changes(x):
+        if x >= slow_from:
+            time.sleep(0.01)
+        return x
+
+    with gilwise.Executor() as executor:
+        assert list(executor.map(changes, range(120), chunksize=1)) == list(range(120))
+        decision = _decision(executor, changes.__qualname__)
+        text = executor.explain(changes)
+    assert decision.kind == "io-bound"
+    assert "re-measured" in text
+
+
+def test_an_endless_input_is_read_lazily(no_leaks):
+    consumed = itertools.count()
+
+    def source():
+        for i in itertools.count():
+            next(consumed)
+            yield i
+
+    with gilwise.Executor("thread", 2) as executor:
+        results = executor.map(_double, source(), chunksize=1, buffersize=4)
+        assert [next(results) for _ in range(10)] == [2 * i for i in range(10)]
+        results.close()
+    assert next(consumed) <= 10 + 4 + 1
+
+
+def test_classify_calls_three_times_and_decides(no_leaks):
+    calls = []
+
+    def work():
+        calls.append(1)
+        time.sleep(0.01)
+
+    decision = gilwise.classify(work)
+    assert len(calls) == 3
+    assert decision.kind == "io-bound"
+    assert decision.measured.calls == 3
+
+
+def test_classify_re_raises_the_calls_exception(no_leaks):
+    def broken():
+        raise KeyError("nope")
+
+    with pytest.raises(KeyError):
+        gilwise.classify(broken)
+
+
+# --- the measuring pieces on synthetic samples -------------------------------------------
+
+
+def _sample(wall, cpu, start=0.0, queued=0.0):
+    return CallSample(wall, cpu, start, start + wall, queued)
+
+
+def test_probe_waits_for_a_pair_on_cpu_bound_calls():
+    probe = FunctionProbe()
+    assert probe.next_step() == "pair"
+    probe.add_single(_sample(0.1, 0.1))
+    assert probe.next_step() == "pair"
+    probe.add_pair(_sample(0.2, 0.1, 0.0), _sample(0.2, 0.1, 0.0))
+    assert probe.next_step() is None
+    assert probe.measurement().overlap == pytest.approx(1.0)
+
+
+def test_probe_decides_io_after_one_call():
+    probe = FunctionProbe()
+    probe.add_single(_sample(0.1, 0.001))
+    assert probe.next_step() is None
+    assert probe.measurement().cpu_share < 0.5
+
+
+def test_waiting_for_a_core_does_not_look_like_io():
+    probe = FunctionProbe()
+    # 0.4 s of wall, of which 0.3 s runnable but without a core: a CPU-bound call on a busy box.
+    probe.add_single(_sample(0.4, 0.1, queued=0.3))
+    assert probe.measurement().cpu_share == pytest.approx(1.0)
+
+
+def test_drift_watch_fires_on_a_4x_change_only():
+    watch = DriftWatch(0.01, window=4)
+    assert not any(watch.observe(0.012) for _ in range(8))
+    assert [watch.observe(0.05) for _ in range(4)][-1]
+    tiny = DriftWatch(0.00001, window=4)
+    assert not any(tiny.observe(0.0001) for _ in range(8))  # tiny stays tiny: noise
