@@ -83,9 +83,19 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--format", choices=("text", "json", "html", "trace"), default="text", help="report format"
     )
-    p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     p.add_argument(
-        "--rate", type=float, default=None, metavar="HZ", help="thread-state samples per second"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the report to FILE (default: stderr when running a script or module, "
+        "whose stdout stays the program's; stdout with --pid)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="HZ",
+        help="thread-state samples per second (default 1000)",
     )
     p.add_argument("script", nargs="?", help="the script to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script or module")
