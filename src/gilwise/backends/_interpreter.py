@@ -116,8 +116,6 @@ class InterpreterBackend(Backend):
                 f"this is {facts.version_text}; use backend='process'"
             )
         super().__init__(max_workers, **options)
-        if options:
-            raise TypeError(f"unknown option(s) for the interpreter backend: {sorted(options)}")
         from ._interpreter_api import session_factory
 
         self._open_session = session_factory()

@@ -151,6 +151,9 @@ class _Pool:
         with self._lock:
             if self._closing:
                 raise RuntimeError("cannot submit to a process backend after its shutdown()")
+            if self._finished:  # only if the manager thread failed: its traceback was printed
+                raise RuntimeError("the process backend's manager thread has stopped; create "
+                                   "a new backend")
             if self._thread is None:
                 self._start_manager()
             self._pending.append(task)
@@ -350,7 +353,7 @@ class _Pool:
                     TaskTimeoutError(
                         f"task {task.describe()} ran longer than its timeout of "
                         f"{task.timeout_s:g} s; its worker process was stopped and replaced. "
-                        f"Raise timeout_s, or split the work into smaller tasks."
+                        f"Raise the timeout, or split the work into smaller tasks."
                     )
                 )
             elif worker.kill_at is not None and worker.kill_at <= now:
@@ -401,8 +404,6 @@ class ProcessBackend(Backend):
         self, max_workers: Optional[int] = None, *, kill_grace_s: float = 1.0, **options: Any
     ) -> None:
         super().__init__(max_workers, **options)
-        if options:
-            raise TypeError(f"unknown option(s) for the process backend: {sorted(options)}")
         self._pool = _Pool(self.max_workers, float(kill_grace_s))
         weakref.finalize(self, self._pool.close, False)
 
