@@ -152,6 +152,17 @@ def test_crash_message_names_the_signal(backend):
     assert "string_at(0)" in str(caught.value) and "SIGSEGV" in str(caught.value)
 
 
+def test_workers_that_cannot_start_fail_the_queued_tasks_instead_of_looping():
+    pool = ProcessBackend(1)
+    pool._pool._command = [sys.executable, "-c", "import sys; sys.exit(5)"]  # a broken worker
+    futures = [pool.submit(tasks.add, (1,), {}) for _ in range(3)]
+    for future in futures:
+        with pytest.raises(WorkerCrashedError, match="keep dying while starting") as caught:
+            future.result(RESULT_TIMEOUT_S)
+        assert caught.value.exitcode == 5
+    pool.shutdown()
+
+
 @pytest.mark.multiversion
 def test_timeout_kills_the_task_and_replaces_its_worker(tmp_path):
     pool = ProcessBackend(1, kill_grace_s=0.2)

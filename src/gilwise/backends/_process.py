@@ -8,8 +8,11 @@ one task, and watches every worker's pipe and exit at once. So:
 
 - a worker that dies (os._exit, a signal, a segfault) fails only the task it ran, with
   WorkerCrashedError naming the task and the exit code or signal, and is replaced;
-- a task that outlives its ``timeout_s`` fails with TaskTimeoutError; its worker gets SIGTERM,
-  then SIGKILL after ``kill_grace_s``, and is replaced;
+- a task that outlives its ``timeout_s`` (counted from when a started worker receives it, not
+  from ``submit``) fails with TaskTimeoutError; its worker gets SIGTERM, then SIGKILL after
+  ``kill_grace_s``, and is replaced;
+- workers that keep dying before they are ready (a broken environment) fail the queued
+  tasks with WorkerCrashedError instead of being restarted forever;
 - workers die with the parent (PR_SET_PDEATHSIG and EOF on their pipe), and a backend that is
   garbage-collected or still open at interpreter exit drains its tasks and stops its workers.
 """
@@ -52,6 +55,8 @@ def _close_all_at_exit() -> None:
 _register_atexit = getattr(threading, "_register_atexit", None)
 if _register_atexit is not None:  # CPython 3.9+: runs before non-daemon threads are joined
     _register_atexit(_close_all_at_exit)
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's managers
+    os.register_at_fork(after_in_child=_live_pools.clear)
 
 
 def _how_it_died(returncode: Optional[int]) -> str:
