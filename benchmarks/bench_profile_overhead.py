@@ -51,7 +51,7 @@ def two_threads(iterations: int) -> float:
 
 def overhead(reps: int, iterations: int) -> None:
     two_threads(iterations // 10)  # warm up
-    ratios, plain_s, starts_s, stops_s = [], [], [], []
+    ratios, plain_s, starts_s, stops_s, sampler_share = [], [], [], [], []
     for rep in range(reps):
         order = ("plain", "profiled") if rep % 2 == 0 else ("profiled", "plain")
         times = {}
@@ -65,8 +65,9 @@ def overhead(reps: int, iterations: int) -> None:
             started = time.perf_counter()
             times[kind] = two_threads(iterations)
             stop_begin = time.perf_counter()
-            mon.stop()
+            profile = mon.stop()
             stops_s.append(time.perf_counter() - stop_begin)
+            sampler_share.append(profile.extra["sampler_cpu_s"] / profile.wall_s)
             starts_s.append(started - begin)
         ratios.append(times["profiled"] / times["plain"])
         plain_s.append(times["plain"])
@@ -80,6 +81,8 @@ def overhead(reps: int, iterations: int) -> None:
     print(f"| min / max ratio | {min(ratios):.3f} / {max(ratios):.3f} |")
     print(f"| monitor start (median, once per run) | {statistics.median(starts_s) * 1000:.0f} ms |")
     print(f"| monitor stop + build profile (median) | {statistics.median(stops_s) * 1000:.0f} ms |")
+    share = statistics.median(sampler_share)
+    print(f"| sampler child CPU, share of one core (median) | {share:.1%} |")
     print()
 
 

@@ -129,6 +129,7 @@ class Sampler:
         self._next_cpu_s = 0.0
         self.errors: list[str] = []
         self.scheduling = "normal"
+        self._cpu_at_start_s = 0.0
         self._refresh(time.monotonic(), at_start=True)
         if not self._readers:
             raise OSError(f"process {self.pid} has no readable threads in /proc/{self.pid}/task")
@@ -229,6 +230,7 @@ class Sampler:
         now = time.monotonic()
         if self.start_s is None:
             self.start_s = now
+            self._cpu_at_start_s = time.process_time()
         if now >= self._next_list_s:
             self._refresh(now)
             if not self._readers:
@@ -318,6 +320,8 @@ class Sampler:
             },
             "errors": list(self.errors),
             "scheduling": self.scheduling,
+            # CPU the sampling itself took (start-up of the child excluded).
+            "sampler_cpu_s": time.process_time() - self._cpu_at_start_s,
         }
 
 
