@@ -162,21 +162,23 @@ class _Pool:
             if self._thread is None:
                 self._start_manager()
             self._pending.append(task)
-            wake = not self._wake_sent
-            self._wake_sent = True
-        if wake:
-            os.write(self._wake_w, b"x")
+            self._wake()
 
     def close(self, wait: bool) -> None:
         with self._lock:
             self._closing = True
             thread = self._thread
-            wake = thread is not None and not self._finished and not self._wake_sent
-            self._wake_sent = True
-        if wake:
-            os.write(self._wake_w, b"x")
+            if thread is not None and not self._finished:
+                self._wake()
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join()
+
+    def _wake(self) -> None:
+        # Called with the lock held, so the manager cannot close the pipe meanwhile; at most
+        # one byte is in the pipe per round of the manager, so the write never blocks.
+        if not self._wake_sent:
+            self._wake_sent = True
+            os.write(self._wake_w, b"x")
 
     def _start_manager(self) -> None:
         self._wake_r, self._wake_w = os.pipe()
@@ -198,10 +200,10 @@ class _Pool:
             self._fail_everything(RuntimeError("the process backend stopped before this task ran"))
             with self._lock:
                 self._finished = True
+                self._selector.close()
+                os.close(self._wake_r)
+                os.close(self._wake_w)
             _live_pools.discard(self)
-            self._selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
 
     def _loop(self) -> None:
         while True:
