@@ -210,6 +210,20 @@ def test_unpicklable_function_is_named(backend):
         backend.validate(closes_over_lock, (), {})
 
 
+def test_results_only_cloudpickle_can_send_come_back(backend):
+    def make_local_object(value):
+        class Local:
+            pass
+
+        made = Local()
+        made.value = value
+        return made
+
+    assert backend.submit(make_local_object, (4,), {}).result(RESULT_TIMEOUT_S).value == 4
+    adder = backend.submit(lambda: (lambda y: y + 1), (), {}).result(RESULT_TIMEOUT_S)
+    assert adder(1) == 2
+
+
 def test_unpicklable_result_fails_that_task_clearly(backend):
     future = backend.submit(tasks.return_a_lock, (), {})
     with pytest.raises(NotPicklableError, match=r"return_a_lock\(\) returned a lock"):

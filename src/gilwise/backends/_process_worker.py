@@ -34,6 +34,18 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def _dumps(obj: object) -> bytes:
+    """Plain pickle where it works (fast, and cloudpickle stays unimported); cloudpickle for
+    what only it can send back (a lambda, a class made in a task). Plain pickle fails loudly
+    rather than wrongly for those: it pickles by reference, and the lookup fails here."""
+    try:
+        return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        import cloudpickle
+
+        return cloudpickle.dumps(obj)
+
+
 def main(fd: int, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     # Ctrl-C goes to the whole process group; the parent decides what stops, not the worker.
@@ -46,16 +58,13 @@ def main(fd: int, parent_pid: int) -> None:
         return
     sys.path[:] = setup["sys_path"]
 
-    import cloudpickle
-
     from ._wire import execute
 
-    dumps = cloudpickle.dumps
     conn.send_bytes(READY)
     while True:
         try:
             task_bytes = conn.recv_bytes()
         except EOFError:
             return
-        conn.send_bytes(execute(task_bytes, dumps=dumps))
+        conn.send_bytes(execute(task_bytes, dumps=_dumps))
         del task_bytes
