@@ -358,7 +358,8 @@ class Executor(cf.Executor):
     # --- queueing and dispatch ----------------------------------------------------------
 
     def _enqueue(self, fn: Callable[..., Any], args: tuple, kwargs: dict, key: Any,
-                 label_fn: Callable[..., Any], items: int = 1) -> cf.Future:
+                 label_fn: Callable[..., Any], items: int = 1, *, pump: bool = True
+                 ) -> cf.Future:
         future: cf.Future = cf.Future()
         task = _Task(future, fn, args, kwargs, key, items)
         with self._lock:
@@ -375,7 +376,8 @@ class Executor(cf.Executor):
             plan.queue.append(task)
             self._ready[plan.key] = plan
             self._unfinished += 1
-        self._pump()
+        if pump:
+            self._pump()
         return future
 
     def _pump(self) -> None:
@@ -729,11 +731,11 @@ class Executor(cf.Executor):
                 args = batch[0] if spread else (batch[0],)
                 if self._fixed_lane is not None:
                     self._fixed_lane.backend.validate(fn, args, {})
-                future = self._enqueue(fn, args, {}, key, fn)
+                future = self._enqueue(fn, args, {}, key, fn, pump=False)
                 entry = (future, False)
             else:
                 future = self._enqueue(_run_chunk, (fn, batch, self.retries, spread), {}, key,
-                                       fn, items=len(batch))
+                                       fn, items=len(batch), pump=False)
                 entry = (future, True)
             window.append(entry)
             if arrivals is not None:
@@ -741,11 +743,16 @@ class Executor(cf.Executor):
             return True
 
         def refill() -> None:
-            while buffersize is None or len(window) < (
-                self._buffer_limit(key) if buffersize == "auto" else buffersize
-            ):
-                if not submit_one():
-                    return
+            # Queue the whole refill, then dispatch: the first calls of a new function then
+            # arrive together and can be measured as a pair.
+            try:
+                while buffersize is None or len(window) < (
+                    self._buffer_limit(key) if buffersize == "auto" else buffersize
+                ):
+                    if not submit_one():
+                        return
+            finally:
+                self._pump()
 
         refill()  # like concurrent.futures: the first tasks are submitted by the call itself
         return self._results(window, refill, end_s, arrivals)
