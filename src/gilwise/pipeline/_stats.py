@@ -95,6 +95,13 @@ class StageStats:
         return min(1.0, self.busy_s / capacity) if capacity > 0 else 0.0
 
     @property
+    def pressed_share(self) -> float:
+        """Share of the time the stage had input and room for its output (0..1)."""
+        if self.wall_s <= 0:
+            return 0.0
+        return max(0.0, 1.0 - (self.input_wait_s + self.output_wait_s) / self.wall_s)
+
+    @property
     def rate_per_s(self) -> float:
         return self.items_out / self.wall_s if self.wall_s > 0 else 0.0
 
@@ -131,14 +138,25 @@ class RunStats:
                 return stats
         raise KeyError(f"no stage {name!r}; stages: {', '.join(s.name for s in self.stages)}")
 
+    def _pressure(self) -> list[tuple[float, StageStats]]:
+        """Each working stage with how saturated it looks: its utilisation, or the share of
+        the time it neither waited for input nor for the next stage to take its output (a
+        stage that always had work and could always hand it on limits throughput, even when
+        hand-over costs keep its workers from being busy)."""
+        return [
+            (max(stage.utilisation, stage.pressed_share), stage)
+            for stage in self.stages
+            if stage.kind != "batch"
+        ]
+
     @property
     def bottleneck(self) -> Optional[StageStats]:
-        """The busiest working stage if it is saturated, else None."""
-        working = [s for s in self.stages if s.kind != "batch" and s.wall_s > 0]
-        if not working:
+        """The stage that limits throughput, if one does (None: source, consumer or none)."""
+        scored = self._pressure()
+        if not scored:
             return None
-        busiest = max(working, key=lambda s: s.utilisation)
-        return busiest if busiest.utilisation >= SATURATED else None
+        score, stage = max(scored, key=lambda pair: pair[0])
+        return stage if score >= SATURATED else None
 
     @property
     def bottleneck_text(self) -> str:
@@ -153,6 +171,12 @@ class RunStats:
                 f"stage {top.name} is the bottleneck: {top.utilisation:.0%} busy on "
                 f"{top.workers_text}"
             )
+            if top.utilisation < SATURATED:
+                text += (
+                    f" running its function, though it had input and room for output "
+                    f"{top.pressed_share:.0%} of the time: handing items to its workers and "
+                    f"back costs more than the work (send bigger items, e.g. with .batch())"
+                )
             if others:
                 verb = "waits" if len(others) == 1 else "wait"
                 noun = "stage" if len(others) == 1 else "stages"
