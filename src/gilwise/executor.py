@@ -317,9 +317,15 @@ class Executor(cf.Executor):
             self._close(wait=wait)
             return
         if wait:
-            with self._settled:
-                while self._unfinished:
-                    self._settled.wait()
+            try:
+                with self._settled:
+                    while self._unfinished:
+                        self._settled.wait()
+            except KeyboardInterrupt:  # Ctrl-C while waiting: drop the queue, free the pools
+                if not cancel_futures:
+                    self.shutdown(wait=False, cancel_futures=True)
+                self._close(wait=False)
+                raise
             self._close(wait=True)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
@@ -430,7 +436,8 @@ class Executor(cf.Executor):
 
     def _take_for_measuring(self, plan: _Plan, batch: list) -> None:
         step = plan.probe.next_step()
-        wanted = 2 if step == "pair" and len(plan.queue) >= 2 else 1
+        pairs_allowed = self.max_workers is None or self.max_workers >= 2
+        wanted = 2 if step == "pair" and pairs_allowed and len(plan.queue) >= 2 else 1
         started: list[_Task] = []
         while plan.queue and len(started) < wanted:
             task = plan.queue.popleft()
