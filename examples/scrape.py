@@ -201,7 +201,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--words", type=int, default=3000, help="words per page")
     parser.add_argument("--out", type=Path, default=Path("word_counts.json"))
     parser.add_argument("--backend", default="auto", help="auto (default), thread, process, ...")
-    parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    parser.add_argument("--json", action="store_true", help="print only the statistics, as JSON")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -211,7 +211,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             site.url, args.pages, totals, backend=args.backend, progress=not args.no_progress
         )
     totals.write(args.out)
-    print(stats.to_json() if args.json else stats.describe())
+    if args.json:
+        print(stats.to_json())
+        return 0
+    print(stats.describe())
     for stage in stats.stages:
         print(f"  {stage.name}: {stage.reason}")
     print(f"wrote {args.out}: {totals.pages} pages, {sum(totals.totals.values())} words")
