@@ -203,7 +203,16 @@ class ThreadReader:
 
     def __init__(self, pid: int, tid: int) -> None:
         self.tid = tid
-        self._fd = os.open(f"/proc/{pid}/task/{tid}/syscall", os.O_RDONLY)
+        path = f"/proc/{pid}/task/{tid}/syscall"
+        self._fd = os.open(path, os.O_RDONLY)
+        try:
+            # The kernel checks ptrace permission on read, not on open: fail here, clearly.
+            os.pread(self._fd, 256, 0)
+        except PermissionError as exc:
+            os.close(self._fd)
+            raise PermissionError(exc.errno, f"cannot read {path}: {exc.strerror}") from None
+        except OSError:
+            pass  # the thread ended meanwhile: syscall() will say so
 
     def syscall(self) -> Optional[tuple[int, int]]:
         """(syscall number, first argument) if blocked, (-1, 0) if running, None if gone.
