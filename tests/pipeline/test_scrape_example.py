@@ -41,8 +41,8 @@ def test_scrape_example_counts_every_word_and_reports_stages(tmp_path):
     assert stats["stages"][0]["backend"] == "thread"  # fetching waits: threads
     assert stats["bottleneck"]
     result = json.loads(out.read_text())
-    links_per_page = 3  # one "more" link per 80 words
-    assert result["pages"] == 12 and result["words"] == 12 * (200 + links_per_page)
+    extra_per_page = 2 + 3  # the title "page N" and one "more" link per 80 words
+    assert result["pages"] == 12 and result["words"] == 12 * (200 + extra_per_page)
 
 
 @pytest.mark.timeout(120)
