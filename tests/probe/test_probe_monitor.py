@@ -99,3 +99,14 @@ def test_an_unreadable_process_gives_an_error_that_says_what_to_do(monkeypatch):
 def test_bad_rates_are_rejected(rate):
     with pytest.raises(ValueError, match="rate_hz"):
         gilwise.monitor(rate_hz=rate)
+
+
+def test_short_lived_threads_are_discovered_and_attributed():
+    with gilwise.monitor() as mon:
+        for _ in range(5):
+            workloads.run_threads(workloads.spinner, 3, 0.05)
+    profile = mon.profile
+    workers = [t for t in profile.threads if t.name.startswith("worker-")]
+    assert len(workers) >= 12  # 15 threads ran; a very short one may fall between samples
+    assert sum(t.gil_held_s for t in workers) > 0.5 * 5 * 0.05
+    assert profile.extra["sampler_errors"] == []
