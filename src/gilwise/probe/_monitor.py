@@ -169,7 +169,9 @@ def monitor(
 ) -> Monitor:
     """Profile the GIL of this process for the duration of a ``with`` block.
 
-    ``rate_hz``: thread-state samples per second (taken by a child process: no GIL cost).
+    ``rate_hz``: thread-state samples per second, taken by a child process that reads this
+    one through /proc (no GIL cost; a few percent of one core; it asks for SCHED_FIFO
+    priority where permitted so that a busy machine does not bias its samples).
     ``stack_rate_hz``: Python stack snapshots per second for per-function attribution (each
     takes the GIL briefly; None disables functions). ``runtime``: the facts to judge with
     (tests inject a free-threaded build). Usage::
