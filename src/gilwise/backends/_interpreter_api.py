@@ -25,9 +25,12 @@ import pickle as _gw_pickle, sys as _gw_sys
 _gw_sys.path[:] = _gw_pickle.loads(_gw_sys_path)
 del _gw_sys_path
 from gilwise.backends._wire import execute as _gw_execute
+
+def _gw_run():
+    _gw_send(_gw_execute(globals().pop("_gw_payload"), dumps=_gw_pickle.dumps))
 """
-# Runs once per task, after _gw_payload is set.
-_RUN = "_gw_send(_gw_execute(_gw_payload, dumps=_gw_pickle.dumps))\ndel _gw_payload\n"
+# Runs once per task, after _gw_payload is set (kept tiny: it is compiled every time).
+_RUN = "_gw_run()"
 
 
 class SubInterpreterFailed(RuntimeError):
