@@ -163,6 +163,15 @@ def test_workers_that_cannot_start_fail_the_queued_tasks_instead_of_looping():
     pool.shutdown()
 
 
+def test_a_worker_that_cannot_be_started_fails_the_queued_tasks_with_the_reason():
+    pool = ProcessBackend(1)
+    pool._pool._command = [str(Path(SRC_DIR) / "no-such-python")]
+    future = pool.submit(tasks.add, (1,), {})
+    with pytest.raises(WorkerCrashedError, match="could not start a process worker"):
+        future.result(RESULT_TIMEOUT_S)
+    pool.shutdown()
+
+
 @pytest.mark.multiversion
 def test_timeout_kills_the_task_and_replaces_its_worker(tmp_path):
     pool = ProcessBackend(1, kill_grace_s=0.2)

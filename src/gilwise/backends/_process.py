@@ -253,7 +253,17 @@ class _Pool:
         booting = sum(1 for w in live if w.state == _Worker.BOOTING)
         wanted = min(len(self._pending) - booting, self.max_workers - len(live))
         for _ in range(max(0, wanted)):
-            self._start_worker()
+            try:
+                self._start_worker()
+            except OSError as exc:  # e.g. out of file descriptors or memory
+                if not live:  # nobody could ever run the queued tasks: say why
+                    error = WorkerCrashedError(
+                        f"could not start a process worker ({type(exc).__name__}: {exc}); "
+                        f"free the resource, or use backend='thread'."
+                    )
+                    error.__cause__ = exc
+                    self._fail_everything(error)
+                break  # try again on the next event
 
     def _start_worker(self) -> None:
         parent_end, child_end = socket.socketpair()
@@ -263,6 +273,9 @@ class _Pool:
                 pass_fds=(child_end.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
+        except BaseException:
+            parent_end.close()
+            raise
         finally:
             child_end.close()
         worker = _Worker(process, Connection(parent_end.detach()))
