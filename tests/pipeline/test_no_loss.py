@@ -64,13 +64,18 @@ def _fails_on_multiples_of(item: tuple[int, int]) -> int:
     return value
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_no_item_lost_or_duplicated_on_processes(seed):
+@pytest.mark.parametrize(("seed", "chunksize"), [(1, 1), (2, 4)])
+def test_no_item_lost_or_duplicated_on_processes(seed, chunksize):
     rng = random.Random(seed)
     divisor = rng.randint(2, 5)
     n = rng.randint(10, 30)
     pipe = Pipeline([(i, divisor) for i in range(n)]).map(
-        _fails_on_multiples_of, backend="process", workers=2, on_error="collect", ordered=False
+        _fails_on_multiples_of,
+        backend="process",
+        workers=2,
+        on_error="collect",
+        ordered=False,
+        chunksize=chunksize,
     )
     out = list(pipe)
     dead = [letter.item[0] for letter in pipe.dead_letters]

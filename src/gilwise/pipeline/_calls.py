@@ -8,6 +8,7 @@ filter sends back a bool rather than the item it already has.
 from __future__ import annotations
 
 import time
+import traceback
 from typing import Any, Callable
 
 STAGE_KINDS = ("map", "filter", "flat_map")
@@ -32,6 +33,26 @@ class StageCall:
             # A generator cannot cross a process boundary, and it must run inside the worker.
             value = list(value)
         return value, time.perf_counter() - start
+
+
+class ChunkCall:
+    """Runs a StageCall on each item of a list in one task, so one round trip to a worker
+    process carries many items. Returns one outcome per item: ``(True, (value, busy_s))``
+    or ``(False, exception, traceback_text)``; a failing item does not fail the others."""
+
+    def __init__(self, call: StageCall) -> None:
+        self.call = call
+        self.__name__ = call.__name__
+        self.__qualname__ = call.__qualname__
+
+    def __call__(self, items: list[Any]) -> list[tuple[Any, ...]]:
+        outcomes: list[tuple[Any, ...]] = []
+        for item in items:
+            try:
+                outcomes.append((True, self.call(item)))
+            except Exception as exc:
+                outcomes.append((False, exc, traceback.format_exc()))
+        return outcomes
 
 
 def outputs_of(kind: str, item: Any, value: Any) -> tuple[Any, ...] | list[Any]:

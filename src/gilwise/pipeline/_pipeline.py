@@ -62,10 +62,24 @@ class Pipeline:
         on_error: ErrorPolicy = "raise",
         *,
         name: Optional[str] = None,
+        chunksize: Optional[int] = None,
         **backend_options: Any,
     ) -> Pipeline:
-        """Add a stage that emits ``fn(item)`` for each item."""
-        return self._add("map", fn, backend, workers, ordered, on_error, name, backend_options)
+        """Add a stage that emits ``fn(item)`` for each item.
+
+        ``backend``: "auto" (measure the first items, then threads, processes or inline) or a
+        backend name ("thread", "process", "inline", "asyncio", "interpreter", "dask").
+        ``workers``: pool size (default: what auto decides, or the backend's default).
+        ``ordered``: emit in input order (default) or as items finish (more throughput).
+        ``on_error``: "raise" (default), "skip", "collect" (see ``dead_letters``) or a
+        ``Retry``. ``name``: the stage's name in stats and errors (default: fn's name).
+        ``chunksize``: items sent to a worker per task (default: 1, or what auto decides
+        for a process stage so each round trip carries about 50 ms of work).
+        Other keyword arguments go to the backend.
+        """
+        return self._add(
+            "map", fn, backend, workers, ordered, on_error, name, chunksize, backend_options
+        )
 
     def filter(
         self,
@@ -76,10 +90,13 @@ class Pipeline:
         on_error: ErrorPolicy = "raise",
         *,
         name: Optional[str] = None,
+        chunksize: Optional[int] = None,
         **backend_options: Any,
     ) -> Pipeline:
         """Add a stage that keeps the items for which ``pred(item)`` is true."""
-        return self._add("filter", pred, backend, workers, ordered, on_error, name, backend_options)
+        return self._add(
+            "filter", pred, backend, workers, ordered, on_error, name, chunksize, backend_options
+        )
 
     def flat_map(
         self,
@@ -90,10 +107,13 @@ class Pipeline:
         on_error: ErrorPolicy = "raise",
         *,
         name: Optional[str] = None,
+        chunksize: Optional[int] = None,
         **backend_options: Any,
     ) -> Pipeline:
         """Add a stage that emits every item of the iterable ``fn(item)`` (built in the worker)."""
-        return self._add("flat_map", fn, backend, workers, ordered, on_error, name, backend_options)
+        return self._add(
+            "flat_map", fn, backend, workers, ordered, on_error, name, chunksize, backend_options
+        )
 
     def batch(
         self, size: int, timeout_s: Optional[float] = None, *, name: Optional[str] = None
@@ -121,6 +141,7 @@ class Pipeline:
         ordered: bool,
         on_error: Any,
         name: Optional[str],
+        chunksize: Optional[int],
         backend_options: dict[str, Any],
     ) -> Pipeline:
         if not callable(fn):
@@ -136,6 +157,8 @@ class Pipeline:
             raise ValueError(f"unknown backend {backend!r}; choose one of {valid}")
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+        if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+            raise ValueError(f"chunksize must be a positive int or None, got {chunksize!r}")
         default = getattr(fn, "__name__", "") or kind
         if default == "<lambda>":
             default = kind
@@ -148,6 +171,7 @@ class Pipeline:
             ordered=bool(ordered),
             on_error=check_policy(on_error),
             backend_options=dict(backend_options),
+            chunksize=chunksize,
         )
         return self._with(spec)
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from .. import backends
-from ..errors import NotPicklableError, StageError
+from ..errors import NotPicklableError, RemoteTraceback, StageError
 from . import _auto
-from ._calls import StageCall, outputs_of
+from ._calls import ChunkCall, StageCall, outputs_of
 from ._channel import END, POLL_S, STOPPED, TIMEOUT, Channel, Failed
 from ._policy import DeadLetter, ErrorPolicy, Retry, final_action
 from ._stats import StageCounters
@@ -30,11 +30,15 @@ from ._stats import StageCounters
 IN_FLIGHT_PER_WORKER = 2
 # While backend="auto" measures, it holds the first call's item and the two of the pair.
 PROBE_IN_FLIGHT = 3
+# Most items one task carries to a worker process (auto picks fewer for longer calls).
+MAX_CHUNK = 64
+# Backends whose hand-over is a round trip to another process: worth sending chunks.
+_REMOTE_BACKENDS = ("process", "interpreter", "dask")
 
 
-def max_in_flight(workers: int) -> int:
+def max_in_flight(workers: int, chunksize: int = 1) -> int:
     """How many items a stage with ``workers`` workers holds at most (running or waiting)."""
-    return max(workers * IN_FLIGHT_PER_WORKER, PROBE_IN_FLIGHT)
+    return max(workers * IN_FLIGHT_PER_WORKER * chunksize, PROBE_IN_FLIGHT)
 
 
 _repr = reprlib.Repr()
@@ -54,6 +58,7 @@ class StageSpec:
     ordered: bool = True
     on_error: ErrorPolicy = "raise"
     backend_options: dict[str, Any] = field(default_factory=dict)
+    chunksize: Optional[int] = None
     batch_size: int = 0
     batch_timeout_s: Optional[float] = None
 
@@ -80,6 +85,13 @@ class _Slots:
         self._cond = threading.Condition()
         self._used = 0
         self._limit = limit
+
+    def try_acquire(self) -> bool:
+        with self._cond:
+            if self._used >= self._limit:
+                return False
+            self._used += 1
+            return True
 
     def acquire(self, stopped: Callable[[], bool]) -> bool:
         with self._cond:
@@ -146,6 +158,9 @@ class StageRunner:
         self._handed_over = threading.Event()
         self._slots = _Slots(PROBE_IN_FLIGHT)
         self._first: Optional[_auto.Timed] = None
+        self._chunk = 1
+        self._ready: dict[int, Any] = {}  # collector: outputs waiting for their turn
+        self._next_seq = 0
         self.threads = [
             threading.Thread(target=self._submit_loop, name=f"gilwise-stage-{spec.name}-submit"),
             threading.Thread(target=self._collect_loop, name=f"gilwise-stage-{spec.name}-collect"),
@@ -168,13 +183,19 @@ class StageRunner:
         if self._backend is not None:
             self._backend.shutdown(wait=True)
 
-    def _use(self, name: str, workers: Optional[int], reason: str) -> None:
+    def _use(self, name: str, workers: Optional[int], reason: str, chunksize: int = 1) -> None:
         backend = backends.create(name, workers, **self.spec.backend_options)
         self._backend = backend
+        if self.spec.chunksize is not None:
+            self._chunk = self.spec.chunksize
+        elif name in _REMOTE_BACKENDS:
+            self._chunk = max(1, min(chunksize, MAX_CHUNK))
+        else:
+            self._chunk = 1
         self.counters.backend = name
         self.counters.workers = backend.max_workers
         self.counters.reason = reason
-        self._slots.set_limit(max_in_flight(backend.max_workers))
+        self._slots.set_limit(max_in_flight(backend.max_workers, self._chunk))
 
     # -- submitter -----------------------------------------------------------------------
 
@@ -221,8 +242,18 @@ class StageRunner:
                     return
                 continue
             if self._backend is not None:
-                self._submit(task)
-                continue
+                if self._chunk == 1:
+                    self._submit(task)
+                    continue
+                tasks, end = self._gather(task, seq)
+                seq += len(tasks) - 1
+                self._submit_chunk(tasks)
+                if end is None:
+                    continue
+                if end is STOPPED:
+                    return
+                self._done.put(_EndOfInput(seq, end=end))
+                return
             if self._first is None:
                 self._measure_first(task)
             elif pending is None:
@@ -232,6 +263,37 @@ class StageRunner:
                 pending = None
             if self.counters.backend == "inline" and not self._go_inline(seq):
                 return
+
+    def _gather(self, first: _Task, seq: int) -> tuple[list[_Task], Any]:
+        """``first`` and the items already waiting, up to a chunk (never waits for more);
+        also END, a Failed or STOPPED if that came next, else None."""
+        tasks = [first]
+        while len(tasks) < self._chunk and self._slots.try_acquire():
+            value = self._inbox.get_nowait()
+            if value is TIMEOUT or value is END or value is STOPPED or isinstance(value, Failed):
+                self._slots.release()
+                return tasks, (None if value is TIMEOUT else value)
+            tasks.append(_Task(seq, value))
+            seq += 1
+            self.counters.items_in += 1
+        return tasks, None
+
+    def _submit_chunk(self, tasks: list[_Task]) -> None:
+        if len(tasks) == 1:
+            self._submit(tasks[0])
+            return
+        backend = self._backend
+        assert backend is not None
+        if not self._validated:
+            backend.validate(self._call, (tasks[0].item,), {})  # NotPicklableError stops the run
+            self._validated = True
+        try:
+            future = backend.submit(ChunkCall(self._call), ([t.item for t in tasks],), {})
+        except Exception as exc:
+            future = Future()
+            future.set_exception(exc)
+        done = self._done
+        future.add_done_callback(lambda finished: done.put((tasks, finished)))
 
     def _go_inline(self, handed: int) -> bool:
         """Let the collector finish the ``handed`` tasks it has, then run calls here."""
@@ -282,7 +344,7 @@ class StageRunner:
         # Decided before any measured failure is delivered, so a retry always has a backend.
         decision = _auto.decide(self._first, pair, self.spec.workers)
         workers = self.spec.workers or decision.workers
-        self._use(decision.backend, workers, decision.reason)
+        self._use(decision.backend, workers, decision.reason, decision.chunksize)
         if decision.backend in ("process", "interpreter", "dask"):
             try:
                 self._backend.validate(self._call, (None,), {})  # type: ignore[union-attr]
@@ -331,11 +393,8 @@ class StageRunner:
         hand_over = False
         end: Any = END
         finished = 0
-        next_seq = 0
-        ready: dict[int, Any] = {}
         retries: list[tuple[float, int, _Task]] = []
         stop = self._control.stop
-        ordered = self.spec.ordered
         while total is None or finished < total:
             if stop.is_set() or self._outbox.stopped():
                 return
@@ -353,34 +412,60 @@ class StageRunner:
             if isinstance(message, _EndOfInput):
                 total, hand_over, end = message.total, message.hand_over, message.end
                 continue
-            task, future = message
-            outputs = self._outcome(task, future)
-            if isinstance(outputs, float):
-                heapq.heappush(retries, (time.perf_counter() + outputs, task.seq, task))
-                continue
-            if ordered:
-                # A failure waits its turn, so everything before it is delivered first.
-                ready[task.seq] = outputs
-                while next_seq in ready:
-                    outputs = ready.pop(next_seq)
-                    if isinstance(outputs, Failed):
-                        self._fail_here(outputs)
-                        return
-                    if not self._emit(outputs):
-                        return
-                    next_seq += 1
-                    finished += 1
-                continue
-            if isinstance(outputs, Failed):
-                self._fail_here(outputs)
-                return
-            if not self._emit(outputs):
-                return
-            finished += 1
+            for task, outputs in self._outcomes(*message):
+                if isinstance(outputs, float):
+                    heapq.heappush(retries, (time.perf_counter() + outputs, task.seq, task))
+                    continue
+                emitted = self._place(task, outputs)
+                if emitted is None:
+                    return
+                finished += emitted
         if hand_over:
             self._handed_over.set()
         else:
             self._outbox.put(end)
+
+    def _outcomes(self, tasks: Any, future: Future) -> list[tuple[_Task, Any]]:
+        """(task, outputs or retry delay or Failed) for a single task or a chunk's tasks."""
+        if isinstance(tasks, _Task):
+            return [(tasks, self._outcome(tasks, future))]
+        error = future.exception()
+        if error is not None:  # the whole chunk failed (a crashed worker): each item did
+            return [(task, self._failure(task, error)) for task in tasks]
+        results = []
+        for task, outcome in zip(tasks, future.result()):
+            if outcome[0]:
+                value, busy_s = outcome[1]
+                self.counters.busy_s += busy_s
+                results.append((task, outputs_of(self.spec.kind, task.item, value)))
+            else:
+                item_error = outcome[1]
+                item_error.__cause__ = RemoteTraceback(outcome[2])
+                results.append((task, self._failure(task, item_error)))
+        return results
+
+    def _place(self, task: _Task, outputs: Any) -> Optional[int]:
+        """Emit what is due: this task's outputs (unordered) or every task next in line
+        (ordered). Returns how many tasks were finished; None once the stage must stop."""
+        if not self.spec.ordered:
+            if isinstance(outputs, Failed):
+                self._fail_here(outputs)
+                return None
+            return 1 if self._emit(outputs) else None
+        # A failure waits its turn, so everything before it is delivered first.
+        ready = self._ready
+        ready[task.seq] = outputs
+        emitted = 0
+        while self._next_seq in ready:
+            outputs = ready.pop(self._next_seq)
+            if isinstance(outputs, Failed):
+                self._fail_here(outputs)
+                return None
+            if not self._emit(outputs):
+                return None
+            self._next_seq += 1
+            emitted += 1
+        return emitted
 
     def _outcome(self, task: _Task, future: Future) -> Any:
         """The task's outputs, a retry delay in seconds, or Failed."""
