@@ -151,7 +151,7 @@ def _wait_until_scheduler_forgets(client, task_name: str) -> None:
 # --- construction and configuration errors -------------------------------------------------
 
 
-def test_without_address_or_client_says_how_to_get_a_cluster():
+def test_without_address_or_client_says_how_to_get_a_cluster(no_leaks):
     with pytest.raises(errors.NoClusterError) as caught:
         DaskBackend()
     message = str(caught.value)
@@ -166,7 +166,7 @@ def test_missing_distributed_says_which_extra_to_install(monkeypatch):
         create("dask", address="tcp://127.0.0.1:8786")
 
 
-def test_unreachable_scheduler_is_a_no_cluster_error():
+def test_unreachable_scheduler_is_a_no_cluster_error(no_leaks):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]

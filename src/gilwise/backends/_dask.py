@@ -30,6 +30,7 @@ import functools
 import heapq
 import itertools
 import logging
+import socket
 import threading
 import time
 import traceback
@@ -376,6 +377,12 @@ class DaskBackend(Backend):
 
     def _connect(self, distributed: Any, address: str, connect_timeout_s: float) -> Any:
         try:
+            # A Client that fails to connect leaves its event-loop thread running, so first
+            # check that something listens there (tcp and tls addresses; others go direct).
+            scheme, location = distributed.comm.parse_address(address)
+            if scheme in ("tcp", "tls"):
+                host_port = distributed.comm.parse_host_port(location, 8786)
+                socket.create_connection(host_port, timeout=connect_timeout_s).close()
             return distributed.Client(address, timeout=connect_timeout_s, set_as_default=False)
         except OSError as exc:
             raise errors.NoClusterError(
