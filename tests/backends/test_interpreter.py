@@ -5,6 +5,7 @@ This module imports on every Python; the tests that need sub-interpreters skip b
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -138,6 +139,15 @@ def test_queues_more_tasks_than_interpreters_and_shuts_down():
     with pytest.raises(RuntimeError, match="after its shutdown"):
         pool.submit(tasks.add, (1,), {})
     pool.shutdown()  # idempotent
+
+
+@needs_subinterpreters
+def test_a_collected_backend_ends_its_threads():
+    pool = create("interpreter", 2)
+    assert pool.submit(tasks.add, (1, 1), {}).result(RESULT_TIMEOUT_S) == 2
+    del pool
+    gc.collect()
+    # no_leaks fails the test if a gilwise-interp thread is still alive
 
 
 @pytest.mark.multiversion

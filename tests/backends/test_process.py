@@ -4,6 +4,7 @@ and no orphaned workers."""
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import subprocess
@@ -270,6 +271,15 @@ def test_shutdown_without_wait_returns_while_a_task_runs(tmp_path):
     release.touch()
     assert future.result(RESULT_TIMEOUT_S) == "saw it"
     # no_leaks then checks that the manager thread and the worker ended by themselves
+
+
+def test_a_collected_backend_stops_its_manager_and_workers():
+    pool = ProcessBackend(2)
+    worker_pid = pool.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)
+    del pool
+    gc.collect()
+    assert _gone(worker_pid)
+    # no_leaks fails the test if the manager thread is still alive
 
 
 @pytest.mark.multiversion
