@@ -56,8 +56,8 @@ class _SlowHandler(BaseHTTPRequestHandler):
 def workloads(quick: bool, url: str) -> dict[str, tuple[Callable[[Any], Any], list]]:
     scale = 2 if quick else 1
     return {
-        "CPU (pure Python)": (wl.count, [3_000_000 // scale] * 16),
-        "native (sha256)": (wl.digest, [4 // scale or 1] * 16),
+        "CPU (pure Python)": (wl.count, [1_500_000 // scale] * 32),
+        "native (sha256)": (wl.digest, [4 // scale or 1] * 32),
         "sleep I/O": (wl.nap, [0.02] * (64 // scale)),
         "HTTP I/O": (wl.fetch, [url] * (64 // scale)),
         "tiny calls": (wl.tiny, list(range(300_000 // scale))),

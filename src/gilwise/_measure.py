@@ -52,8 +52,8 @@ PAIR_START_TIMEOUT_S = 5.0
 IO_SHARE = 0.5
 # Singles measured before deciding without a pair (when calls never arrive two at a time).
 MAX_SINGLES = 3
-# A pair whose overlap falls in this range (cores busy) is measured once more: noise from
-# other programs on the machine can only hide overlap, so the better of two pairs counts.
+# A pair whose overlap falls in this range (cores busy) is measured once more and the two
+# are averaged: other programs on a busy machine blur a single pair's answer.
 AMBIGUOUS_OVERLAP = (1.15, 1.6)
 MAX_PAIRS = 2
 
@@ -176,10 +176,14 @@ class FunctionProbe:
 
     @property
     def pair(self) -> Optional[tuple[CallSample, CallSample]]:
-        """The pair that overlapped most: a busy machine can only hide overlap, not invent it."""
+        """The latest measured pair, if any."""
+        return self.pairs[-1] if self.pairs else None
+
+    def overlap(self) -> Optional[float]:
+        """Cores the measured pairs kept busy, averaged (None before any pair)."""
         if not self.pairs:
             return None
-        return max(self.pairs, key=_pair_overlap)
+        return sum(_pair_overlap(pair) for pair in self.pairs) / len(self.pairs)
 
     def add_single(self, sample: CallSample) -> None:
         self.singles.append(sample)
@@ -189,9 +193,9 @@ class FunctionProbe:
 
     def next_step(self) -> Optional[str]:
         """"pair" (preferred when two calls are at hand), "single", or None: enough known."""
-        best_pair = self.pair
-        if best_pair is not None:
-            ambiguous = AMBIGUOUS_OVERLAP[0] <= _pair_overlap(best_pair) < AMBIGUOUS_OVERLAP[1]
+        overlap = self.overlap()
+        if overlap is not None:
+            ambiguous = AMBIGUOUS_OVERLAP[0] <= overlap < AMBIGUOUS_OVERLAP[1]
             return "pair" if ambiguous and len(self.pairs) < MAX_PAIRS else None
         if self.is_coroutine:
             return None if self.singles else "single"
@@ -211,15 +215,16 @@ class FunctionProbe:
         """The TaskMeasurement for verdict.decide_for_task; needs at least one sample."""
         pair_wall_s: Optional[float] = None
         pair_cpu_s: Optional[float] = None
-        best_pair = self.pair
-        if best_pair is not None:
-            pair_wall_s = _pair_elapsed_s(best_pair)
-            pair_cpu_s = _pair_overlap(best_pair) * pair_wall_s
+        latest_pair = self.pair
+        overlap = self.overlap()
+        if latest_pair is not None and overlap is not None:
+            pair_wall_s = _pair_elapsed_s(latest_pair)
+            pair_cpu_s = overlap * pair_wall_s
         if self.singles:
             best = self._best_single()
             wall_s, cpu_s = best.idle_machine_wall_s, best.cpu_s
-        elif best_pair is not None:
-            first, second = best_pair
+        elif latest_pair is not None:
+            first, second = latest_pair
             cpu_s = (first.cpu_s + second.cpu_s) / 2
             busy_cores = (pair_cpu_s or 0.0) / max(pair_wall_s or 0.0, 1e-9)
             if busy_cores < IO_SHARE:
