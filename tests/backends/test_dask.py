@@ -220,7 +220,7 @@ def test_task_exception_keeps_its_type_and_the_remote_traceback(backend):
 
 def test_unpicklable_task_is_refused_with_advice(backend):
     lock = threading.Lock()
-    with pytest.raises(errors.NotPicklableError, match="backend='thread'"):
+    with pytest.raises(errors.NotPicklableError, match=r"the argument 'a' of task add.*'thread'"):
         backend.validate(add, (lock,), {})
     with pytest.raises(errors.NotPicklableError, match="not picklable"):
         backend.submit(add, (lock,), {})

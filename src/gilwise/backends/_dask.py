@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union
 
 from .. import errors
 from ._base import Backend
+from ._wire import dump_task, function_name
 
 if TYPE_CHECKING:
     import distributed
@@ -57,6 +58,12 @@ _HOW_TO_GET_A_CLUSTER = (
 )
 
 
+_FUNCTION_ADVICE = (
+    "Define it at module level in a module the workers can import, or use backend='thread'."
+)
+_ARGUMENT_ADVICE = "Pass plain data (no locks, open files or sockets), or use backend='thread'."
+
+
 def _import_distributed() -> Any:
     """The ``distributed`` package, or UnsupportedError saying how to install it."""
     try:
@@ -71,8 +78,7 @@ def _import_distributed() -> Any:
 
 
 def _task_label(fn: Callable[..., Any], key: object) -> str:
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-    return f"{name} (dask key {key})"
+    return f"{function_name(fn)} (dask key {key})"
 
 
 class _Bridge:
@@ -129,21 +135,22 @@ class _Bridge:
     def deliver_outcome(self) -> None:
         """Fetch this task's outcome alone and deliver it (after ``_settle``)."""
         status = self.dask_future.status
-        if status == "finished":
-            try:
+        result: Any = None
+        exception: Optional[BaseException] = None
+        try:
+            if status == "finished":
                 result = self.dask_future.result()
-            except Exception as exc:  # the result could not be fetched: deliver why
-                self._deliver(exception=exc)
-            else:
-                self._deliver(result=result)
-        elif status == "error":
-            self._deliver(exception=self._translate(self.dask_future))
-        else:  # cancelled behind our back: the client closed or the scheduler forgot it
-            reason = CancelledError(
-                f"task {self.label} was cancelled on the dask cluster (status {status!r}) "
-                "before it produced a result; was the client closed or the cluster restarted?"
-            )
-            self._deliver(exception=reason)
+            elif status == "error":
+                exception = self._translate(self.dask_future)
+            else:  # cancelled behind our back: the client closed or the scheduler forgot it
+                exception = CancelledError(
+                    f"task {self.label} was cancelled on the dask cluster (status {status!r}) "
+                    "before it produced a result; was the client closed or the cluster "
+                    "restarted?"
+                )
+        except Exception as exc:  # the outcome could not be fetched: deliver why, not nothing
+            exception = exc
+        self._deliver(result=result, exception=exception)
 
     def _translate(self, dask_future: Any) -> BaseException:
         exc = dask_future.exception()
@@ -350,9 +357,13 @@ class DaskBackend(Backend):
             self._client = self._start_local_cluster(distributed, self.max_workers)
         elif address is not None:
             self._client = self._connect(distributed, address, connect_timeout_s)
-        if max_workers is None and address != LOCAL_ADDRESS:
-            self.max_workers = max(1, sum(self._client.nthreads().values()))
-        self._address = str(self._client.scheduler.address)
+        try:
+            if max_workers is None and address != LOCAL_ADDRESS:
+                self.max_workers = max(1, sum(self._client.nthreads().values()))
+            self._address = str(self._client.scheduler.address)
+        except BaseException:
+            self._close_owned()
+            raise
         self._deadlines = _Deadlines(thread_name=f"gilwise-dask-deadlines-{id(self):x}")
         self._fetcher = _ResultFetcher(self._client, f"gilwise-dask-results-{id(self):x}")
 
@@ -404,17 +415,14 @@ class DaskBackend(Backend):
     def validate(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         import cloudpickle
 
-        try:
-            cloudpickle.dumps((fn, args, kwargs))
-        except Exception as exc:  # pickling fails with many types: TypeError, AttributeError...
-            raise errors.NotPicklableError(self._not_picklable_message(fn, exc)) from exc
-
-    @staticmethod
-    def _not_picklable_message(fn: Callable[..., Any], exc: BaseException) -> str:
-        return (
-            f"cannot send {fn!r} or its arguments to a dask worker: they are not picklable "
-            f"({exc}). Pass plain data (no locks, open files, sockets or generators), or use "
-            "backend='thread'."
+        dump_task(
+            fn,
+            args,
+            kwargs,
+            dumps=cloudpickle.dumps,
+            destination="a dask worker",
+            function_advice=_FUNCTION_ADVICE,
+            argument_advice=_ARGUMENT_ADVICE,
         )
 
     def submit(
@@ -439,7 +447,11 @@ class DaskBackend(Backend):
             except TypeError as exc:
                 if "serialize" not in str(exc):
                     raise
-                raise errors.NotPicklableError(self._not_picklable_message(fn, exc)) from exc
+                self.validate(fn, args, kwargs)  # raises NotPicklableError naming the culprit
+                raise errors.NotPicklableError(
+                    f"cannot send task {function_name(fn)} to a dask worker: it is not "
+                    f"picklable ({exc}). {_ARGUMENT_ADVICE}"
+                ) from exc
             bridge = _Bridge(self, future, dask_future, _task_label(fn, dask_future.key))
             self._outstanding.add(bridge)
         future.add_done_callback(bridge.on_caller_done)
@@ -470,6 +482,9 @@ class DaskBackend(Backend):
                 bridge.cancel_for_shutdown()
         self._deadlines.stop()
         self._fetcher.stop()
+        self._close_owned()
+
+    def _close_owned(self) -> None:
         if self._owns_client:
             self._client.close()
             if self._cluster is not None:
