@@ -303,13 +303,24 @@ def test_a_users_client_is_used_and_never_closed(cluster):
         assert user_client.status == "running"
 
 
+def _listening(process: psutil.Process) -> set:
+    return {c.laddr for c in process.net_connections(kind="inet") if c.status == "LISTEN"}
+
+
 def test_local_address_starts_a_private_cluster_and_closes_it():
+    listening_before = _listening(psutil.Process())
     dask_backend = DaskBackend(1, address="local")
     try:
         assert dask_backend.submit(add, (20, 22), {}).result(timeout=WAIT_S) == 42
         workers = [psutil.Process(pid) for pid in dask_backend.client.run(os.getpid).values()]
         assert len(workers) == 1
         assert dask_backend.address.startswith("tcp://127.0.0.1:")
+        # scheduler, nannies (here) and workers listen on the loopback interface only
+        opened = _listening(psutil.Process()) - listening_before
+        for worker in workers:
+            opened |= _listening(worker)
+        assert len(opened) >= 3, opened  # scheduler, its HTTP API, a worker, ...
+        assert {address.ip for address in opened} == {"127.0.0.1"}, opened
     finally:
         dask_backend.shutdown()
     _, alive = psutil.wait_procs(workers, timeout=10)
