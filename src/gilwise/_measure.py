@@ -105,6 +105,20 @@ class CallSample:
         return min(1.0, self.cpu_s / self.idle_machine_wall_s)
 
 
+def _clocks() -> tuple[float, float, float]:
+    """(run-queue wait, thread CPU, wall) now, read in the order that keeps the call inside."""
+    return _runqueue_wait_s(), time.thread_time(), time.perf_counter()
+
+
+def _sample_since(start: tuple[float, float, float]) -> CallSample:
+    queued0, cpu0, wall0 = start
+    wall1 = time.perf_counter()
+    cpu1 = time.thread_time()
+    wall_s = wall1 - wall0
+    queued_s = min(max(0.0, _runqueue_wait_s() - queued0), wall_s)
+    return CallSample(wall_s, max(0.0, cpu1 - cpu0), wall0, wall1, queued_s)
+
+
 class MeasuredCall:
     """Wraps fn; each call leaves its timing in ``self.sample``. Use one wrapper per call."""
 
@@ -119,18 +133,11 @@ class MeasuredCall:
         if self.start_barrier is not None:
             with contextlib.suppress(threading.BrokenBarrierError):
                 self.start_barrier.wait(PAIR_START_TIMEOUT_S)
-        queued0 = _runqueue_wait_s()
-        cpu0 = time.thread_time()
-        wall0 = time.perf_counter()
+        start = _clocks()
         try:
             return self.fn(*args, **kwargs)
         finally:
-            wall1 = time.perf_counter()
-            cpu1 = time.thread_time()
-            queued_s = max(0.0, _runqueue_wait_s() - queued0)
-            self.sample = CallSample(
-                wall1 - wall0, max(0.0, cpu1 - cpu0), wall0, wall1, min(queued_s, wall1 - wall0)
-            )
+            self.sample = _sample_since(start)
 
 
 class MeasuredCoroutine:
@@ -148,18 +155,11 @@ class MeasuredCoroutine:
         self.sample: Optional[CallSample] = None
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        queued0 = _runqueue_wait_s()
-        cpu0 = time.thread_time()
-        wall0 = time.perf_counter()
+        start = _clocks()
         try:
             return await self.fn(*args, **kwargs)
         finally:
-            wall1 = time.perf_counter()
-            cpu1 = time.thread_time()
-            queued_s = max(0.0, _runqueue_wait_s() - queued0)
-            self.sample = CallSample(
-                wall1 - wall0, max(0.0, cpu1 - cpu0), wall0, wall1, min(queued_s, wall1 - wall0)
-            )
+            self.sample = _sample_since(start)
 
 
 class FunctionProbe:
