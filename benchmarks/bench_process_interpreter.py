@@ -4,7 +4,9 @@ Side by side with concurrent.futures.ProcessPoolExecutor (spawn), in one run, al
 the contenders round after round so all see the same machine load:
 
 1. overhead: ``--tasks`` trivial tasks (``abs``) submitted at once to 2 warm workers;
-   tasks per second (median of rounds) and the ratio to ProcessPoolExecutor;
+   tasks per second (median of rounds), the ratio to ProcessPoolExecutor, and the CPU the
+   calling process spends per task (submitting, sending, receiving: less sensitive to
+   other load on the machine than the rate);
 2. start-up: a fresh pool of 1 worker, time to the first result;
 3. scaling: the same pure-Python loop once on 1 worker, then twice on 2 workers; the ratio
    two/one is 1.0 for perfect parallelism and 2.0 for none (a shared GIL).
@@ -87,6 +89,7 @@ def main() -> None:
     makers = _contenders()
     pools = {name: make(2) for name, make in makers.items()}
     rates: dict[str, list[float]] = {name: [] for name in pools}
+    parent_cpu_us: dict[str, list[float]] = {name: [] for name in pools}
     scaling: dict[str, list[float]] = {name: [] for name in pools}
     startup: dict[str, list[float]] = {name: [] for name in pools}
     iterations = _iterations_for(options.spin_s)
@@ -96,7 +99,10 @@ def main() -> None:
         trivial = [(-i,) for i in range(options.tasks)]
         for _ in range(options.rounds):
             for name, pool in pools.items():
+                cpu_before_s = time.process_time()
                 rates[name].append(options.tasks / _run_all(pool, abs, trivial))
+                spent_s = time.process_time() - cpu_before_s
+                parent_cpu_us[name].append(spent_s / options.tasks * 1e6)
                 one = _run_all(pool, spin, [(iterations,)])
                 two = _run_all(pool, spin, [(iterations,), (iterations,)])
                 scaling[name].append(two / one)
@@ -112,13 +118,15 @@ def main() -> None:
     print(f"Python {facts.version_text}, {facts.cores} cores, {options.rounds} rounds (median)\n")
     print(
         f"| backend | trivial tasks/s ({options.tasks}) | vs ProcessPoolExecutor | "
-        f"first result of a fresh pool (s) | 2 loops / 1 loop ({options.spin_s:g} s each) |"
+        f"caller CPU per task (us) | first result of a fresh pool (s) | "
+        f"2 loops / 1 loop ({options.spin_s:g} s each) |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name in pools:
         rate = statistics.median(rates[name])
         print(
             f"| {name} | {rate:,.0f} | {rate / reference:.2f}x | "
+            f"{statistics.median(parent_cpu_us[name]):.0f} | "
             f"{statistics.median(startup[name]):.3f} | {statistics.median(scaling[name]):.2f} |"
         )
 
