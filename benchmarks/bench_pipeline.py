@@ -1,6 +1,6 @@
 """The scrape workload (examples/scrape.py) run six ways, side by side in one run.
 
-    python benchmarks/bench_pipeline.py [--pages 400] [--latency-ms 100] [--words 6000]
+    python benchmarks/bench_pipeline.py [--pages 400] [--latency-ms 100] [--words 20000]
                                         [--repeat 1] [--memory-items 1000000]
 
 Every variant fetches the same pages from the same local server, counts their words and
@@ -102,10 +102,10 @@ def hand_written_pools(urls: list[str], totals: scrape.WordTotals, opts: argpars
 def joblib_processes(urls: list[str], totals: scrape.WordTotals, opts: argparse.Namespace) -> str:
     import joblib
 
-    cores = runtime.current().cores
-    for counts in joblib.Parallel(n_jobs=cores)(joblib.delayed(fetch_and_count)(u) for u in urls):
+    jobs = 4 * runtime.current().cores  # as many as the all-processes fetch stage
+    for counts in joblib.Parallel(n_jobs=jobs)(joblib.delayed(fetch_and_count)(u) for u in urls):
         totals.add(counts)
-    return f"loky, n_jobs={cores}"
+    return f"loky, n_jobs={jobs}"
 
 
 def joblib_threads(urls: list[str], totals: scrape.WordTotals, opts: argparse.Namespace) -> str:
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=400)
     parser.add_argument("--latency-ms", type=float, default=100.0)
-    parser.add_argument("--words", type=int, default=6000)
+    parser.add_argument("--words", type=int, default=20000)
     parser.add_argument("--fetch-threads", type=int, default=32)
     parser.add_argument("--cpu-sample", type=int, default=30, help="pages timed serially")
     parser.add_argument("--repeat", type=int, default=1)
