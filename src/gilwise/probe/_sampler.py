@@ -118,6 +118,8 @@ class Sampler:
         self._gil_high = self._gil_low + GIL_STRUCT_BYTES if config.gil_address else 0
         self._readers: dict[int, _procfs.ThreadReader] = {}
         self._holder_cache: dict[int, int] = {}
+        self._retried: set[int] = set()
+        self._last_tstate = 0
         self.threads: dict[int, ThreadSeries] = {}
         self.holder_times = array("d")
         self.holder_tids = array("q")
@@ -162,6 +164,7 @@ class Sampler:
                 self._read_cpu(tid)
             # A freed PyThreadState's address can be reused by a new thread.
             self._holder_cache.clear()
+            self._retried.clear()
             self._next_cpu_s = now + CPU_CLOCKS_S
         self._next_list_s = now + THREAD_LIST_S
 
@@ -187,6 +190,7 @@ class Sampler:
         tstate, locked = struct.unpack("<Qi", raw)
         if not locked:
             return 0
+        self._last_tstate = tstate
         tid = self._holder_cache.get(tstate)
         if tid is None:
             tid = self._resolve(tstate)
@@ -236,10 +240,12 @@ class Sampler:
             if not self._readers:
                 return False
         holder = self._holder() if self._memory is not None else 0
-        if holder == -1 and self._next_list_s > now:
-            # A thread we have not listed yet holds the GIL: list threads and resolve again.
+        if holder == -1 and self._last_tstate not in self._retried:
+            # A thread we have not listed yet may hold the GIL: list threads and resolve
+            # again, once per unknown thread state (until the next CPU-clock refresh).
+            self._retried.add(self._last_tstate)
             self._refresh(now)
-            self._holder_cache.clear()
+            self._holder_cache.pop(self._last_tstate, None)
             holder = self._holder()
         gone = []
         for tid, reader in self._readers.items():
