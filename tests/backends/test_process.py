@@ -146,6 +146,22 @@ def test_a_crash_fails_only_its_task_and_the_pool_recovers(backend, crash, args,
     assert [f.result(RESULT_TIMEOUT_S) for f in before + after] == [0, 1, 2, 10, 11, 12]
 
 
+def test_crashes_and_timeouts_are_seen_without_pidfd(monkeypatch, tmp_path):
+    # Kernels before 5.3 (and other POSIX systems) have no pidfd: EOF on the pipe must do.
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    pool = ProcessBackend(1, kill_grace_s=0.2)
+    try:
+        crashed = pool.submit(os._exit, (4,), {})
+        with pytest.raises(WorkerCrashedError, match="exited with code 4"):
+            crashed.result(RESULT_TIMEOUT_S)
+        stuck = pool.submit(tasks.wait_for_file, (str(tmp_path / "never"),), {}, timeout_s=0.2)
+        with pytest.raises(TaskTimeoutError):
+            stuck.result(RESULT_TIMEOUT_S)
+        assert pool.submit(tasks.add, (3, 4), {}).result(RESULT_TIMEOUT_S) == 7
+    finally:
+        pool.shutdown()
+
+
 def test_crash_message_names_the_signal(backend):
     future = backend.submit(ctypes.string_at, (0,), {})
     with pytest.raises(WorkerCrashedError) as caught:

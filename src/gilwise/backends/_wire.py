@@ -30,7 +30,7 @@ _short.maxlevel = 2
 
 
 def function_name(fn: Callable[..., Any]) -> str:
-    """The qualified name of a callable, for messages (``module.qualname`` where known)."""
+    """The qualified name of a callable (or a short repr of it), for messages."""
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if qualname is None:
         return _short.repr(fn)
