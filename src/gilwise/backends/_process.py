@@ -368,7 +368,8 @@ class _Pool:
                 task = worker.task
                 worker.state, worker.task, worker.deadline = _Worker.DYING, None, None
                 worker.kill_at = now + self.kill_grace_s
-                worker.process.terminate()
+                with contextlib.suppress(OSError):  # it may have exited just now
+                    worker.process.terminate()
                 task.future.set_exception(
                     TaskTimeoutError(
                         f"task {task.describe()} ran longer than its timeout of "
@@ -378,7 +379,8 @@ class _Pool:
                 )
             elif worker.kill_at is not None and worker.kill_at <= now:
                 worker.kill_at = None
-                worker.process.kill()
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
 
     def _fail_everything(self, error: BaseException) -> None:
         while self._pending:
