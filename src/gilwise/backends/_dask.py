@@ -19,9 +19,13 @@ What a caller must know:
   ``enforces_timeout`` is False.
 - ``shutdown(wait=False)`` cancels tasks still outstanding (their futures end cancelled),
   since a cluster may outlive this process and nothing should keep running unowned.
-- Each future's outcome is copied by distributed's shared callback thread
-  (``Dask-Callback-Thread``); that thread, and distributed's ``Dask-Offload`` thread, are
-  process-wide and idle after shutdown; they are distributed's, not this backend's.
+- The caller's future stays PENDING until the outcome is in (so ``cancel`` works on a task
+  already running on the cluster: it is cancelled there).
+- Threads: distributed's shared callback thread (``Dask-Callback-Thread``) hears that a task
+  finished; this backend's own fetcher thread gathers finished results, as many per round
+  trip as are ready; a deadline thread exists only once a ``timeout_s`` is used. Both of ours
+  end at ``shutdown``. ``Dask-Callback-Thread`` and ``Dask-Offload`` are distributed's,
+  process-wide, and stay (idle) after shutdown.
 """
 
 from __future__ import annotations
