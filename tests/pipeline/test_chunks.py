@@ -10,6 +10,8 @@ from gilwise.errors import RemoteTraceback, WorkerCrashedError
 from gilwise.pipeline import Pipeline, Retry
 from gilwise.pipeline._stage import max_in_flight
 
+pytestmark = pytest.mark.multiversion  # core behaviour on every supported Python
+
 
 def double_or_fail(x: int) -> int:
     if x % 5 == 4:

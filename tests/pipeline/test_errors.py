@@ -16,6 +16,8 @@ import pytest
 from gilwise.errors import NotPicklableError, StageError, WorkerCrashedError
 from gilwise.pipeline import DeadLetter, Pipeline, Retry
 
+pytestmark = pytest.mark.multiversion  # core behaviour on every supported Python
+
 
 class Boom(ValueError):
     pass

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from gilwise.pipeline import Pipeline, Retry
 
+pytestmark = pytest.mark.multiversion  # core behaviour on every supported Python
+
 
 class _Flaky:
     """Fails items in ``always`` on every try and items in ``once`` on their first try."""

@@ -12,6 +12,8 @@ import pytest
 import gilwise
 from gilwise.pipeline import Pipeline, RunStats
 
+pytestmark = pytest.mark.multiversion  # core behaviour on every supported Python
+
 WAIT_S = 10
 
 
