@@ -360,6 +360,19 @@ def test_executor_with_the_dask_backend(cluster):
         assert isinstance(caught.value.__cause__, errors.RemoteTraceback)
 
 
+def test_executor_timeout_on_the_dask_backend(cluster, tmp_path):
+    from gilwise import Executor
+
+    release = tmp_path / "release"
+    try:
+        with Executor(backend="dask", address=cluster.scheduler_address, timeout=0.3) as executor:
+            future = executor.submit(block_until_released, str(release))
+            with pytest.raises(errors.TaskTimeoutError):
+                future.result(timeout=WAIT_S)
+    finally:
+        release.touch()
+
+
 def test_executor_scale_out_sends_gil_bound_work_to_the_cluster(cluster):
     from gilwise import Executor
 
