@@ -65,8 +65,10 @@ def test_duty_cycled_spinner_holds_the_gil_for_its_duty(duty):
 def test_native_threads_barely_hold_the_gil(workload):
     _, profile = _profile(workloads.run_threads, workload, 2, SECONDS)
     assert profile.held_fraction == pytest.approx(0.0, abs=HELD_MARGIN)
+    # Each worker hashes for SECONDS (its observed wall also covers start-up, the barrier
+    # and exit, which a loaded machine stretches).
     for stats in _workers(profile):
-        assert stats.native_s / stats.wall_s >= 1.0 - 2 * HELD_MARGIN
+        assert stats.native_s >= (1.0 - 2 * HELD_MARGIN) * SECONDS
     assert profile.verdict is not None and profile.verdict.kind == "native-parallel"
 
 
@@ -74,14 +76,14 @@ def test_sleeping_threads_are_io_bound_and_hold_nothing():
     _, profile = _profile(workloads.run_threads, workloads.sleeper, 2, SECONDS)
     assert profile.held_fraction == pytest.approx(0.0, abs=HELD_MARGIN)
     for stats in _workers(profile):
-        assert stats.io_wait_s / stats.wall_s >= 1.0 - HELD_MARGIN
+        assert stats.io_wait_s >= (1.0 - HELD_MARGIN) * SECONDS
     assert profile.verdict is not None and profile.verdict.kind == "io-bound"
 
 
 def test_socket_recv_is_io_wait():
     _, profile = _profile(workloads.socket_waiter, SECONDS)
     main = profile.thread(threading.get_native_id())
-    assert main.io_wait_s / main.wall_s >= 1.0 - HELD_MARGIN
+    assert main.io_wait_s >= (1.0 - HELD_MARGIN) * SECONDS
     assert profile.held_fraction == pytest.approx(0.0, abs=HELD_MARGIN)
     assert profile.verdict is not None and profile.verdict.kind == "io-bound"
 
@@ -107,6 +109,7 @@ def test_functions_are_attributed_to_the_innermost_python_frame():
     top = profile.functions[0]
     assert top.function == "spinner"
     assert top.file.endswith("workloads.py")
-    # Two spinners: together they hold the GIL about as long as they wait for it.
-    assert top.gil_held_s == pytest.approx(profile.wall_s, rel=0.25)
-    assert top.gil_wait_s > 0.25 * profile.wall_s
+    # Two spinners: held and waiting time both go to the spinner. Not all of it: until the
+    # first stack snapshot after a thread starts, its time goes to the frame it started in.
+    assert top.gil_held_s > 0.5 * SECONDS
+    assert top.gil_wait_s > 0.25 * SECONDS
