@@ -42,7 +42,7 @@ def test_raise_stops_the_run_with_stage_item_and_original_cause():
     error = caught.value
     assert (error.stage, error.item) == ("check", 1)
     assert isinstance(error.__cause__, Boom)
-    assert "fail_on_odd" in "".join(traceback.format_exception(error.__cause__))
+    assert "fail_on_odd" in "".join(traceback.format_tb(error.__cause__.__traceback__))
     assert "on_error='skip'" in str(error)
     assert pipe.stats.error is not None and not pipe.stats.finished
 
