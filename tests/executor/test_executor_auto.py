@@ -224,3 +224,23 @@ def test_drift_watch_fires_on_a_4x_change_only():
     assert [watch.observe(0.05) for _ in range(4)][-1]
     tiny = DriftWatch(0.00001, window=4)
     assert not any(tiny.observe(0.0001) for _ in range(8))  # tiny stays tiny: noise
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs 2 cores to tell overlap from turn-taking")
+def test_scale_out_sends_gil_bound_work_to_the_dask_cluster(monkeypatch, no_leaks):
+    from gilwise import backends
+
+    created = []
+    real_create = backends.create
+
+    def create(name, max_workers=None, **options):
+        created.append((name, options))
+        # A stand-in for the cluster: the test checks the routing, not dask.
+        return real_create("thread" if name == "dask" else name, max_workers)
+
+    monkeypatch.setattr(backends, "create", create)
+    with gilwise.Executor(scale_out="tcp://scheduler.example:8786") as executor:
+        list(executor.map(spinner, [0.05] * 6))
+        decision = _decision(executor, "spinner")
+    assert decision.backend == "dask", executor.explain(spinner)
+    assert ("dask", {"address": "tcp://scheduler.example:8786"}) in created
