@@ -157,7 +157,7 @@ class StageRunner:
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._handed_over = threading.Event()
         self._slots = _Slots(PROBE_IN_FLIGHT)
-        self._first: Optional[_auto.Timed] = None
+        self._probe = _auto.AutoProbe()
         self._chunk = 1
         self._ready: dict[int, Any] = {}  # collector: outputs waiting for their turn
         self._next_seq = 0
@@ -229,9 +229,9 @@ class StageRunner:
                     self._outbox.put(value)
                     return
                 if pending is not None:
-                    self._measure_first(pending)
-                elif self._backend is None and self._first is not None:
-                    self._decide(None)  # so the stats say what the stage would have used
+                    self._measure_alone(pending)
+                if self._backend is None and self._probe.probe.calls:
+                    self._decide()  # so the stats say what the stage would have used
                 self._done.put(_EndOfInput(seq, end=value))
                 return
             task = _Task(seq, value)
@@ -254,8 +254,8 @@ class StageRunner:
                     return
                 self._done.put(_EndOfInput(seq, end=end))
                 return
-            if self._first is None:
-                self._measure_first(task)
+            if self._probe.next_step() == "single":
+                self._measure_alone(task)
             elif pending is None:
                 pending = task
             else:
@@ -322,30 +322,29 @@ class StageRunner:
             self.counters.busy_s += busy_s
             return self._emit(outputs_of(self.spec.kind, task.item, value))
 
-    def _measure_first(self, task: _Task) -> None:
+    def _measure_alone(self, task: _Task) -> None:
         with self._control.measure_lock:
             timed = _auto.run_measured(self._call, task.item)
-        if self._first is None:
-            self._first = timed
-            if not _auto.needs_pair(timed):
-                self._decide(None)
-        else:  # the input ended before a pair could be measured
-            self._decide(None)
+        self._probe.record_single(timed)
+        if self._probe.next_step() is None:
+            self._decide()
         self._deliver(task, timed.future)
 
     def _measure_pair(self, first: _Task, second: _Task) -> None:
         with self._control.measure_lock:
             pair = _auto.run_pair_measured(self._call, first.item, second.item)
-        self._decide(pair)
+        self._probe.record_pair(*pair)
+        if self._probe.next_step() is None:
+            self._decide()
         self._deliver(first, pair[0].future)
         self._deliver(second, pair[1].future)
 
-    def _decide(self, pair: Optional[tuple[_auto.Timed, _auto.Timed]]) -> None:
+    def _decide(self) -> None:
         # Decided before any measured failure is delivered, so a retry always has a backend.
-        decision = _auto.decide(self._first, pair, self.spec.workers)
+        decision = self._probe.decide(self.spec.workers)
         workers = self.spec.workers or decision.workers
         self._use(decision.backend, workers, decision.reason, decision.chunksize)
-        if decision.backend in ("process", "interpreter", "dask"):
+        if decision.backend in _REMOTE_BACKENDS:
             try:
                 self._backend.validate(self._call, (None,), {})  # type: ignore[union-attr]
             except NotPicklableError as exc:

@@ -175,7 +175,8 @@ class RunStats:
                 text += (
                     f" running its function, though it had input and room for output "
                     f"{top.pressed_share:.0%} of the time: handing items to its workers and "
-                    f"back costs more than the work (send bigger items, e.g. with .batch())"
+                    f"back costs more than the work (send bigger items, e.g. with .batch() or "
+                    f"chunksize=), or the run was too short to fill them"
                 )
             if others:
                 verb = "waits" if len(others) == 1 else "wait"
