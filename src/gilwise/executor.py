@@ -27,7 +27,7 @@ import traceback
 from collections import deque
 from concurrent import futures as cf
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
 
 from . import backends as _backends
 from . import runtime as _runtime
@@ -169,7 +169,7 @@ def _label(fn: Callable[..., Any]) -> str:
     while isinstance(target, functools.partial):
         target = target.func
     module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__qualname__", None) or getattr(type(target), "__qualname__", "?")
+    name = str(getattr(target, "__qualname__", None) or type(target).__qualname__)
     return f"{module}.{name}" if module and module != "builtins" else name
 
 
@@ -328,7 +328,7 @@ class Executor(cf.Executor):
                 raise
             self._close(wait=True)
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         # Ctrl-C inside the block: drop what has not started, finish what has, free workers.
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
         self.shutdown(wait=True, cancel_futures=interrupted)
@@ -746,7 +746,7 @@ class Executor(cf.Executor):
                 entry = (future, True)
             window.append(entry)
             if arrivals is not None:
-                future.add_done_callback(lambda _f, e=entry: arrivals.put(e))
+                future.add_done_callback(functools.partial(_put_entry, arrivals, entry))
             return True
 
         def refill() -> None:
@@ -754,7 +754,7 @@ class Executor(cf.Executor):
             # arrive together and can be measured as a pair.
             try:
                 while buffersize is None or len(window) < (
-                    self._buffer_limit(key) if buffersize == "auto" else buffersize
+                    self._buffer_limit(key) if isinstance(buffersize, str) else buffersize
                 ):
                     if not submit_one():
                         return
@@ -793,6 +793,10 @@ class Executor(cf.Executor):
         finally:
             for future, _ in window:
                 future.cancel()
+
+
+def _put_entry(arrivals: queue.SimpleQueue, entry: tuple, _future: cf.Future) -> None:
+    arrivals.put(entry)
 
 
 def _explain(plan: _Plan) -> str:
