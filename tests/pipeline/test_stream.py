@@ -205,3 +205,27 @@ async def _coroutine(x):
 def test_a_source_that_is_not_iterable_is_refused():
     with pytest.raises(TypeError, match="iterable"):
         Pipeline(42)
+
+
+def test_auto_does_not_hold_an_item_back_waiting_for_a_partner_to_measure():
+    second_item_seen = threading.Event()
+
+    def spin(x: int) -> int:
+        total = 0
+        for i in range(20_000):  # a few ms of pure Python: auto wants a pair of calls
+            total += i
+        return x
+
+    def source():
+        yield 1
+        yield 2
+        # The third item only comes once item 2 is out: auto must not wait for it.
+        assert second_item_seen.wait(WAIT_S), "item 2 was held back"
+        yield 3
+
+    out = []
+    for value in Pipeline(source()).map(spin):
+        out.append(value)
+        if value == 2:
+            second_item_seen.set()
+    assert out == [1, 2, 3]

@@ -30,6 +30,8 @@ from ._stats import StageCounters
 IN_FLIGHT_PER_WORKER = 2
 # While backend="auto" measures, it holds the first call's item and the two of the pair.
 PROBE_IN_FLIGHT = 3
+# How long auto holds an item for a partner to measure a pair with, on a slow stream.
+PAIR_PARTNER_WAIT_S = 0.1
 # Most items one task carries to a worker process (auto picks fewer for longer calls).
 MAX_CHUNK = 64
 # Backends whose hand-over is a round trip to another process: worth sending chunks.
@@ -220,10 +222,17 @@ class StageRunner:
             if not self._inline and not self._slots.acquire(self._inbox.stopped):
                 return
             waited_from = time.perf_counter()
-            value = self._inbox.get()
+            value = self._inbox.get(None if pending is None else PAIR_PARTNER_WAIT_S)
             counters.input_wait_s += time.perf_counter() - waited_from
             if value is STOPPED:
                 return
+            if value is TIMEOUT:  # no partner for the held item yet: measure it alone
+                self._slots.release()
+                self._measure_alone(pending)  # type: ignore[arg-type]
+                pending = None
+                if self.counters.backend == "inline" and not self._go_inline(seq):
+                    return
+                continue
             if value is END or isinstance(value, Failed):
                 if self._inline:
                     self._outbox.put(value)
