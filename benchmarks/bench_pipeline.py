@@ -14,7 +14,8 @@ merges the counts; each result is checked against the others. Printed as markdow
   by fetching and parsing a sample of pages serially (the server's CPU included);
 - memory: RSS growth while 1e6 items go through three stages.
 
-Timings on a shared machine are noisy; use ``--repeat`` to keep each variant's best.
+Timings on a shared machine are noisy; ``--repeat N`` runs the variants round robin N times
+and keeps each one's best.
 """
 
 from __future__ import annotations
@@ -152,21 +153,23 @@ def run_variants(opts: argparse.Namespace) -> list[str]:
     with scrape.serve(opts.latency_ms / 1000, opts.words) as site:
         urls = list(scrape.page_urls(site.url, opts.pages))
         cpu_page_s = cpu_per_page_s(site, opts.cpu_sample)
-        results = []
+        best_s = {name: math.inf for name, _, _ in VARIANTS}
+        setups: dict[str, str] = {}
         reference = None
-        for name, variant, single in VARIANTS:
-            best_s, setup = math.inf, ""
-            for _ in range(opts.repeat):
+        # Round robin, so a burst of load from elsewhere hurts every variant alike.
+        for _ in range(opts.repeat):
+            for name, variant, _ in VARIANTS:
                 totals = scrape.WordTotals()
                 started = time.perf_counter()
-                setup = variant(urls, totals, opts)
-                best_s = min(best_s, time.perf_counter() - started)
+                setups[name] = variant(urls, totals, opts)
+                wall_s = time.perf_counter() - started
+                best_s[name] = min(best_s[name], wall_s)
                 answer = (totals.pages, sum(totals.totals.values()), len(totals.totals))
                 if reference is None:
                     reference = answer
                 assert answer == reference, f"{name} counted {answer}, expected {reference}"
-            results.append((name, setup, best_s, single))
-            print(f"  {name}: {best_s:.2f}s", file=sys.stderr)
+                print(f"  {name}: {wall_s:.2f}s", file=sys.stderr)
+        results = [(name, setups[name], best_s[name], single) for name, _, single in VARIANTS]
 
     total_cpu_s = cpu_page_s * opts.pages
     io_bound_s = opts.latency_ms / 1000 * math.ceil(opts.pages / opts.fetch_threads)
