@@ -57,3 +57,12 @@ def nap(seconds: float) -> float:
 
 async def async_square(x: int) -> int:
     return x * x
+
+
+def crash_once(marker: str) -> str:
+    """Kill the worker process the first time (leaving ``marker``); succeed the second time."""
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os._exit(3)
+    return "survived"

@@ -120,3 +120,16 @@ def test_timeout_is_a_concurrent_futures_timeout_error():
     import concurrent.futures as cf
 
     assert issubclass(TaskTimeoutError, cf.TimeoutError)
+
+
+def test_a_crashed_process_task_is_retried_on_a_new_worker(tmp_path, no_leaks):
+    from executor_gates import crash_once
+
+    from gilwise.errors import WorkerCrashedError
+
+    marker = str(tmp_path / "crashed")
+    with gilwise.Executor("process", 1, retries=1) as executor:
+        assert executor.submit(crash_once, marker).result(WAIT_S) == "survived"
+    (tmp_path / "crashed").unlink()
+    with gilwise.Executor("process", 1) as executor, pytest.raises(WorkerCrashedError):
+        executor.submit(crash_once, marker).result(WAIT_S)
