@@ -252,3 +252,17 @@ def test_ctrl_c_leaves_no_worker_process_behind(tmp_path):
     assert "KeyboardInterrupt" in stderr
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"workers left running: {[p.pid for p in alive]}"
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def test_break_out_of_a_process_stage_leaves_nothing_running():
+    # no_leaks (autouse) checks that the workers and every stage thread are gone.
+    pipe = Pipeline(iter(int, 1)).map(square, backend="process", workers=2, chunksize=4)
+    for count, value in enumerate(pipe, start=1):
+        assert value == 0
+        if count == 10:
+            break
+    assert not pipe.stats.finished

@@ -39,8 +39,9 @@ class _Flaky:
     workers=st.integers(1, 4),
     ordered=st.booleans(),
     queue_size=st.integers(1, 8),
+    chunksize=st.integers(1, 4),
 )
-def test_no_item_lost_or_duplicated(n, seed, backend, workers, ordered, queue_size):
+def test_no_item_lost_or_duplicated(n, seed, backend, workers, ordered, queue_size, chunksize):
     rng = random.Random(seed)
     always = {i for i in range(n) if rng.random() < 0.2}
     once = {i for i in range(n) if rng.random() < 0.3}
@@ -48,7 +49,14 @@ def test_no_item_lost_or_duplicated(n, seed, backend, workers, ordered, queue_si
     policy = Retry(times=1, backoff_s=0.0, then="collect")
     pipe = (
         Pipeline(range(n), queue_size=queue_size)
-        .map(flaky, backend=backend, workers=workers, ordered=ordered, on_error=policy)
+        .map(
+            flaky,
+            backend=backend,
+            workers=workers,
+            ordered=ordered,
+            on_error=policy,
+            chunksize=chunksize,
+        )
         .filter(lambda x: True, backend="thread", workers=2, ordered=ordered)
     )
     out = list(pipe)
