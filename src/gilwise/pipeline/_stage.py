@@ -4,7 +4,10 @@ The submitter takes items from the inbox while the stage has a free in-flight sl
 them to the stage's backend; the collector takes finished futures, applies the error policy
 (retry, skip, collect, raise), restores the input order when asked, and puts the results in
 the outbox. A slot is freed only when its item's results are in the outbox, so a stage holds
-at most ``workers * IN_FLIGHT_PER_WORKER`` items however slow its neighbours are.
+at most ``max_in_flight(workers, chunksize)`` items however slow its neighbours are.
+
+A stage that runs inline does all of this in its submitter thread; a stage on a process pool
+may send several items per task (a chunk) to pay for the round trip once.
 """
 
 from __future__ import annotations
