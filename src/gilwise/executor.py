@@ -724,8 +724,8 @@ class Executor(cf.Executor):
         spread = len(iterables) != 1
         inputs = zip(*iterables) if spread else iter(iterables[0])
         key = _key(fn) if self._fixed is None else None
-        if self._fixed_lane is not None and is_coroutine_function(fn):
-            chunksize = 1
+        if is_coroutine_function(fn):
+            chunksize = 1  # a chunk runs its calls synchronously; coroutines need the loop
         window: deque[tuple[cf.Future, bool]] = deque()
         arrivals: Optional[queue.SimpleQueue] = None if ordered else queue.SimpleQueue()
 
