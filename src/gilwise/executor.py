@@ -164,6 +164,13 @@ def _run_chunk(fn: Callable[..., Any], items: list, retries: int, spread: bool) 
     return values, None
 
 
+def _run_coroutine(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run an ``async def`` function to completion on a fresh event loop (non-asyncio backends)."""
+    import asyncio
+
+    return asyncio.run(fn(*args, **kwargs))
+
+
 def _label(fn: Callable[..., Any]) -> str:
     target = fn
     while isinstance(target, functools.partial):
@@ -258,6 +265,8 @@ class Executor(cf.Executor):
         cannot run (e.g. NotPicklableError for a process backend).
         """
         if self._fixed_lane is not None:
+            if self._fixed_lane.name != "asyncio" and is_coroutine_function(fn):
+                fn, args = _run_coroutine, (fn, *args)  # its own event loop in the worker
             self._fixed_lane.backend.validate(fn, args, kwargs)
         return self._enqueue(fn, args, kwargs, _key(fn) if self._fixed is None else None, fn)
 
@@ -724,8 +733,11 @@ class Executor(cf.Executor):
         spread = len(iterables) != 1
         inputs = zip(*iterables) if spread else iter(iterables[0])
         key = _key(fn) if self._fixed is None else None
+        call = fn
         if is_coroutine_function(fn):
             chunksize = 1  # a chunk runs its calls synchronously; coroutines need the loop
+            if self._fixed_lane is not None and self._fixed_lane.name != "asyncio":
+                call = functools.partial(_run_coroutine, fn)
         window: deque[tuple[cf.Future, bool]] = deque()
         arrivals: Optional[queue.SimpleQueue] = None if ordered else queue.SimpleQueue()
 
@@ -737,8 +749,8 @@ class Executor(cf.Executor):
             if len(batch) == 1:
                 args = batch[0] if spread else (batch[0],)
                 if self._fixed_lane is not None:
-                    self._fixed_lane.backend.validate(fn, args, {})
-                future = self._enqueue(fn, args, {}, key, fn, pump=False)
+                    self._fixed_lane.backend.validate(call, args, {})
+                future = self._enqueue(call, args, {}, key, fn, pump=False)
                 entry = (future, False)
             else:
                 future = self._enqueue(_run_chunk, (fn, batch, self.retries, spread), {}, key,

@@ -12,7 +12,7 @@ import threading
 import traceback
 
 import pytest
-from executor_gates import FileGate, mul, raise_on, square, wait_then
+from executor_gates import FileGate, async_square, mul, raise_on, square, wait_then
 
 import gilwise
 from gilwise.errors import RemoteTraceback, UnsupportedError
@@ -225,3 +225,9 @@ def test_invalid_arguments_say_what_is_wrong():
 
 def test_is_a_concurrent_futures_executor():
     assert issubclass(gilwise.Executor, cf.Executor)
+
+
+def test_coroutine_functions_run_on_every_backend(backend, no_leaks):
+    with _executor(backend) as executor:
+        assert executor.submit(async_square, 7).result(WAIT_S) == 49
+        assert list(executor.map(async_square, range(4))) == [0, 1, 4, 9]
