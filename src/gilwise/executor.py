@@ -42,6 +42,8 @@ _REMOTE_BACKENDS = frozenset({"process", "interpreter", "dask"})
 # make the per-task bookkeeping negligible, short enough to keep results streaming.
 LOCAL_CHUNK_TARGET_S = 0.002
 MAX_CHUNKSIZE = 4096
+# How often one function is re-measured after its call durations drifted.
+MAX_RECHECKS = 3
 # Threads the auto Executor measures first calls on (created on demand, reused).
 _MEASURE_THREADS = 64
 
@@ -621,7 +623,9 @@ class Executor(cf.Executor):
         plan.decision = decision
         plan.lane = lane
         plan.per_call_s = decision.measured.wall_s
-        plan.drift = DriftWatch(decision.measured.wall_s)
+        # A function whose calls keep changing would be re-measured forever: stop watching.
+        if plan.rechecks < MAX_RECHECKS:
+            plan.drift = DriftWatch(decision.measured.wall_s)
 
     def _observe(self, plan: _Plan, per_call_s: float) -> None:
         """Under the lock: track per-call durations; re-measure a function that drifted."""
