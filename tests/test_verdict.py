@@ -92,3 +92,12 @@ def test_gil_bound_task_runs_on_threads_when_the_gil_is_off():
 def test_io_bound_task_gets_more_workers_than_cores():
     decision = decide_for_task(TaskMeasurement(wall_s=0.05, cpu_s=0.0005), TWO_CORES)
     assert decision.workers > TWO_CORES.cores
+
+
+def test_unknown_gil_holder_is_not_called_idle():
+    """An attach that could not find the GIL has states but no holder: busy threads are busy."""
+    busy = ThreadStats("a", 1, 1.0, 0.95, None, None, None, 0.0, 0.0)
+    profile = _profile(busy, busy, held_fraction=None)
+    verdict = verdict_for_profile(profile, TWO_CORES)
+    assert verdict.kind == "mixed"
+    assert "not measured" in verdict.reason

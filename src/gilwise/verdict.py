@@ -90,6 +90,12 @@ def verdict_for_profile(profile: Profile, runtime: Optional[RuntimeFacts] = None
     )
     held_fraction = profile.held_fraction
 
+    if facts.gil_enabled and held_fraction is None and not held:
+        # The GIL holder was not observed (e.g. an attach that could not locate the GIL):
+        # running time cannot be split into Python and native, so judge on CPU and waits only.
+        busy = max(busy, total("cpu_s"))
+        return _unknown_holder_verdict(busy, io, wall)
+
     if busy + io + waiting + lock_contended < 0.05 * wall:
         return Verdict("idle", "inline", 1.0, "No thread did measurable work or waited on I/O.")
 
@@ -169,6 +175,27 @@ def verdict_for_profile(profile: Profile, runtime: Optional[RuntimeFacts] = None
         f"Mixed: {held:.2f}s holding the GIL, {native:.2f}s native, {io:.2f}s in I/O, "
         f"{waiting:.2f}s waiting for the GIL. Split the I/O and the CPU parts "
         f"(gilwise.Pipeline runs each stage on its own model).",
+    )
+
+
+def _unknown_holder_verdict(busy: float, io: float, wall: float) -> Verdict:
+    if busy + io < 0.05 * wall:
+        return Verdict("idle", "inline", 1.0, "No thread did measurable work or waited on I/O.")
+    if io >= busy:
+        return Verdict(
+            "io-bound",
+            "thread",
+            1.0,
+            f"I/O-bound: threads spent {io:.2f}s blocked on I/O or sleep against {busy:.2f}s "
+            f"on a CPU (who held the GIL was not measured). Threads or asyncio overlap waits.",
+        )
+    return Verdict(
+        "mixed",
+        "thread",
+        1.0,
+        f"CPU-busy ({busy / wall:.1f} cores on average), but who held the GIL was not "
+        f"measured, so Python and native code cannot be told apart. Profile in-process "
+        f"(gilwise profile script.py) for a verdict.",
     )
 
 
