@@ -310,13 +310,9 @@ class Executor(cf.Executor):
             if cancel_futures:
                 plans = [self._fixed] if self._fixed is not None else list(self._plans.values())
                 for plan in plans:
-                    while plan.queue:
-                        task = plan.queue.popleft()
-                        if not task.started:
-                            cancelled.append(task)
-                        else:  # a retry waiting for a worker: it runs, it is not pending
-                            plan.queue.appendleft(task)
-                            break
+                    # A retry waiting for a worker has started already: it runs on.
+                    cancelled.extend(task for task in plan.queue if not task.started)
+                    plan.queue = deque(task for task in plan.queue if task.started)
                     if not plan.queue:
                         self._ready.pop(plan.key, None)
         for task in cancelled:
@@ -403,18 +399,29 @@ class Executor(cf.Executor):
             if self._pumping:
                 return
             self._pumping = True
+        batch: list[tuple[_Task, _Lane, Optional[_Measure]]] = []
+        handed = 0
         try:
             while True:
                 with self._lock:
                     batch = self._take_ready()
+                    handed = 0
                     if not batch:
                         self._pumping = False
                         return
                 for task, lane, measure in batch:
+                    handed += 1
                     self._hand_over(task, lane, measure)
-        except BaseException:
+        except BaseException:  # e.g. Ctrl-C inside an inline task: requeue the rest, re-raise
             with self._lock:
                 self._pumping = False
+                for task, lane, measure in reversed(batch[handed:]):
+                    lane.in_flight -= 1
+                    owner = self._fixed if self._fixed is not None else self._plans[task.key]
+                    if measure is not None:
+                        owner.measuring -= 1
+                    owner.queue.appendleft(task)
+                    self._ready[owner.key] = owner
             raise
 
     def _take_ready(self) -> list[tuple[_Task, _Lane, Optional[_Measure]]]:

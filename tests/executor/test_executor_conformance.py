@@ -231,3 +231,14 @@ def test_coroutine_functions_run_on_every_backend(backend, no_leaks):
     with _executor(backend) as executor:
         assert executor.submit(async_square, 7).result(WAIT_S) == 49
         assert list(executor.map(async_square, range(4))) == [0, 1, 4, 9]
+
+
+def _interrupt():
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_inside_an_inline_task_reaches_the_caller_and_leaves_a_usable_executor(no_leaks):
+    with _executor("inline") as executor:
+        with pytest.raises(KeyboardInterrupt):
+            executor.submit(_interrupt)
+        assert executor.submit(square, 4).result(0) == 16
