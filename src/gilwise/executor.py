@@ -33,7 +33,7 @@ from . import backends as _backends
 from . import runtime as _runtime
 from ._measure import CallSample, DriftWatch, FunctionProbe, MeasuredCall, MeasuredCoroutine
 from .backends._asyncio import is_coroutine_function
-from .errors import NotPicklableError, RemoteTraceback, TaskTimeoutError, UnsupportedError
+from .errors import NotPicklableError, RemoteTraceback, TaskTimeoutError
 from .verdict import PROCESS_CHUNK_TARGET_S, Decision, decide_for_task
 
 # Backends that ship work to other processes or machines: chunks must be worth a round trip.
@@ -620,7 +620,9 @@ class Executor(cf.Executor):
             )
         try:
             lane = self._lane(decision.backend, decision.workers)
-        except (ImportError, UnsupportedError) as exc:
+        except (ImportError, RuntimeError, ValueError, TypeError, OSError) as exc:
+            # UnsupportedError (a RuntimeError), NoClusterError (a ValueError), a missing
+            # module or a refused connection: the work still runs, and explain() says why.
             decision = replace(
                 decision, backend="thread",
                 reason=decision.reason + f" The {decision.backend} backend is unavailable "

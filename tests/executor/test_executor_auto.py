@@ -244,3 +244,22 @@ def test_scale_out_sends_gil_bound_work_to_the_dask_cluster(monkeypatch, no_leak
         decision = _decision(executor, "spinner")
     assert decision.backend == "dask", executor.explain(spinner)
     assert ("dask", {"address": "tcp://scheduler.example:8786"}) in created
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="needs 2 cores to tell overlap from turn-taking")
+def test_an_unreachable_cluster_falls_back_to_threads_and_says_why(monkeypatch, no_leaks):
+    from gilwise import backends
+    from gilwise.errors import NoClusterError
+
+    real_create = backends.create
+
+    def create(name, max_workers=None, **options):
+        if name == "dask":
+            raise NoClusterError("no scheduler answered at tcp://nowhere:8786")
+        return real_create(name, max_workers)
+
+    monkeypatch.setattr(backends, "create", create)
+    with gilwise.Executor(scale_out="tcp://nowhere:8786") as executor:
+        assert len(list(executor.map(spinner, [0.05] * 6))) == 6
+        text = executor.explain(spinner)
+    assert "no scheduler answered" in text, text
