@@ -560,7 +560,10 @@ class Executor(cf.Executor):
             else:
                 self._settle(task, exc=exc)
         del backend_future
-        self._pump()
+        # Whoever queues a task pumps (or leaves it to the thread pumping now), so an empty
+        # ready set needs no pump here; a non-empty one may fit into the worker just freed.
+        if self._ready:
+            self._pump()
 
     def _settle(self, task: _Task, *, result: Any = None, exc: Optional[BaseException] = None
                 ) -> None:
