@@ -30,6 +30,9 @@ _LAZY: dict[str, str] = {
     "Executor": "gilwise.executor:Executor",
     "map": "gilwise.executor:map",
     "Pipeline": "gilwise.pipeline:Pipeline",
+    # A public subpackage (nothing after the colon: the module itself), so that
+    # `gilwise.pipeline.Retry(...)` works after a plain `import gilwise`.
+    "pipeline": "gilwise.pipeline:",
 }
 
 if TYPE_CHECKING:
@@ -43,7 +46,8 @@ def __getattr__(name: str) -> Any:
     if target is None:
         raise AttributeError(f"module 'gilwise' has no attribute {name!r}")
     module_name, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module_name), attr)
+    module = importlib.import_module(module_name)
+    value = getattr(module, attr) if attr else module
     globals()[name] = value
     return value
 

@@ -229,3 +229,12 @@ def test_auto_does_not_hold_an_item_back_waiting_for_a_partner_to_measure():
         if value == 2:
             second_item_seen.set()
     assert out == [1, 2, 3]
+
+
+def test_retry_is_reachable_as_gilwise_pipeline_retry():
+    import subprocess
+    import sys
+
+    code = "import gilwise; print(gilwise.pipeline.Retry(times=3, backoff_s=0.1).times)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "3", done.stderr
