@@ -266,3 +266,24 @@ def test_break_out_of_a_process_stage_leaves_nothing_running():
         if count == 10:
             break
     assert not pipe.stats.finished
+
+
+def test_a_failure_travels_through_later_stages_after_the_items_before_it():
+    def fail_at_seven(x: int) -> int:
+        if x == 7:
+            raise Boom("seven")
+        return x
+
+    pipe = (
+        Pipeline(range(100))
+        .map(fail_at_seven, backend="thread", workers=3, name="check")
+        .batch(2)
+        .map(sum, backend="thread", workers=2)
+        .map(lambda total: total, backend="inline")
+    )
+    received = []
+    with pytest.raises(StageError, match="'check'") as caught:
+        for value in pipe:
+            received.append(value)
+    assert caught.value.item == 7
+    assert received == [0 + 1, 2 + 3, 4 + 5, 6]  # everything before item 7, then the error
