@@ -212,7 +212,7 @@ def test_auto_does_not_hold_an_item_back_waiting_for_a_partner_to_measure():
 
     def spin(x: int) -> int:
         total = 0
-        for i in range(20_000):  # a few ms of pure Python: auto wants a pair of calls
+        for i in range(100_000):  # several ms of pure Python: auto wants a pair of calls
             total += i
         return x
 
