@@ -28,8 +28,8 @@ class Pipeline:
     gilwise's verdict: threads for I/O, processes for pure-Python CPU, inline for tiny calls).
     Stages are joined by queues of ``queue_size`` items, so a stream of any length, infinite
     included, runs in bounded memory: the source is never more than ``queue_size`` per queue
-    (one per stage, plus the consumer's) plus ``max(2 * workers, 3)`` per stage, plus one,
-    items ahead of the consumer. Nothing runs until the pipeline is consumed: by ``for``,
+    (one per stage, plus the consumer's) plus ``max(2 * workers * chunksize, 3)`` per stage,
+    plus one, items ahead of the consumer. Nothing runs until the pipeline is consumed: by ``for``,
     ``async for`` or ``run()``; each consumption is a new run over the source.
 
     Building methods return a new Pipeline and leave this one unchanged. A run's statistics
@@ -237,8 +237,16 @@ class Pipeline:
         With ``progress=True`` a live table of the stages is drawn on stderr when it is a
         terminal (nothing is drawn otherwise). Raises like iteration does.
         """
-        outputs = iter(self)
-        display = _progress.live(self._live_stats) if progress else None
+        previous = self._run
+        outputs = iter(self)  # the run starts with the first item asked for
+
+        def live_stats() -> RunStats:
+            run = self._run
+            if run is None or run is previous:
+                return RunStats((), 0.0, 0, 0, 0, False)
+            return run.stats()
+
+        display = _progress.live(live_stats) if progress else None
         try:
             if display is None:
                 for _ in outputs:
@@ -253,12 +261,6 @@ class Pipeline:
                 close()
         assert self._run is not None
         return self._run.stats()
-
-    def _live_stats(self) -> RunStats:
-        run = self._run
-        if run is None:
-            return RunStats((), 0.0, 0, 0, 0, False)
-        return run.stats()
 
     def _start(self) -> Run:
         run = Run(self._source, self._stages, self._queue_size)
