@@ -36,6 +36,11 @@ class Pipeline:
     and dead letters are on ``stats`` and ``dead_letters`` (of the last run started).
     A stage failing under ``on_error="raise"`` stops the run and the consumer gets
     ``gilwise.StageError`` (``.stage``, ``.item``, the original exception as ``__cause__``).
+
+    Leaving the loop (``break``, an exception, Ctrl-C) stops every stage, waits for the calls
+    already running, and shuts every pool down. A synchronous source blocked inside its
+    ``next()`` cannot be interrupted: leaving waits for it to yield (async sources are
+    cancelled).
     """
 
     def __init__(self, source: Any, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
