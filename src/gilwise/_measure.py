@@ -11,7 +11,8 @@ API (internal, stable enough to share):
     that call in ``wrapper.sample`` (a ``CallSample``), also when ``fn`` raises. With a
     ``threading.Barrier`` the timed region starts only once every party of the barrier has
     arrived, so two calls on two threads start together (a broken or timed-out barrier
-    just starts the call: a user's task never fails because of measuring).
+    just starts the call: a user's task never fails because of measuring). ``peek()``
+    reads a call still running (its thread's CPU clock, from any thread).
 ``MeasuredCoroutine(fn)``
     The same for an ``async def`` function: ``await wrapper(*args, **kwargs)``.
 ``FunctionProbe(is_coroutine=False)``
@@ -19,6 +20,8 @@ API (internal, stable enough to share):
     pair is asked for when the first one's overlap is ambiguous). ``next_step()`` says what
     to measure next ("pair", "single" or None when enough is known); ``measurement()``
     returns a ``verdict.TaskMeasurement``.
+``waiting_so_far(calls)``
+    True when running MeasuredCalls have mostly waited so far (judge I/O before they end).
 ``DriftWatch(reference_s)``
     ``observe(duration_s) -> bool``: True once the median of the last ``window`` per-call
     durations differs from ``reference_s`` by more than ``ratio`` (default 4x).
@@ -52,30 +55,41 @@ PAIR_START_TIMEOUT_S = 5.0
 IO_SHARE = 0.5
 # Singles measured before deciding without a pair (when calls never arrive two at a time).
 MAX_SINGLES = 3
+# Calls still running this long after they started, having used a core less than this share
+# of the time, are judged waiting (I/O-bound) before they return.
+EARLY_AFTER_S = 0.003
+EARLY_IO_SHARE = 0.15
 # A pair whose overlap falls in this range (cores busy) is measured once more and the two
 # are averaged: other programs on a busy machine blur a single pair's answer.
 AMBIGUOUS_OVERLAP = (1.15, 1.6)
 MAX_PAIRS = 2
 
 
-def _runqueue_wait_s() -> float:
+def _runqueue_wait_s(native_id: Optional[int] = None) -> float:
     """Seconds this thread has spent runnable but waiting for a core (Linux), else 0.0.
 
     A busy machine stretches a CPU-bound call's wall time while its thread waits for a core;
     counting that wait as wanting the CPU (not as I/O) keeps the classification independent
     of how loaded the machine is. Waiting for the GIL is not counted: that thread sleeps.
+    ``native_id``: another thread of this process (default: the calling thread).
     """
     global _SCHEDSTAT_OK
     if not _SCHEDSTAT_OK:
         return 0.0
+    path = (
+        "/proc/thread-self/schedstat"
+        if native_id is None
+        else f"/proc/self/task/{native_id}/schedstat"
+    )
     try:
-        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
         try:
             return int(os.read(fd, 128).split()[1]) / 1e9
         finally:
             os.close(fd)
     except (OSError, IndexError, ValueError):
-        _SCHEDSTAT_OK = False
+        if native_id is None:
+            _SCHEDSTAT_OK = False
         return 0.0
 
 
@@ -120,24 +134,44 @@ def _sample_since(start: tuple[float, float, float]) -> CallSample:
 
 
 class MeasuredCall:
-    """Wraps fn; each call leaves its timing in ``self.sample``. Use one wrapper per call."""
+    """Wraps fn; each call leaves its timing in ``self.sample``. Use one wrapper per call.
 
-    __slots__ = ("fn", "sample", "start_barrier")
+    While the call runs, ``peek()`` (from any thread) returns a ``CallSample`` of the call so
+    far, or None before it started, after it ended or where threads' clocks cannot be read.
+    """
+
+    __slots__ = ("_started", "fn", "sample", "start_barrier")
 
     def __init__(self, fn: Callable[..., Any], start_barrier: Optional[threading.Barrier] = None):
         self.fn = fn
         self.start_barrier = start_barrier
         self.sample: Optional[CallSample] = None
+        self._started: Optional[tuple[int, int, tuple[float, float, float]]] = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.start_barrier is not None:
             with contextlib.suppress(threading.BrokenBarrierError):
                 self.start_barrier.wait(PAIR_START_TIMEOUT_S)
         start = _clocks()
+        self._started = (threading.get_ident(), threading.get_native_id(), start)
         try:
             return self.fn(*args, **kwargs)
         finally:
             self.sample = _sample_since(start)
+            self._started = None
+
+    def peek(self) -> Optional[CallSample]:
+        started = self._started
+        if started is None or self.sample is not None:
+            return None
+        ident, native_id, (queued0, cpu0, wall0) = started
+        try:
+            cpu_s = time.clock_gettime(time.pthread_getcpuclockid(ident)) - cpu0
+        except (AttributeError, OSError):  # not POSIX, or the thread just ended
+            return None
+        now = time.perf_counter()
+        queued_s = min(max(0.0, _runqueue_wait_s(native_id) - queued0), now - wall0)
+        return CallSample(now - wall0, max(0.0, cpu_s), wall0, now, queued_s)
 
 
 class MeasuredCoroutine:
@@ -258,6 +292,23 @@ def _pair_overlap(pair: tuple[CallSample, CallSample]) -> float:
     """
     elapsed_s = _pair_elapsed_s(pair)
     return sum(call.cpu_s / max(elapsed_s - call.runqueue_s, call.cpu_s, 1e-9) for call in pair)
+
+
+def waiting_so_far(calls: list[MeasuredCall], *, min_elapsed_s: float = EARLY_AFTER_S) -> bool:
+    """True when every call in ``calls`` is still running and has mostly waited so far.
+
+    Lets a caller conclude "I/O-bound" while the first calls are still waiting, instead of
+    after they return. Time spent waiting for a core counts as wanting the CPU, so a busy
+    machine does not make a CPU-bound call look like waiting.
+    """
+    peeks = [call.peek() for call in calls]
+    if not peeks or any(sample is None for sample in peeks):
+        return False
+    elapsed_s = min(sample.wall_s for sample in peeks if sample is not None)
+    if elapsed_s < min_elapsed_s:
+        return False
+    wanted_s = sum(sample.cpu_s + sample.runqueue_s for sample in peeks if sample is not None)
+    return wanted_s < EARLY_IO_SHARE * elapsed_s * len(peeks)
 
 
 class DriftWatch:

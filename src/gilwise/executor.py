@@ -31,10 +31,17 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
 
 from . import backends as _backends
 from . import runtime as _runtime
-from ._measure import CallSample, DriftWatch, FunctionProbe, MeasuredCall, MeasuredCoroutine
+from ._measure import (
+    CallSample,
+    DriftWatch,
+    FunctionProbe,
+    MeasuredCall,
+    MeasuredCoroutine,
+    waiting_so_far,
+)
 from .backends._asyncio import is_coroutine_function
 from .errors import NotPicklableError, RemoteTraceback, TaskTimeoutError
-from .verdict import PROCESS_CHUNK_TARGET_S, Decision, decide_for_task
+from .verdict import PROCESS_CHUNK_TARGET_S, Decision, TaskMeasurement, decide_for_task
 
 # Backends that ship work to other processes or machines: chunks must be worth a round trip.
 _REMOTE_BACKENDS = frozenset({"process", "interpreter", "dask"})
@@ -46,6 +53,8 @@ MAX_CHUNKSIZE = 4096
 MAX_RECHECKS = 3
 # Threads the auto Executor measures first calls on (created on demand, reused).
 _MEASURE_THREADS = 64
+# When to look at first calls still running, to start queued I/O-bound calls early.
+PEEK_DELAYS_S = (0.004, 0.012, 0.04)
 
 _task_numbers = itertools.count()
 
@@ -97,6 +106,8 @@ class _Plan:
         self.lane: Optional[_Lane] = None
         self.drift: Optional[DriftWatch] = None
         self.rechecks = 0
+        self.early = False  # the decision came from a peek at calls still running
+        self.listeners: list[Callable[[], None]] = []  # map windows waiting for a decision
         self.notes: list[str] = []
         self.per_call_s: Optional[float] = None
 
@@ -250,7 +261,7 @@ class Executor(cf.Executor):
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._plans: dict[Any, _Plan] = {}
         self._ready: dict[Any, _Plan] = {}  # plans with queued tasks, in arrival order
-        self._watchdog: Optional[_Watchdog] = None
+        self._timer_thread: Optional[_Timers] = None
         self._fixed: Optional[_Plan] = None
         self._fixed_lane: Optional[_Lane] = None
         if backend != "auto":
@@ -476,6 +487,14 @@ class Executor(cf.Executor):
             plan.measuring += 1
             lane.in_flight += 1
             batch.append((task, lane, measure))
+        if not plan.probe.is_coroutine and plan.queue and not self._closed:
+            # Others are waiting: if these calls turn out to be mostly waiting, say so early.
+            calls = [measure.call for measure in measures]
+            now_s = time.monotonic()
+            for delay_s in PEEK_DELAYS_S:
+                self._timers().add(
+                    now_s + delay_s, functools.partial(self._peek, plan, plan.probe, calls)
+                )
 
     def _hand_over(self, task: _Task, lane: _Lane, measure: Optional[_Measure]) -> None:
         fn = task.fn if measure is None else measure.call
@@ -601,15 +620,43 @@ class Executor(cf.Executor):
                 plan.probe.add_pair(partner.call.sample, sample)
         elif sample is not None:
             plan.probe.add_single(sample)
-        if plan.measuring == 0 and plan.decision is None and plan.probe.calls:
-            if plan.probe.next_step() is None or plan.probe.calls >= 6:
+        if plan.measuring == 0 and (plan.decision is None or plan.early) and plan.probe.calls:
+            if plan.early:  # decided from a peek: now decide from the finished calls
+                plan.early = False
+                self._decide(plan)
+            elif plan.probe.next_step() is None or plan.probe.calls >= 6:
                 self._decide(plan)
             if plan.queue:
                 self._ready[plan.key] = plan
 
-    def _decide(self, plan: _Plan) -> None:
+    def _peek(self, plan: _Plan, probe: FunctionProbe, calls: list) -> None:
+        """Timer thread: decide "I/O-bound" while the first calls are still waiting."""
+        with self._lock:
+            if plan.decision is not None or plan.probe is not probe or self._closed:
+                return
+            if not waiting_so_far(calls):
+                return
+            peeks = [call.peek() for call in calls]
+            if any(sample is None for sample in peeks):
+                return
+            so_far = TaskMeasurement(
+                wall_s=min(sample.wall_s for sample in peeks),
+                cpu_s=sum(sample.cpu_s for sample in peeks) / len(peeks),
+                calls=0,
+            )
+            self._decide(plan, so_far)
+            plan.early = True
+            plan.drift = None  # a lower bound of the call time: watch drift after the redo
+            plan.notes.append(
+                f"judged I/O-bound {so_far.wall_s * 1000:.1f} ms into its first calls (they "
+                f"were waiting), so queued calls started before those returned"
+            )
+        self._pump()
+
+    def _decide(self, plan: _Plan, measured: Optional[TaskMeasurement] = None) -> None:
         facts = _runtime.current()
-        decision = decide_for_task(plan.probe.measurement(), facts, max_workers=self.max_workers)
+        measured = measured or plan.probe.measurement()
+        decision = decide_for_task(measured, facts, max_workers=self.max_workers)
         if plan.probe.is_coroutine and decision.backend != "asyncio":
             decision = replace(
                 decision, backend="asyncio", workers=max(decision.workers, facts.cores),
@@ -635,6 +682,9 @@ class Executor(cf.Executor):
         plan.decision = decision
         plan.lane = lane
         plan.per_call_s = decision.measured.wall_s
+        listeners, plan.listeners = plan.listeners, []
+        for listener in listeners:
+            listener()
         # A function whose calls keep changing would be re-measured forever: stop watching.
         if plan.rechecks < MAX_RECHECKS:
             plan.drift = DriftWatch(decision.measured.wall_s)
@@ -652,6 +702,7 @@ class Executor(cf.Executor):
             plan.decision = None
             plan.lane = None
             plan.drift = None
+            plan.early = False
             plan.probe = FunctionProbe(plan.probe.is_coroutine)
 
     def _measure_lane(self, is_coroutine: bool) -> _Lane:
@@ -679,11 +730,16 @@ class Executor(cf.Executor):
 
     # --- timeouts and closing -----------------------------------------------------------
 
+    def _timers(self) -> _Timers:
+        """Under the lock: the timer thread, started on first use."""
+        if self._timer_thread is None:
+            self._timer_thread = _Timers()
+        return self._timer_thread
+
     def _watch(self, task: _Task, timeout_s: float) -> None:
         with self._lock:
-            if self._watchdog is None:
-                self._watchdog = _Watchdog(self._expire)
-        self._watchdog.add(time.monotonic() + timeout_s, task, timeout_s)
+            timers = self._timers()
+        timers.add(time.monotonic() + timeout_s, functools.partial(self._expire, task, timeout_s))
 
     def _expire(self, task: _Task, timeout_s: float) -> None:
         if task.future.done():
@@ -701,9 +757,9 @@ class Executor(cf.Executor):
             else:
                 self._closed = True
                 lanes = list(self._lanes.values())
-            watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            watchdog.stop(wait=wait)
+            timers, self._timer_thread = self._timer_thread, None
+        if timers is not None:
+            timers.stop(wait=wait)
         for lane in lanes:
             lane.backend.shutdown(wait=wait)
         if wait:  # a pool closed without waiting (by its last task) may still be ending
@@ -790,23 +846,61 @@ class Executor(cf.Executor):
                 self._pump()
 
         refill()  # like concurrent.futures: the first tasks are submitted by the call itself
-        return self._results(window, refill, end_s, arrivals)
+        return self._results(window, refill, end_s, arrivals, key)
+
+    def _listen_for_decision(self, key: Any, listener: Callable[[], None]) -> bool:
+        """Call ``listener`` once ``key``'s function is decided; True if it already is."""
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is None or plan.decision is not None:
+                return True
+            plan.listeners.append(listener)
+            return False
+
+    def _await_or_refill(self, future: cf.Future, key: Any, refill: Callable[[], None],
+                         end_s: Optional[float]) -> None:
+        """Wait for ``future``; if the function gets decided meanwhile, refill the window.
+
+        Before a decision map keeps few calls in flight; once one is made (possibly while
+        the first calls still run) the window grows at once instead of after a result.
+        """
+        wake = threading.Event()
+        future.add_done_callback(lambda _future: wake.set())
+        while not future.done():
+            if self._listen_for_decision(key, wake.set):
+                return
+            remaining = None if end_s is None else max(0.0, end_s - time.monotonic())
+            if not wake.wait(remaining):
+                return  # timed out: the caller's result() raises
+            wake.clear()
+            refill()
 
     def _results(self, window: deque, refill: Callable[[], None], end_s: Optional[float],
-                 arrivals: Optional[queue.SimpleQueue]) -> Iterator[Any]:
+                 arrivals: Optional[queue.SimpleQueue], key: Any) -> Iterator[Any]:
+        listening = False
         try:
             while window:
                 remaining = None if end_s is None else max(0.0, end_s - time.monotonic())
                 if arrivals is None:
                     future, is_chunk = window[0]
+                    if not future.done() and self._fixed is None:
+                        self._await_or_refill(future, key, refill, end_s)
                     value = future.result(remaining)
                     window.popleft()
                 else:
+                    if not listening and self._fixed is None:
+                        wake = functools.partial(arrivals.put, None)
+                        listening = not self._listen_for_decision(key, wake)
                     try:
-                        future, is_chunk = arrivals.get(timeout=remaining)
+                        entry = arrivals.get(timeout=remaining)
                     except queue.Empty:
                         raise cf.TimeoutError() from None
-                    window.remove((future, is_chunk))
+                    if entry is None:  # a decision: more may be in flight now
+                        listening = False
+                        refill()
+                        continue
+                    future, is_chunk = entry
+                    window.remove(entry)
                     value = future.result()
                 del future
                 refill()
@@ -850,20 +944,20 @@ def _explain(plan: _Plan) -> str:
     return "\n".join(lines)
 
 
-class _Watchdog:
-    """One thread that fails tasks past their deadline on backends that cannot stop them."""
+class _Timers:
+    """One thread that runs callbacks at deadlines: task timeouts, peeks at measured calls."""
 
-    def __init__(self, expire: Callable[[_Task, float], None]) -> None:
-        self._expire = expire
-        self._heap: list[tuple[float, int, _Task, float]] = []
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._cond = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="gilwise-timeouts", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="gilwise-timers", daemon=True)
         self._thread.start()
 
-    def add(self, deadline_s: float, task: _Task, timeout_s: float) -> None:
+    def add(self, deadline_s: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in the timer thread at ``deadline_s`` (time.monotonic)."""
         with self._cond:
-            heapq.heappush(self._heap, (deadline_s, next(_task_numbers), task, timeout_s))
+            heapq.heappush(self._heap, (deadline_s, next(_task_numbers), callback))
             self._cond.notify()
 
     def _run(self) -> None:
@@ -874,9 +968,8 @@ class _Watchdog:
                     self._cond.wait(wait_s)
                 if self._stopped:
                     return
-                _, _, task, timeout_s = heapq.heappop(self._heap)
-            if not task.future.done():
-                self._expire(task, timeout_s)
+                _, _, callback = heapq.heappop(self._heap)
+            callback()
 
     def stop(self, wait: bool) -> None:
         with self._cond:

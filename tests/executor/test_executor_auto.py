@@ -263,3 +263,49 @@ def test_an_unreachable_cluster_falls_back_to_threads_and_says_why(monkeypatch, 
         assert len(list(executor.map(spinner, [0.05] * 6))) == 6
         text = executor.explain(spinner)
     assert "no scheduler answered" in text, text
+
+
+def test_waiting_first_calls_let_queued_calls_start_before_they_return(no_leaks):
+    started = []
+    lock = threading.Lock()
+    all_started = threading.Event()
+    wanted = 6
+
+    def wait_for_company(x):
+        with lock:
+            started.append(x)
+            if len(started) >= wanted:
+                all_started.set()
+        # The first two calls are being measured: they only return once others have started.
+        return all_started.wait(WAIT_S)
+
+    with gilwise.Executor() as executor:
+        assert all(executor.map(wait_for_company, range(wanted)))
+        text = executor.explain(wait_for_company)
+    assert "io-bound" in text and "judged I/O-bound" in text
+
+
+def test_peek_reads_a_running_calls_clocks():
+    from gilwise._measure import MeasuredCall, waiting_so_far
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    def wait():
+        inside.set()
+        release.wait(WAIT_S)
+
+    call = MeasuredCall(wait)
+    assert call.peek() is None
+    thread = threading.Thread(target=call)
+    thread.start()
+    try:
+        assert inside.wait(WAIT_S)
+        time.sleep(0.05)  # not to synchronise: the call must have been waiting a while
+        sample = call.peek()
+        assert sample is not None and sample.wall_s >= 0.05
+        assert waiting_so_far([call])
+    finally:
+        release.set()
+        thread.join(WAIT_S)
+    assert call.peek() is None and call.sample is not None
