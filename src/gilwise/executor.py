@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
 from . import backends as _backends
 from . import runtime as _runtime
 from ._measure import (
+    AMBIGUOUS_OVERLAP,
     CallSample,
     DriftWatch,
     FunctionProbe,
@@ -54,7 +55,9 @@ MAX_RECHECKS = 3
 # Threads the auto Executor measures first calls on (created on demand, reused).
 _MEASURE_THREADS = 64
 # When to look at first calls still running, to start queued I/O-bound calls early.
-PEEK_DELAYS_S = (0.004, 0.012, 0.04)
+PEEK_DELAYS_S = (0.004, 0.012, 0.04, 0.1)
+# A pair of busy calls is judged while running only after this long (less is noise).
+EARLY_CPU_AFTER_S = 0.035
 
 _task_numbers = itertools.count()
 
@@ -634,22 +637,29 @@ class Executor(cf.Executor):
         with self._lock:
             if plan.decision is not None or plan.probe is not probe or self._closed:
                 return
-            if not waiting_so_far(calls):
-                return
             peeks = [call.peek() for call in calls]
-            if any(sample is None for sample in peeks):
+            if not peeks or any(sample is None for sample in peeks):
                 return
-            so_far = TaskMeasurement(
-                wall_s=min(sample.wall_s for sample in peeks),
-                cpu_s=sum(sample.cpu_s for sample in peeks) / len(peeks),
-                calls=0,
-            )
+            so_far: Optional[TaskMeasurement]
+            if waiting_so_far(calls):
+                so_far = TaskMeasurement(
+                    wall_s=min(sample.wall_s for sample in peeks),
+                    cpu_s=sum(sample.cpu_s for sample in peeks) / len(peeks),
+                    calls=0,
+                )
+                what = "I/O-bound (they were waiting)"
+            else:
+                so_far = _busy_pair_so_far(peeks)
+                if so_far is None:
+                    return
+                what = f"CPU-bound (two calls on two threads kept {so_far.overlap:.2f} "
+                what += "cores busy)"
             self._decide(plan, so_far)
             plan.early = True
             plan.drift = None  # a lower bound of the call time: watch drift after the redo
             plan.notes.append(
-                f"judged I/O-bound {so_far.wall_s * 1000:.1f} ms into its first calls (they "
-                f"were waiting), so queued calls started before those returned"
+                f"judged {what} {so_far.wall_s * 1000:.1f} ms into its first calls, so queued "
+                f"calls started before those returned; decided again once they did"
             )
         self._pump()
 
@@ -915,6 +925,25 @@ class Executor(cf.Executor):
         finally:
             for future, _ in window:
                 future.cancel()
+
+
+def _busy_pair_so_far(peeks: list) -> Optional[TaskMeasurement]:
+    """A pair still running that clearly overlaps or clearly takes turns, else None."""
+    if len(peeks) != 2:
+        return None
+    elapsed_s = min(sample.wall_s for sample in peeks)
+    if elapsed_s < EARLY_CPU_AFTER_S:
+        return None
+    wanted_share = sum(s.cpu_s + s.runqueue_s for s in peeks) / (2 * elapsed_s)
+    if wanted_share < 0.45:  # partly waiting: let the calls finish before judging
+        return None
+    overlap = sum(s.cpu_s / max(elapsed_s - s.runqueue_s, s.cpu_s, 1e-9) for s in peeks)
+    if AMBIGUOUS_OVERLAP[0] <= overlap < AMBIGUOUS_OVERLAP[1]:
+        return None
+    return TaskMeasurement(
+        wall_s=elapsed_s, cpu_s=elapsed_s, pair_wall_s=elapsed_s,
+        pair_cpu_s=overlap * elapsed_s, calls=0,
+    )
 
 
 def _put_entry(arrivals: queue.SimpleQueue, entry: tuple, _future: cf.Future) -> None:
