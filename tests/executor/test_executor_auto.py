@@ -309,3 +309,18 @@ def test_peek_reads_a_running_calls_clocks():
         release.set()
         thread.join(WAIT_S)
     assert call.peek() is None and call.sample is not None
+
+
+def test_a_running_pair_is_judged_only_when_clear():
+    from gilwise.executor import _busy_pair_so_far
+
+    def running(cpu_s, elapsed_s=0.05):
+        return CallSample(elapsed_s, cpu_s, 0.0, elapsed_s)
+
+    taking_turns = _busy_pair_so_far([running(0.025), running(0.025)])
+    assert taking_turns is not None and taking_turns.overlap == pytest.approx(1.0)
+    overlapping = _busy_pair_so_far([running(0.05), running(0.05)])
+    assert overlapping is not None and overlapping.overlap == pytest.approx(2.0)
+    assert _busy_pair_so_far([running(0.035), running(0.035)]) is None  # ambiguous
+    assert _busy_pair_so_far([running(0.01), running(0.01)]) is None  # partly waiting
+    assert _busy_pair_so_far([running(0.01, 0.01), running(0.01, 0.01)]) is None  # too soon
