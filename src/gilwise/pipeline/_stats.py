@@ -1,7 +1,8 @@
 """Per-stage statistics of a pipeline run, as frozen data and JSON, and the bottleneck line.
 
-Each running stage owns a ``StageCounters`` whose fields are written by one thread each
-(the submitter or the collector), so no lock is needed; ``snapshot`` turns it into a frozen
+Each running stage owns a ``StageCounters`` whose every field has one writer at a time (the
+submitter, the collector, or the submitter alone once an inline stage took over), so no
+lock is needed; ``snapshot`` turns it into a frozen
 ``StageStats`` at any moment, while running or after.
 """
 
@@ -13,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 SCHEMA = "gilwise.pipeline-stats/1"
-# Below this utilisation no stage counts as the bottleneck.
+# Below this utilisation (or share of time with input and room for output) no stage counts
+# as the bottleneck.
 SATURATED = 0.6
 
 _WORKER_NOUNS = {
@@ -37,7 +39,6 @@ class StageCounters:
     reason: str = ""
     items_in: int = 0
     items_out: int = 0
-    tasks_done: int = 0
     failed: int = 0
     retried: int = 0
     busy_s: float = 0.0
