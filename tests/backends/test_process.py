@@ -361,3 +361,161 @@ def test_workers_die_with_a_killed_parent(tmp_path):
         parent.stdout.close()  # type: ignore[union-attr]
     for worker in workers:
         assert _gone(worker.pid), f"worker {worker.pid} outlived its SIGKILLed parent"
+
+
+def test_validate_then_submit_of_the_same_task_pickles_it_once(backend, monkeypatch):
+    import cloudpickle
+
+    calls = []
+    real_dumps = cloudpickle.dumps
+    monkeypatch.setattr(cloudpickle, "dumps", lambda obj: calls.append(obj) or real_dumps(obj))
+    args = (2, 3)
+    backend.validate(tasks.add, args, {})
+    future = backend.submit(tasks.add, args, {})  # another empty kwargs dict: still a match
+    assert len(calls) == 1
+    backend.validate(tasks.add, (1, 1), {})
+    other = backend.submit(tasks.add, (5, 5), {})  # not what was validated: pickled anew
+    again = backend.submit(tasks.add, (1, 1), {})  # the slot was taken by the last submit
+    assert len(calls) == 4
+    assert [f.result(RESULT_TIMEOUT_S) for f in (future, other, again)] == [5, 10, 2]
+
+
+def test_a_validated_payload_is_not_used_by_another_thread_or_after_a_failed_validate(backend):
+    args = (20, 1)
+    backend.validate(tasks.add, args, {})
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(backend.submit(tasks.pid, (), {})))
+    thread.start()
+    thread.join(RESULT_TIMEOUT_S)
+    assert outcome[0].result(RESULT_TIMEOUT_S) != os.getpid()
+    with pytest.raises(NotPicklableError):
+        backend.validate(tasks.add, (threading.Lock(),), {})
+    assert backend._validated.task is None
+    assert backend.submit(tasks.add, args, {}).result(RESULT_TIMEOUT_S) == 21
+
+
+class _CollectingLock:
+    """Wraps a pool's lock: once armed, the manager thread runs the cyclic GC right after it
+    acquires the lock, as a GC triggered by an allocation there would. A nested acquire that
+    would block for good is reported instead (and gives up after a guard timeout)."""
+
+    GUARD_S = 10.0
+
+    def __init__(self, real, manager_of) -> None:
+        self.real, self.manager_of = real, manager_of
+        self.armed = threading.Event()
+        self.collected = threading.Event()
+        self.depth = 0
+        self.deadlocked = False
+
+    def __enter__(self):
+        if self.depth and threading.current_thread() is self.manager_of():
+            if not self.real.acquire(timeout=self.GUARD_S):
+                self.deadlocked = True
+                raise RuntimeError("the pool's lock is not re-entrant")
+        else:
+            self.real.acquire()
+        self.depth += 1
+        if self.armed.is_set() and threading.current_thread() is self.manager_of():
+            self.armed.clear()
+            gc.collect()
+            self.collected.set()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.depth -= 1
+        self.real.release()
+
+
+def test_the_manager_collecting_its_own_forgotten_backend_does_not_deadlock(monkeypatch):
+    # A backend in a reference cycle is freed by the cyclic GC, on whichever thread it runs:
+    # when that is the backend's own manager thread, holding the pool's lock, the finalizer's
+    # close() must not wait for that lock forever (it did, with a plain Lock).
+    import cloudpickle
+
+    from gilwise.backends._process import _Task
+
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the guard's error
+    pool = ProcessBackend(1)
+    pool.cycle = pool
+    inner = pool._pool
+    lock = _CollectingLock(inner._lock, lambda: inner._thread)
+    inner._lock = lock
+    assert pool.submit(tasks.add, (1, 1), {}).result(RESULT_TIMEOUT_S) == 2
+    collected = []
+    import weakref
+
+    weakref.finalize(pool, collected.append, threading.current_thread)
+    gc.disable()  # only the manager collects, once armed
+    try:
+        del pool
+        lock.armed.set()
+        late = _Task(tasks.add, (2, 2), {}, cloudpickle.dumps((tasks.add, (2, 2), {})), None)
+        inner.submit(late)  # wakes the manager, which takes the lock and collects
+        assert lock.collected.wait(RESULT_TIMEOUT_S)
+    finally:
+        gc.enable()
+    assert collected, "the backend was not collected on the manager thread"
+    assert not lock.deadlocked, "close() from the GC on the manager thread deadlocked"
+    assert late.future.result(RESULT_TIMEOUT_S) == 4  # queued before the close: it still runs
+    inner._thread.join(RESULT_TIMEOUT_S)
+    assert not inner._thread.is_alive(), "the finalizer's close() did not stop the manager"
+
+
+def test_a_manager_thread_that_cannot_start_leaves_the_backend_usable(monkeypatch):
+    real_start = threading.Thread.start
+    refusals = []
+
+    def start_once_refused(self):
+        if self.name == "gilwise-process-manager" and not refusals:
+            refusals.append(self)
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_once_refused)
+    pool = ProcessBackend(1)
+    try:
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            pool.submit(tasks.add, (1,), {})
+        assert pool.submit(tasks.add, (1, 2), {}).result(RESULT_TIMEOUT_S) == 3
+    finally:
+        pool.shutdown()
+
+
+def test_tasks_queued_when_the_manager_fails_still_complete(monkeypatch):
+    failures = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    pool = ProcessBackend(1)
+    inner = pool._pool
+    started = threading.Event()
+    real_schedule = inner._schedule
+
+    def schedule_then_fail():
+        if started.is_set() and inner._pending:
+            raise OSError("a broken manager")
+        real_schedule()
+
+    def stop_workers_then_fail():
+        for worker in inner._workers:
+            worker.process.kill()
+            worker.process.wait()
+            worker.conn.close()
+            if worker.pidfd is not None:
+                os.close(worker.pidfd)
+        inner._workers.clear()
+        raise OSError("stopping the workers failed too")
+
+    monkeypatch.setattr(inner, "_schedule", schedule_then_fail)
+    monkeypatch.setattr(inner, "_stop_workers", stop_workers_then_fail)
+    assert pool.submit(tasks.add, (1, 1), {}).result(RESULT_TIMEOUT_S) == 2
+    started.set()
+    with inner._lock:  # all three queued before the manager looks
+        queued = [pool.submit(tasks.add, (i,), {}) for i in range(3)]
+    inner._thread.join(RESULT_TIMEOUT_S)
+    for future in queued:
+        with pytest.raises(RuntimeError, match="stopped"):
+            future.result(RESULT_TIMEOUT_S)
+    with pytest.raises(RuntimeError, match="manager thread has stopped"):
+        pool.submit(tasks.add, (1,), {})
+    assert [type(f.exc_value) for f in failures] == [OSError]
+    pool.shutdown()

@@ -44,6 +44,9 @@ from ._wire import decode_outcome, describe_task, dump_task
 
 # Failed start-ups in a row after which queued tasks fail instead of retrying forever.
 _MAX_BOOT_FAILURES = 3
+# validate() keeps a payload up to this size for the submit() that follows: a bigger one
+# costs more to keep alive (if that submit comes late, or never) than to pickle again.
+_MAX_CACHED_PAYLOAD_BYTES = 64 * 1024
 _live_pools: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -138,7 +141,9 @@ class _Pool:
     def __init__(self, max_workers: int, kill_grace_s: float) -> None:
         self.max_workers = max_workers
         self.kill_grace_s = kill_grace_s
-        self._lock = threading.Lock()
+        # Re-entrant: the cyclic GC may run this pool's finalizer (close) on a thread that
+        # holds the lock, e.g. the manager thread collecting its own forgotten backend.
+        self._lock = threading.RLock()
         self._pending: collections.deque[_Task] = collections.deque()
         self._closing = False
         self._thread: Optional[threading.Thread] = None
@@ -185,10 +190,15 @@ class _Pool:
         os.set_blocking(self._wake_r, False)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._thread = threading.Thread(
-            target=self._run, name="gilwise-process-manager", daemon=False
-        )
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="gilwise-process-manager", daemon=False)
+        try:
+            thread.start()  # "can't start new thread" on a loaded machine: nothing half-made
+        except BaseException:
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise
+        self._thread = thread
         _live_pools.add(self)
 
     # --- the manager thread -----------------------------------------------------------
@@ -196,14 +206,18 @@ class _Pool:
         try:
             self._loop()
         finally:
-            self._stop_workers()
-            self._fail_everything(RuntimeError("the process backend stopped before this task ran"))
-            with self._lock:
-                self._finished = True
-                self._selector.close()
-                os.close(self._wake_r)
-                os.close(self._wake_w)
-            _live_pools.discard(self)
+            try:
+                self._stop_workers()
+            finally:
+                with self._lock:  # from here on submit() refuses, so nothing is queued late
+                    self._finished = True
+                    self._selector.close()
+                    os.close(self._wake_r)
+                    os.close(self._wake_w)
+                _live_pools.discard(self)
+                self._fail_everything(
+                    RuntimeError("the process backend stopped before this task ran")
+                )
 
     def _loop(self) -> None:
         while True:
@@ -412,6 +426,16 @@ class _Pool:
         self._workers.clear()
 
 
+def _same_task(validated: tuple, fn: Callable[..., Any], args: tuple, kwargs: dict) -> bool:
+    """The very objects validate() pickled (two empty kwargs dicts count as the same)."""
+    seen_fn, seen_args, seen_kwargs, _ = validated
+    if seen_fn is not fn or seen_args is not args:
+        return False
+    if seen_kwargs is kwargs:
+        return True
+    return type(seen_kwargs) is dict and type(kwargs) is dict and not seen_kwargs and not kwargs
+
+
 class ProcessBackend(Backend):
     """Runs tasks in up to ``max_workers`` worker processes; ``submit`` is thread safe.
 
@@ -427,11 +451,19 @@ class ProcessBackend(Backend):
     ) -> None:
         super().__init__(max_workers, **options)
         self._pool = _Pool(self.max_workers, float(kill_grace_s))
+        # validate() then submit() of the same task (what the Executor does) pickles once:
+        # per thread, the last validated (fn, args, kwargs) objects and their payload, taken
+        # by that thread's next submit() whether it matches or not. The task is sent as it
+        # was when validated.
+        self._validated = threading.local()
         weakref.finalize(self, self._pool.close, False)
 
     def validate(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         """Raise NotPicklableError if the task cannot be sent to a worker process."""
-        self._dump(fn, args, kwargs)
+        self._validated.task = None  # a failed validate leaves nothing behind
+        payload = self._dump(fn, args, kwargs)
+        if len(payload) <= _MAX_CACHED_PAYLOAD_BYTES:
+            self._validated.task = (fn, args, kwargs, payload)
 
     def submit(
         self,
@@ -445,7 +477,16 @@ class ProcessBackend(Backend):
         task cannot be pickled, RuntimeError after shutdown."""
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive or None, got {timeout_s!r}")
-        task = _Task(fn, args, kwargs, self._dump(fn, args, kwargs), timeout_s)
+        validated = getattr(self._validated, "task", None)
+        if validated is not None:
+            self._validated.task = None
+            if _same_task(validated, fn, args, kwargs):
+                payload = validated[3]
+            else:
+                payload = self._dump(fn, args, kwargs)
+        else:
+            payload = self._dump(fn, args, kwargs)
+        task = _Task(fn, args, kwargs, payload, timeout_s)
         self._pool.submit(task)
         return task.future
 
