@@ -58,6 +58,8 @@ _MEASURE_THREADS = 64
 PEEK_DELAYS_S = (0.004, 0.012, 0.04, 0.1)
 # A pair of busy calls is judged while running only after this long (less is noise).
 EARLY_CPU_AFTER_S = 0.035
+# ... and only when its overlap (cores busy) is outside this range: clearly turns or parallel.
+EARLY_CLEAR_OVERLAP = (1.1, 1.75)
 
 _task_numbers = itertools.count()
 
@@ -626,7 +628,7 @@ class Executor(cf.Executor):
         if plan.measuring == 0 and (plan.decision is None or plan.early) and plan.probe.calls:
             if plan.early:  # decided from a peek: now decide from the finished calls
                 plan.early = False
-                self._decide(plan)
+                self._decide_again(plan)
             elif plan.probe.next_step() is None or plan.probe.calls >= 6:
                 self._decide(plan)
             if plan.queue:
@@ -698,6 +700,25 @@ class Executor(cf.Executor):
         # A function whose calls keep changing would be re-measured forever: stop watching.
         if plan.rechecks < MAX_RECHECKS:
             plan.drift = DriftWatch(decision.measured.wall_s)
+
+    def _decide_again(self, plan: _Plan) -> None:
+        """Under the lock: the calls judged early have finished; confirm or correct."""
+        full = plan.probe.measurement()
+        overlap = full.overlap
+        early = plan.decision
+        if (
+            early is not None
+            and early.kind != "io-bound"
+            and overlap is not None
+            and AMBIGUOUS_OVERLAP[0] <= overlap < AMBIGUOUS_OVERLAP[1]
+        ):
+            # The whole pair is less clear than the part judged early (a busy machine blurs
+            # it): keep the clear judgement, learn the real call time.
+            plan.per_call_s = full.wall_s
+            if plan.rechecks < MAX_RECHECKS:
+                plan.drift = DriftWatch(full.wall_s)
+            return
+        self._decide(plan)
 
     def _observe(self, plan: _Plan, per_call_s: float) -> None:
         """Under the lock: track per-call durations; re-measure a function that drifted."""
@@ -938,7 +959,7 @@ def _busy_pair_so_far(peeks: list) -> Optional[TaskMeasurement]:
     if wanted_share < 0.45:  # partly waiting: let the calls finish before judging
         return None
     overlap = sum(s.cpu_s / max(elapsed_s - s.runqueue_s, s.cpu_s, 1e-9) for s in peeks)
-    if AMBIGUOUS_OVERLAP[0] <= overlap < AMBIGUOUS_OVERLAP[1]:
+    if EARLY_CLEAR_OVERLAP[0] <= overlap < EARLY_CLEAR_OVERLAP[1]:
         return None
     return TaskMeasurement(
         wall_s=elapsed_s, cpu_s=elapsed_s, pair_wall_s=elapsed_s,
