@@ -242,3 +242,17 @@ def test_ctrl_c_inside_an_inline_task_reaches_the_caller_and_leaves_a_usable_exe
         with pytest.raises(KeyboardInterrupt):
             executor.submit(_interrupt)
         assert executor.submit(square, 4).result(0) == 16
+
+
+def test_a_failing_call_inside_a_chunk_keeps_the_workers_traceback(backend, no_leaks):
+    with _executor(backend, 2) as executor:
+        results = executor.map(raise_on, range(10), [4] * 10, chunksize=3)
+        assert [next(results) for _ in range(4)] == [0, 1, 2, 3]
+        with pytest.raises(ValueError, match="bad input 4") as caught:
+            next(results)
+    error = caught.value
+    if backend in REMOTE:
+        assert isinstance(error.__cause__, RemoteTraceback)
+        assert "raise_on" in str(error.__cause__)
+    else:
+        assert "raise_on" in "".join(traceback.format_tb(error.__traceback__))
