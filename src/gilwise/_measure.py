@@ -260,8 +260,13 @@ class FunctionProbe:
         elif latest_pair is not None:
             first, second = latest_pair
             cpu_s = (first.cpu_s + second.cpu_s) / 2
-            busy_cores = (pair_cpu_s or 0.0) / max(pair_wall_s or 0.0, 1e-9)
-            if busy_cores < IO_SHARE:
+            # Cores the pair used or wanted. Two calls taking turns on the GIL keep about one
+            # busy (one holds the GIL while the other sleeps); two waiting calls keep none.
+            # (Each call's own CPU share cannot tell: a turn-taker also sleeps half the time.)
+            wanted_cores = sum(call.cpu_s + call.runqueue_s for call in latest_pair) / max(
+                pair_wall_s or 0.0, 1e-9
+            )
+            if wanted_cores < IO_SHARE:
                 wall_s = (first.idle_machine_wall_s + second.idle_machine_wall_s) / 2
             else:
                 # Two CPU-bound calls on two threads stretch each other's wall time while
