@@ -562,9 +562,9 @@ class Executor(cf.Executor):
                 if measure is not None:
                     self._record_measure(plan, measure, task.items)
                 elif plan.decision is not None:
-                    self._observe(plan, duration_s / task.items)
+                    self._observe(plan, duration_s / task.items, task.items)
             elif self._fixed is not None:
-                self._observe(self._fixed, duration_s / task.items)
+                self._observe(self._fixed, duration_s / task.items, task.items)
             retry = (
                 exc is not None
                 and task.attempts < self.retries
@@ -720,10 +720,15 @@ class Executor(cf.Executor):
             return
         self._decide(plan)
 
-    def _observe(self, plan: _Plan, per_call_s: float) -> None:
+    def _observe(self, plan: _Plan, per_call_s: float, items: int = 1) -> None:
         """Under the lock: track per-call durations; re-measure a function that drifted."""
         previous = plan.per_call_s
-        plan.per_call_s = per_call_s if previous is None else 0.8 * previous + 0.2 * per_call_s
+        if previous is None or items >= 8:
+            # A chunk's average is already smooth, and a single call's duration carries the
+            # hand-over cost: trust chunks at once so chunk sizes converge in a few steps.
+            plan.per_call_s = per_call_s
+        else:
+            plan.per_call_s = 0.8 * previous + 0.2 * per_call_s
         if plan.drift is not None and plan.drift.observe(per_call_s):
             plan.rechecks += 1
             plan.notes.append(
