@@ -519,3 +519,44 @@ def test_tasks_queued_when_the_manager_fails_still_complete(monkeypatch):
         pool.submit(tasks.add, (1,), {})
     assert [type(f.exc_value) for f in failures] == [OSError]
     pool.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads alive
+def test_a_forked_child_closes_its_copy_while_the_parent_holds_the_lock():
+    # fork() copies the pool's lock as it is: held, by a thread the child does not have. The
+    # backend's finalizer (close) runs at the child's exit and must not wait for it forever.
+    pool = ProcessBackend(1)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with pool._pool._lock:
+            holding.set()
+            release.wait(RESULT_TIMEOUT_S)
+
+    try:
+        assert pool.submit(tasks.add, (1, 1), {}).result(RESULT_TIMEOUT_S) == 2
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        try:
+            assert holding.wait(RESULT_TIMEOUT_S)
+            child = os.fork()
+            if child == 0:  # pragma: no cover - the child
+                try:
+                    pool.shutdown(wait=True)
+                    with pytest.raises(RuntimeError):
+                        pool.submit(tasks.add, (1,), {})
+                finally:
+                    os._exit(0)
+            proc = psutil.Process(child)
+            try:
+                exitcode = proc.wait(RESULT_TIMEOUT_S)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                pytest.fail("the forked child hung on its copy of the pool's lock")
+            assert exitcode == 0
+        finally:
+            release.set()
+            holder.join(RESULT_TIMEOUT_S)
+    finally:
+        pool.shutdown()

@@ -58,8 +58,20 @@ def _close_all_at_exit() -> None:
 _register_atexit = getattr(threading, "_register_atexit", None)
 if _register_atexit is not None:  # CPython 3.9+: runs before non-daemon threads are joined
     _register_atexit(_close_all_at_exit)
-if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's managers
-    os.register_at_fork(after_in_child=_live_pools.clear)
+
+
+def _forget_pools_in_child() -> None:
+    # A forked child has none of the parent's manager threads: its copy of a pool refuses
+    # work, and gets a fresh lock (the copied one may be held by a thread that is not there,
+    # and the backend's finalizer takes it at the child's exit).
+    for pool in list(_live_pools):
+        pool._lock = threading.RLock()
+        pool._finished = True
+    _live_pools.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def _how_it_died(returncode: Optional[int]) -> str:
