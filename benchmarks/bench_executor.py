@@ -120,10 +120,13 @@ def runners() -> dict[str, Callable[[Callable, list], None]]:
         "gilwise thread": _gilwise("thread"),
         "gilwise process": _gilwise("process"),
         "gilwise asyncio": _gilwise("asyncio"),
+        # (the interpreter backend joins below where this Python has own-GIL interpreters)
         "cf.ThreadPoolExecutor": _cf_threads,
         "cf.ProcessPoolExecutor": _cf_processes,
         "multiprocessing.Pool": _mp_pool,
     }
+    if current().own_gil_subinterpreters:
+        found["gilwise interpreter"] = _gilwise("interpreter")
     try:
         import joblib  # noqa: F401
 
