@@ -373,25 +373,37 @@ def test_validate_then_submit_of_the_same_task_pickles_it_once(backend, monkeypa
     backend.validate(tasks.add, args, {})
     future = backend.submit(tasks.add, args, {})  # another empty kwargs dict: still a match
     assert len(calls) == 1
-    backend.validate(tasks.add, (1, 1), {})
+    validated = (1, 1)
+    backend.validate(tasks.add, validated, {})
     other = backend.submit(tasks.add, (5, 5), {})  # not what was validated: pickled anew
-    again = backend.submit(tasks.add, (1, 1), {})  # the slot was taken by the last submit
-    assert len(calls) == 4
-    assert [f.result(RESULT_TIMEOUT_S) for f in (future, other, again)] == [5, 10, 2]
-
-
-def test_a_validated_payload_is_not_used_by_another_thread_or_after_a_failed_validate(backend):
-    args = (20, 1)
-    backend.validate(tasks.add, args, {})
-    outcome: list = []
-    thread = threading.Thread(target=lambda: outcome.append(backend.submit(tasks.pid, (), {})))
+    assert len(calls) == 3
+    outcome: list = []  # the Executor may hand a validated task over from another thread
+    thread = threading.Thread(
+        target=lambda: outcome.append(backend.submit(tasks.add, validated, {}))
+    )
     thread.start()
     thread.join(RESULT_TIMEOUT_S)
-    assert outcome[0].result(RESULT_TIMEOUT_S) != os.getpid()
+    again = backend.submit(tasks.add, validated, {})  # the entry was taken: pickled anew
+    assert len(calls) == 4
+    results = [f.result(RESULT_TIMEOUT_S) for f in (future, other, outcome[0], again)]
+    assert results == [5, 10, 2, 2]
+
+
+def test_the_validated_payloads_kept_are_few_small_and_dropped_at_shutdown(backend):
     with pytest.raises(NotPicklableError):
         backend.validate(tasks.add, (threading.Lock(),), {})
-    assert backend._validated.task is None
-    assert backend.submit(tasks.add, args, {}).result(RESULT_TIMEOUT_S) == 21
+    assert not backend._validated
+    backend.validate(tasks.add, (b"x" * 100_000, b""), {})  # too big to keep
+    assert not backend._validated
+    kept = [(i, 1) for i in range(300)]
+    for args in kept:
+        backend.validate(tasks.add, args, {})
+    assert len(backend._validated) == 256
+    assert backend._validated.get(id(kept[-1])) is not None  # the oldest went first
+    assert backend._validated.get(id(kept[0])) is None
+    assert backend.submit(tasks.add, kept[0], {}).result(RESULT_TIMEOUT_S) == 1
+    backend.shutdown()
+    assert not backend._validated
 
 
 class _CollectingLock:

@@ -44,9 +44,11 @@ from ._wire import decode_outcome, describe_task, dump_task
 
 # Failed start-ups in a row after which queued tasks fail instead of retrying forever.
 _MAX_BOOT_FAILURES = 3
-# validate() keeps a payload up to this size for the submit() that follows: a bigger one
-# costs more to keep alive (if that submit comes late, or never) than to pickle again.
+# validate() keeps a payload up to this size for the submit() of the same task: a bigger one
+# costs more to keep alive (if that submit comes late, or never) than to pickle again. At
+# most this many are kept (the oldest go first): enough for an Executor's queued tasks.
 _MAX_CACHED_PAYLOAD_BYTES = 64 * 1024
+_MAX_CACHED_TASKS = 256
 _live_pools: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -463,19 +465,24 @@ class ProcessBackend(Backend):
     ) -> None:
         super().__init__(max_workers, **options)
         self._pool = _Pool(self.max_workers, float(kill_grace_s))
-        # validate() then submit() of the same task (what the Executor does) pickles once:
-        # per thread, the last validated (fn, args, kwargs) objects and their payload, taken
-        # by that thread's next submit() whether it matches or not. The task is sent as it
-        # was when validated.
-        self._validated = threading.local()
+        # validate() then submit() of the same task (what the Executor does, the submit
+        # maybe later and from another thread) pickles once: id(args) -> (fn, args, kwargs,
+        # payload), holding the objects so that id is not reused meanwhile. A submit takes
+        # the entry of its args; the task is sent as it was when validated.
+        self._validated: dict[int, tuple] = {}
+        self._validated_lock = threading.RLock()  # re-entrant: a GC finalizer may shut down
         weakref.finalize(self, self._pool.close, False)
 
     def validate(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         """Raise NotPicklableError if the task cannot be sent to a worker process."""
-        self._validated.task = None  # a failed validate leaves nothing behind
         payload = self._dump(fn, args, kwargs)
-        if len(payload) <= _MAX_CACHED_PAYLOAD_BYTES:
-            self._validated.task = (fn, args, kwargs, payload)
+        if len(payload) > _MAX_CACHED_PAYLOAD_BYTES:
+            return
+        with self._validated_lock:
+            self._validated.pop(id(args), None)  # the newest goes last
+            self._validated[id(args)] = (fn, args, kwargs, payload)
+            if len(self._validated) > _MAX_CACHED_TASKS:
+                del self._validated[next(iter(self._validated))]
 
     def submit(
         self,
@@ -489,13 +496,10 @@ class ProcessBackend(Backend):
         task cannot be pickled, RuntimeError after shutdown."""
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive or None, got {timeout_s!r}")
-        validated = getattr(self._validated, "task", None)
-        if validated is not None:
-            self._validated.task = None
-            if _same_task(validated, fn, args, kwargs):
-                payload = validated[3]
-            else:
-                payload = self._dump(fn, args, kwargs)
+        with self._validated_lock:
+            validated = self._validated.pop(id(args), None)
+        if validated is not None and _same_task(validated, fn, args, kwargs):
+            payload = validated[3]
         else:
             payload = self._dump(fn, args, kwargs)
         task = _Task(fn, args, kwargs, payload, timeout_s)
@@ -505,6 +509,8 @@ class ProcessBackend(Backend):
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new tasks; queued and running ones still finish, then the workers stop.
         With ``wait`` this blocks until then; without, it returns at once."""
+        with self._validated_lock:
+            self._validated.clear()
         self._pool.close(wait)
 
     @staticmethod
