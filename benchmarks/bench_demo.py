@@ -12,22 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import psutil
 
+from gilwise.demo._load import OtherLoad
 from gilwise.demo._runner import run_demo
-
-
-def _machine_busy_s() -> float:
-    times = psutil.cpu_times()._asdict()
-    not_work = ("idle", "iowait", "guest", "guest_nice")
-    return sum(value for name, value in times.items() if name not in not_work)
-
-
-def _own_cpu_s() -> float:
-    times = psutil.Process().cpu_times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 def main() -> None:
@@ -40,10 +29,9 @@ def main() -> None:
     speedups: dict[tuple[str, str, str], list[float]] = {}
     other_cores = []
     for _ in range(args.runs):
-        wall0, busy0, own0 = time.perf_counter(), _machine_busy_s(), _own_cpu_s()
-        result = run_demo(args.experiments, scale=args.scale, measure_gil=False)
-        wall_s = time.perf_counter() - wall0
-        other_cores.append(max(0.0, (_machine_busy_s() - busy0) - (_own_cpu_s() - own0)) / wall_s)
+        with OtherLoad() as load:
+            result = run_demo(args.experiments, scale=args.scale, measure_gil=False)
+        other_cores.append(load.cores or 0.0)
         for experiment in result.experiments:
             for row in experiment.rows:
                 if row.speedup_vs_sequential is not None and not row.is_sequential:

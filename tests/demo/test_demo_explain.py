@@ -121,8 +121,19 @@ def test_a_starved_sequential_run_is_called_unreliable():
         )
     )
     sentence = explain(ExperimentResult("cpu", "t", "w", rows), PY311).sentence
-    assert "got only 45% of a core" in sentence and sentence.endswith("unreliable.")
-    assert sentence.count("; careful") == 1
+    assert "the sequential run got only 45% of a core" in sentence
+    assert sentence.count("; careful") == 1 and sentence.endswith("than about the GIL.")
+
+
+def test_other_programs_load_is_called_out():
+    result = dataclasses.replace(_cpu_result(2.0, 1.6, NO_INTERPRETERS), other_programs_cores=0.93)
+    sentence = explain(result, PY311).sentence
+    assert "careful: other programs kept 0.9 cores busy while measuring" in sentence
+
+
+def test_an_idle_machine_gets_no_warning():
+    result = dataclasses.replace(_cpu_result(2.0, 1.05, NO_INTERPRETERS), other_programs_cores=0.05)
+    assert "careful" not in explain(result, PY311).sentence
 
 
 @pytest.mark.multiversion

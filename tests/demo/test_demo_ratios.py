@@ -9,14 +9,12 @@ an idle machine, did not hold) instead of failed.
 
 from __future__ import annotations
 
-import time
-
-import psutil
 import pytest
 
 from gilwise import runtime
 from gilwise.demo._cpu import run_cpu
 from gilwise.demo._io import run_io
+from gilwise.demo._load import OtherLoad
 from gilwise.demo._native import run_native
 from gilwise.demo._results import ExperimentResult
 
@@ -31,23 +29,9 @@ needs_two_cores = pytest.mark.skipif(
 
 def _other_programs_cores(run):
     """Run ``run()``; return its result and the cores other programs used meanwhile."""
-    me = psutil.Process()
-
-    def own_cpu_s() -> float:
-        times = me.cpu_times()
-        return times.user + times.system + times.children_user + times.children_system
-
-    def machine_busy_s() -> float:
-        times = psutil.cpu_times()._asdict()
-        # guest time is already inside user/nice; idle and iowait are not work.
-        not_work = ("idle", "iowait", "guest", "guest_nice")
-        return sum(value for name, value in times.items() if name not in not_work)
-
-    start_wall, start_busy, start_own = time.perf_counter(), machine_busy_s(), own_cpu_s()
-    result = run()
-    wall_s = time.perf_counter() - start_wall
-    others_s = (machine_busy_s() - start_busy) - (own_cpu_s() - start_own)
-    return result, max(0.0, others_s) / wall_s
+    with OtherLoad() as load:
+        result = run()
+    return result, load.cores
 
 
 def _best_of(run, check) -> ExperimentResult:

@@ -17,6 +17,8 @@ SCALES_AT = 1.35
 #: A sequential CPU-bound run that got less of a core than this was competing with other
 #: programs, so its speedups say more about the machine's load than about the GIL.
 BUSY_BELOW_CORE_SHARE = 0.8
+#: Other programs keeping more cores than this busy make the ratios unreliable.
+BUSY_OTHER_CORES = 0.3
 #: Waiting-bound work with 20 requests in flight should gain at least this much.
 IO_GAINS_AT = 3.0
 
@@ -35,16 +37,20 @@ def explain(result: ExperimentResult, facts: RuntimeFacts) -> ExperimentResult:
 
 
 def _busy_warning(result: ExperimentResult, sentence: str) -> str:
-    """Append a warning when the sequential run did not get a whole core to itself."""
+    """Append a warning when other programs competed for the CPU during the measurement."""
+    reasons = []
+    if result.other_programs_cores is not None and result.other_programs_cores > BUSY_OTHER_CORES:
+        reasons.append(f"other programs kept {result.other_programs_cores:.1f} cores busy")
     sequential = next((row for row in result.rows if row.is_sequential and row.available), None)
-    if sequential is None or not sequential.wall_s or sequential.cpu_s is None:
-        return sentence
-    core_share = sequential.cpu_s / sequential.wall_s
-    if core_share >= BUSY_BELOW_CORE_SHARE:
+    if sequential is not None and sequential.wall_s and sequential.cpu_s is not None:
+        core_share = sequential.cpu_s / sequential.wall_s
+        if core_share < BUSY_BELOW_CORE_SHARE:
+            reasons.append(f"the sequential run got only {core_share:.0%} of a core")
+    if not reasons:
         return sentence
     return (
-        f"{sentence[:-1]}; careful: the sequential run got only {core_share:.0%} of a core, "
-        "so other programs were competing for the CPU and these ratios are unreliable."
+        f"{sentence[:-1]}; careful: {' and '.join(reasons)} while measuring, so these ratios "
+        "say more about this machine's load than about the GIL."
     )
 
 

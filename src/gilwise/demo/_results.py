@@ -64,6 +64,8 @@ class ExperimentResult:
     work: str
     rows: tuple[Row, ...]
     sentence: str = ""
+    #: Average cores other programs kept busy while this experiment ran (None: unknown).
+    other_programs_cores: Optional[float] = None
 
     def row(self, way: str, workload: Optional[str] = None) -> Row:
         """The row of this way (and workload, when the experiment has several); KeyError if none."""

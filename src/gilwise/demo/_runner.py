@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable, Optional
 
 from .. import runtime
@@ -10,6 +11,7 @@ from ._cpu import run_cpu
 from ._explain import explain
 from ._gil import probe_available
 from ._io import DEFAULT_LATENCY_MS, DEFAULT_REQUESTS, run_io
+from ._load import OtherLoad
 from ._native import run_native
 from ._results import DemoResult, ExperimentResult
 
@@ -62,12 +64,14 @@ def run_demo(
     measure = probe_available() if measure_gil is None else measure_gil
     results: list[ExperimentResult] = []
     for name in chosen:
-        if name == "cpu":
-            result = run_cpu(scale, facts, measure_gil=measure)
-        elif name == "io":
-            result = run_io(requests, latency_ms, measure_gil=measure)
-        else:
-            result = run_native(scale, measure_gil=measure)
+        with OtherLoad() as load:
+            if name == "cpu":
+                result = run_cpu(scale, facts, measure_gil=measure)
+            elif name == "io":
+                result = run_io(requests, latency_ms, measure_gil=measure)
+            else:
+                result = run_native(scale, measure_gil=measure)
+        result = replace(result, other_programs_cores=load.cores)
         results.append(explain(result, facts))
     return DemoResult(
         experiments=tuple(results),
