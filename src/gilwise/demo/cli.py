@@ -34,10 +34,8 @@ def run(args: argparse.Namespace) -> int:
             names, scale=args.scale, requests=args.requests, latency_ms=args.latency_ms
         )
     except OSError as exc:
-        # The io experiment's local server or sockets: say so rather than dump a traceback.
-        print(
-            f"gilwise demo: an experiment could not use the network locally: {exc}", file=sys.stderr
-        )
+        # Most likely the io experiment's local server or sockets (HttpError is an OSError).
+        print(f"gilwise demo: an experiment failed with a system error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.format == "json":
         print(render_json(result))
