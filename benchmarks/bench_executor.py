@@ -76,11 +76,19 @@ def _sequential(fn: Callable, items: list) -> None:
         fn(item)
 
 
+# What auto chose in each round, per workload function: printed under the table.
+AUTO_CHOICES: dict[str, list[str]] = {}
+
+
 def _gilwise(backend: str) -> Callable[[Callable, list], None]:
     def run(fn: Callable, items: list) -> None:
         with gilwise.Executor(backend) as executor:
             for _ in executor.map(fn, items):
                 pass
+            for decision in executor.decisions.values():
+                AUTO_CHOICES.setdefault(fn.__name__, []).append(
+                    f"{decision.backend}x{decision.workers}"
+                )
 
     return run
 
@@ -165,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         server.shutdown()
         server.server_close()
     _print_table(table)
+    print("\nauto chose, round by round: " + "; ".join(
+        f"{name}: {', '.join(choices)}" for name, choices in AUTO_CHOICES.items()
+    ))
+    load_1min = os.getloadavg()[0]
+    print(f"(load average at the end: {load_1min:.1f} on {current().cores} cores)")
     _print_tiny_stream(args.tiny_million)
     return 0
 
