@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import weakref
 from pathlib import Path
 
 import _backend_tasks as tasks
@@ -413,8 +414,8 @@ class _CollectingLock:
 
     GUARD_S = 10.0
 
-    def __init__(self, real, manager_of) -> None:
-        self.real, self.manager_of = real, manager_of
+    def __init__(self, real, manager_of, when) -> None:
+        self.real, self.manager_of, self.when = real, manager_of, when
         self.armed = threading.Event()
         self.collected = threading.Event()
         self.depth = 0
@@ -428,7 +429,7 @@ class _CollectingLock:
         else:
             self.real.acquire()
         self.depth += 1
-        if self.armed.is_set() and threading.current_thread() is self.manager_of():
+        if self.armed.is_set() and threading.current_thread() is self.manager_of() and self.when():
             self.armed.clear()
             gc.collect()
             self.collected.set()
@@ -451,23 +452,22 @@ def test_the_manager_collecting_its_own_forgotten_backend_does_not_deadlock(monk
     pool = ProcessBackend(1)
     pool.cycle = pool
     inner = pool._pool
-    lock = _CollectingLock(inner._lock, lambda: inner._thread)
+    # The manager collects when it takes the lock with the late task queued (below).
+    lock = _CollectingLock(inner._lock, lambda: inner._thread, lambda: bool(inner._pending))
     inner._lock = lock
     assert pool.submit(tasks.add, (1, 1), {}).result(RESULT_TIMEOUT_S) == 2
-    collected = []
-    import weakref
-
-    weakref.finalize(pool, collected.append, threading.current_thread)
+    finalized_on: list = []
+    weakref.finalize(pool, lambda: finalized_on.append(threading.current_thread()))
+    late = _Task(tasks.add, (2, 2), {}, cloudpickle.dumps((tasks.add, (2, 2), {})), None)
     gc.disable()  # only the manager collects, once armed
     try:
         del pool
         lock.armed.set()
-        late = _Task(tasks.add, (2, 2), {}, cloudpickle.dumps((tasks.add, (2, 2), {})), None)
         inner.submit(late)  # wakes the manager, which takes the lock and collects
         assert lock.collected.wait(RESULT_TIMEOUT_S)
     finally:
         gc.enable()
-    assert collected, "the backend was not collected on the manager thread"
+    assert finalized_on == [inner._thread], "the backend was not collected on the manager"
     assert not lock.deadlocked, "close() from the GC on the manager thread deadlocked"
     assert late.future.result(RESULT_TIMEOUT_S) == 4  # queued before the close: it still runs
     inner._thread.join(RESULT_TIMEOUT_S)
