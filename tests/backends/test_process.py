@@ -364,6 +364,7 @@ def test_workers_die_with_a_killed_parent(tmp_path):
         assert _gone(worker.pid), f"worker {worker.pid} outlived its SIGKILLed parent"
 
 
+@pytest.mark.multiversion
 def test_validate_then_submit_of_the_same_task_pickles_it_once(backend, monkeypatch):
     import cloudpickle
 
@@ -440,6 +441,7 @@ class _CollectingLock:
         self.real.release()
 
 
+@pytest.mark.multiversion
 def test_the_manager_collecting_its_own_forgotten_backend_does_not_deadlock(monkeypatch):
     # A backend in a reference cycle is freed by the cyclic GC, on whichever thread it runs:
     # when that is the backend's own manager thread, holding the pool's lock, the finalizer's
