@@ -236,8 +236,11 @@ class ThreadReader:
         return (number, first_arg)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        """Close once: a second call must not close a descriptor reused by someone else."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class MemoryReader:
@@ -271,5 +274,8 @@ class MemoryReader:
         return b"".join(chunks)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        """Close once: a second call must not close a descriptor reused by someone else."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
