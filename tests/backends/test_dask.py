@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -56,6 +57,10 @@ def cluster():
         silence_logs=logging.CRITICAL,
     )
     yield local_cluster
+    # Collect dropped dask Clients here, on the main thread: left for later, their __del__
+    # (which may block on close) could run on whatever thread next triggers a collection,
+    # such as a process backend's manager thread in the next test module.
+    gc.collect()
     local_cluster.close()
     children = [
         p
