@@ -25,8 +25,9 @@ PROCESS_CHUNK_TARGET_S = 0.05
 # I/O-bound pools never grow beyond this many threads by default.
 MAX_IO_WORKERS = 32
 # ... except for one function's calls measured as waiting: threads that mostly wait are
-# cheap, and bench_executor.py's sleep and HTTP rows gain up to here.
-MAX_IO_TASK_WORKERS = 64
+# cheap; as many as the asyncio backend keeps in flight by default (bench_executor.py's
+# sleep and HTTP rows gain up to here). A caller's max_workers lowers it.
+MAX_IO_TASK_WORKERS = 128
 
 TaskKind = Literal["io-bound", "gil-bound", "native-parallel", "tiny"]
 
