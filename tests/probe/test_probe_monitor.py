@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +114,13 @@ def test_short_lived_threads_are_discovered_and_attributed():
     assert len(workers) >= 12  # 15 threads ran; a very short one may fall between samples
     assert sum(t.gil_held_s for t in workers) > 0.5 * 5 * 0.05
     assert profile.extra["sampler_errors"] == []
+
+
+def test_gilwise_own_frames_are_not_reported_as_functions():
+    """Starting and stopping the monitor runs gilwise code; the report lists only the user's."""
+    package_dir = str(Path(gilwise.__file__).resolve().parent) + os.sep
+    with gilwise.monitor() as mon:
+        workloads.spinner(0.3)
+    files = [function.file for function in mon.profile.functions]
+    assert any(file.endswith("workloads.py") for file in files), files
+    assert not [file for file in files if file.startswith(package_dir)]

@@ -7,6 +7,7 @@ attributes each state sample of a thread to that thread's latest innermost frame
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -25,7 +26,15 @@ class FrameSeries:
     keys: list[Optional[FunctionKey]] = field(default_factory=list)
 
 
-def _function_key(frame) -> FunctionKey:
+# gilwise's package directory: src/gilwise/ (this file is src/gilwise/probe/_stacks.py).
+_GILWISE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _function_key(frame) -> Optional[FunctionKey]:
+    # Time a thread spends inside gilwise itself (the CLI, starting or stopping the monitor)
+    # is attributed to no function, so gilwise's own code never shows in the user's report.
+    if frame.f_code.co_filename.startswith(_GILWISE_DIR):
+        return None
     code = frame.f_code
     name = getattr(code, "co_qualname", code.co_name)
     return (name, code.co_filename, code.co_firstlineno)
