@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
-import queue
 import threading
-import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, ClassVar, Optional
 
@@ -27,24 +25,11 @@ from ..errors import NotPicklableError, RemoteTraceback, UnsupportedError
 from ..runtime import current
 from ._base import Backend
 from ._wire import decode_outcome, describe_task, dump_task, function_name
+from ._workqueue import STOP as _STOP
+from ._workqueue import WorkQueue as _WorkQueue
+from ._workqueue import stoppable_queue
 
-_STOP = None  # sentinel: a worker that takes it puts it back (so all stop) and exits
 _thread_numbers = itertools.count()
-_live_queues: weakref.WeakSet = weakref.WeakSet()
-
-
-class _WorkQueue(queue.SimpleQueue):
-    """A SimpleQueue that can sit in a WeakSet."""
-
-
-def _stop_all_at_exit() -> None:
-    for work in list(_live_queues):
-        work.put(_STOP)
-
-
-_register_atexit = getattr(threading, "_register_atexit", None)
-if _register_atexit is not None:  # runs before non-daemon threads are joined, so sub-
-    _register_atexit(_stop_all_at_exit)  # interpreters are destroyed before finalization
 
 
 def _as_task_error(error: BaseException, describe: Callable[[], str]) -> BaseException:
@@ -119,13 +104,11 @@ class InterpreterBackend(Backend):
         from ._interpreter_api import session_factory
 
         self._open_session = session_factory()
-        self._work = _WorkQueue()
+        self._work = stoppable_queue(self)
         self._idle = threading.Semaphore(0)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
-        _live_queues.add(self._work)
-        weakref.finalize(self, self._work.put, _STOP)
 
     def validate(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         """Raise NotPicklableError if the task cannot be sent to a sub-interpreter."""

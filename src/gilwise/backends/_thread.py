@@ -13,31 +13,16 @@ not hang the exit.
 from __future__ import annotations
 
 import itertools
-import queue
 import threading
-import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, ClassVar, Optional
 
 from ._base import Backend
+from ._workqueue import STOP as _STOP
+from ._workqueue import WorkQueue as _WorkQueue
+from ._workqueue import stoppable_queue
 
-_STOP = None  # sentinel: a worker that takes it puts it back (so all stop) and exits
 _thread_numbers = itertools.count()
-_live_queues: weakref.WeakSet = weakref.WeakSet()
-
-
-class _WorkQueue(queue.SimpleQueue):
-    """A SimpleQueue that can sit in a WeakSet (SimpleQueue itself has no __weakref__)."""
-
-
-def _stop_all_at_exit() -> None:
-    for work in list(_live_queues):
-        work.put(_STOP)
-
-
-_register_atexit = getattr(threading, "_register_atexit", None)
-if _register_atexit is not None:  # CPython 3.9+: runs before non-daemon threads are joined
-    _register_atexit(_stop_all_at_exit)
 
 
 def _worker(work: _WorkQueue, idle: threading.Semaphore) -> None:
@@ -68,13 +53,11 @@ class ThreadBackend(Backend):
 
     def __init__(self, max_workers: Optional[int] = None, **options: Any) -> None:
         super().__init__(max_workers, **options)
-        self._work: _WorkQueue = _WorkQueue()
+        self._work: _WorkQueue = stoppable_queue(self)
         self._idle = threading.Semaphore(0)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
-        _live_queues.add(self._work)
-        weakref.finalize(self, self._work.put, _STOP)
 
     @classmethod
     def default_workers(cls) -> int:
