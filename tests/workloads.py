@@ -130,8 +130,9 @@ def lock_queue(threads: int, seconds: float, hold_s: float = 0.02) -> list[int]:
 
     Returns how often each thread got the lock. At any time one thread holds the lock (and
     the GIL) and the others wait on the lock, not on the GIL. After each turn a thread
-    yields the GIL (sleep(0)) so a woken waiter can take the lock: threads queue in turn
-    instead of one thread re-taking the lock forever.
+    sleeps 1 ms so a woken waiter can take the lock: threads queue in turn instead of one
+    thread re-taking the lock forever (sleep(0) was not enough on 3.9, whose waiter could
+    not take the GIL back in time).
     """
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -144,7 +145,7 @@ def lock_queue(threads: int, seconds: float, hold_s: float = 0.02) -> list[int]:
                 while time.monotonic() < spin_until:
                     pass
             turns += 1
-            time.sleep(0)
+            time.sleep(0.001)
         return turns
 
     return run_threads(worker, threads)

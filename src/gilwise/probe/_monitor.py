@@ -10,22 +10,31 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 from typing import Any, Callable, Optional, TypeVar
 
 from gilwise import runtime as _runtime
 from gilwise.errors import ProbeUnavailableError
 from gilwise.model import Profile
-from gilwise.probe import _build, _child, _gil_address, _procfs
+from gilwise.probe import _build, _child, _frames, _gil_address, _procfs
 from gilwise.probe._sampler import SamplerConfig
-from gilwise.probe._stacks import StackSampler
+from gilwise.probe._stacks import FrameSeries, StackSampler
 from gilwise.runtime import RuntimeFacts
 
 # Thread-state samples per second. 1000 Hz keeps a 2-thread pure-Python run within the 3%
 # overhead budget on 2 cores (benchmarks/bench_profile_overhead.py) and resolves the GIL's
 # 5 ms switch interval.
 DEFAULT_RATE_HZ = 1000.0
-# Python stack snapshots per second: each one takes the GIL from the profiled threads.
-DEFAULT_STACK_RATE_HZ = 100.0
+# Python stack samples per second. Read by the sampler child from our memory ("remote",
+# see _frames): free for the profiled threads, so the rate can be high.
+DEFAULT_STACK_RATE_HZ = 250.0
+# When stacks must be snapshotted in-process (each snapshot takes the GIL and forces two
+# hand-offs), the default rate drops to this.
+IN_PROCESS_STACK_RATE_HZ = 50.0
+# The in-process thread that only records threading names (native id -> name) when stacks
+# are remote: a GIL hand-off this many times a second.
+NAMES_RATE_HZ = 10.0
+STACK_SOURCES = ("auto", "remote", "in-process")
 # Above this the sampler child cannot keep up (one sample costs tens of microseconds).
 MAX_RATE_HZ = 20_000.0
 
@@ -48,13 +57,22 @@ class Monitor:
         max_timeline_spans: int = _build.MAX_TIMELINE_SPANS,
         command: Optional[str] = None,
         runtime: Optional[RuntimeFacts] = None,
+        stack_source: str = "auto",
     ) -> None:
         if not rate_hz or rate_hz <= 0 or rate_hz > MAX_RATE_HZ:
             raise ValueError(f"rate_hz must be in (0, {MAX_RATE_HZ:.0f}], got {rate_hz!r}")
         if stack_rate_hz is not None and stack_rate_hz <= 0:
             raise ValueError(f"stack_rate_hz must be positive or None, got {stack_rate_hz!r}")
+        if stack_source not in STACK_SOURCES:
+            raise ValueError(
+                f"stack_source must be one of {', '.join(STACK_SOURCES)}, got {stack_source!r}"
+            )
         self.rate_hz = float(rate_hz)
         self.stack_rate_hz = stack_rate_hz
+        self.stack_source = stack_source
+        # What was used: "remote", "in-process" or None (no stacks); and why not remote.
+        self.stacks_used: Optional[str] = None
+        self.stacks_note: Optional[str] = None
         self.max_timeline_spans = max_timeline_spans
         self.command = command
         self.runtime = runtime or _runtime.current()
@@ -113,15 +131,52 @@ class Monitor:
                     gil_address=location.address,
                     holder_chain=location.holder_chain,
                 )
+        stacks = self._plan_stacks(config)
+        if stacks is not None:
+            config = stacks
         try:
-            if self.stack_rate_hz:
-                self._stacks = StackSampler(self.stack_rate_hz)
+            if self.stacks_used == "remote":
+                self._stacks = StackSampler(NAMES_RATE_HZ, frames=False)
+                self._stacks.start()
+            elif self.stacks_used == "in-process":
+                assert self.stack_rate_hz is not None
+                rate = self.stack_rate_hz
+                if rate == DEFAULT_STACK_RATE_HZ:
+                    rate = IN_PROCESS_STACK_RATE_HZ
+                self._stacks = StackSampler(rate)
                 self._stacks.start()
             self._child = _child.start(config)
         except BaseException:
             self._abort()
             raise
         self._state = "running"
+
+    def _plan_stacks(self, config: SamplerConfig) -> Optional[SamplerConfig]:
+        """Decide where stacks come from; returns the child's config when it reads them."""
+        if not self.stack_rate_hz:
+            return None
+        if self.stack_source != "in-process":
+            problem = _frames.supported()
+            if problem is None and config.gil_address is None:
+                problem = "the GIL (and with it our memory) could not be located"
+            layout = None
+            if problem is None:
+                try:
+                    layout = _frames.locate_in_process(_frames.current_tstate())
+                except OSError as exc:
+                    problem = str(exc)
+            if layout is not None:
+                self.stacks_used = "remote"
+                every = max(1, round(self.rate_hz / self.stack_rate_hz))
+                return replace(config, frame_layout=layout.to_dict(), frame_every=every)
+            if self.stack_source == "remote":
+                raise ProbeUnavailableError(
+                    f"gilwise cannot read Python stacks from outside this process: {problem}. "
+                    f'Use stack_source="in-process" (snapshots that take the GIL) or "auto".'
+                )
+            self.stacks_note = f"stacks snapshotted in-process: {problem}"
+        self.stacks_used = "in-process"
+        return None
 
     def stop(self) -> Profile:
         """Stop sampling and build the profile (idempotent); returns it."""
@@ -140,16 +195,29 @@ class Monitor:
             if self._stacks is not None:
                 self._stacks.stop()
         stacks = self._stacks
+        frames = stacks.series if stacks is not None else None
+        if self.stacks_used == "remote":
+            frames = {
+                int(tid): FrameSeries(list(data["times"]), list(data["keys"]))
+                for tid, data in (result.get("frames") or {}).items()
+            }
         self._profile = _build.build_profile(
             result,
             self.runtime,
-            frames=stacks.series if stacks is not None else None,
+            frames=frames,
             names=stacks.names if stacks is not None else None,
             excluded={stacks.native_id} if stacks is not None and stacks.native_id else (),
             command=self.command,
             unavailable=self._unavailable,
             max_timeline_spans=self.max_timeline_spans,
         )
+        self._profile.extra["stack_source"] = self.stacks_used
+        if self.stacks_used == "remote":
+            self._profile.extra["stack_samples"] = result.get("frame_samples", 0)
+        elif stacks is not None:
+            self._profile.extra["stack_samples"] = stacks.snapshots
+        if self.stacks_note:
+            self._profile.extra["stack_note"] = self.stacks_note
         return self._profile
 
     def _abort(self) -> None:
@@ -166,15 +234,20 @@ def monitor(
     stack_rate_hz: Optional[float] = DEFAULT_STACK_RATE_HZ,
     max_timeline_spans: int = _build.MAX_TIMELINE_SPANS,
     runtime: Optional[RuntimeFacts] = None,
+    stack_source: str = "auto",
 ) -> Monitor:
     """Profile the GIL of this process for the duration of a ``with`` block.
 
     ``rate_hz``: thread-state samples per second, taken by a child process that reads this
     one through /proc (no GIL cost; a few percent of one core; it asks for SCHED_FIFO
     priority where permitted so that a busy machine does not bias its samples).
-    ``stack_rate_hz``: Python stack snapshots per second for per-function attribution (each
-    takes the GIL briefly; None disables functions). ``runtime``: the facts to judge with
-    (tests inject a free-threaded build). Usage::
+    ``stack_rate_hz``: Python stack samples per second for per-function attribution (None
+    disables functions). ``stack_source``: "remote" has the sampler child read the stacks
+    from this process's memory (no GIL cost; the layout is discovered at start), "in-process"
+    snapshots them with ``sys._current_frames`` from a thread (takes the GIL each time; the
+    default rate drops to 50 Hz), "auto" (default) uses remote where it works. The profile's
+    ``extra["stack_source"]`` says which ran. ``runtime``: the facts to judge with (tests
+    inject a free-threaded build). Usage::
 
         with gilwise.monitor() as mon:
             work()
@@ -185,6 +258,7 @@ def monitor(
         stack_rate_hz=stack_rate_hz,
         max_timeline_spans=max_timeline_spans,
         runtime=runtime,
+        stack_source=stack_source,
     )
 
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from gilwise.probe import _procfs
+from gilwise.probe._frames import FrameLayout, FrameReader, FunctionKey
 from gilwise.probe._procfs import (
     FUTEX,
     GIL_HELD,
@@ -65,6 +66,10 @@ class SamplerConfig:
     gil_enabled: bool = True
     machine: Optional[str] = None
     duration_s: Optional[float] = None
+    # Python stacks read from the target's memory (see _frames): the FrameLayout as a dict,
+    # read on every ``frame_every``-th sample. None: no stacks from the child.
+    frame_layout: Optional[dict] = None
+    frame_every: int = 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -132,6 +137,14 @@ class Sampler:
         self.errors: list[str] = []
         self.scheduling = "normal"
         self._cpu_at_start_s = 0.0
+        self._frames: Optional[FrameReader] = None
+        self.frame_series: dict[int, tuple[array, list[Optional[FunctionKey]]]] = {}
+        if config.frame_layout is not None and self._memory is not None:
+            self._frames = FrameReader(
+                self._memory.read, FrameLayout.from_dict(config.frame_layout)
+            )
+        self._frame_every = max(1, int(config.frame_every))
+        self.frame_samples = 0
         self._refresh(time.monotonic(), at_start=True)
         if not self._readers:
             raise OSError(f"process {self.pid} has no readable threads in /proc/{self.pid}/task")
@@ -260,9 +273,37 @@ class Sampler:
         if not self.holder_tids or self.holder_tids[-1] != holder:
             self.holder_times.append(now)
             self.holder_tids.append(holder)
+        if self._frames is not None and self.samples % self._frame_every == 0:
+            self._sample_frames(now)
+            self.frame_samples += 1
         self.samples += 1
         self.stop_s = now
         return bool(self._readers)
+
+    def _thread_id(self, tstate: int) -> int:
+        tid = self._holder_cache.get(tstate)
+        if tid is None:
+            tid = self._resolve(tstate)
+            if tid != -1:
+                self._holder_cache[tstate] = tid
+        return tid
+
+    def _sample_frames(self, now: float) -> None:
+        """Record each Python thread's innermost function (read from the target's memory)."""
+        assert self._frames is not None
+        frames = self._frames
+        for tstate in frames.thread_states():
+            tid = self._thread_id(tstate)
+            if tid == -1:
+                continue  # a thread state whose thread we have not listed (or no longer)
+            key = frames.code_key(frames.innermost_code(tstate))
+            series = self.frame_series.get(tid)
+            if series is None:
+                series = self.frame_series[tid] = (array("d"), [])
+            times, keys = series
+            if not keys or keys[-1] != key:
+                times.append(now)
+                keys.append(key)
 
     def run_until(self, should_stop, deadline_s: Optional[float] = None) -> None:
         """Sample at the configured rate until ``should_stop(timeout_s)`` returns True.
@@ -324,6 +365,13 @@ class Sampler:
                 }
                 for tid, s in self.threads.items()
             },
+            "frames": {
+                tid: {"times": times.tolist(), "keys": keys}
+                for tid, (times, keys) in self.frame_series.items()
+            }
+            if self._frames is not None
+            else None,
+            "frame_samples": self.frame_samples,
             "errors": list(self.errors),
             "scheduling": self.scheduling,
             # CPU the sampling itself took (start-up of the child excluded).
