@@ -1,12 +1,13 @@
 """How much gilwise's profiler slows a program, and how its GIL numbers compare with peers.
 
-    python benchmarks/bench_profile_overhead.py [--reps 9] [--work 3000000] [--seconds 2]
+    python benchmarks/bench_profile_overhead.py [--reps 40] [--work 5000000] [--seconds 2]
 
-Part 1 (overhead): 2 pure-Python CPU threads doing a fixed amount of work, run alternately
-unprofiled and under ``gilwise.monitor()`` (default settings) in one process; the ratio of
-each profiled run to its neighbouring unprofiled run, median over ``--reps``. The start-up
-and stop costs of the monitor (sampler child start, building the Profile) are reported
-separately: they are paid once per run, not per second.
+Part 1 (overhead): 2 pure-Python CPU threads doing a fixed amount of work, in rounds: each
+round runs the workload unprofiled, unprofiled again (the A/A noise floor), and under
+``gilwise.monitor()`` with its defaults and other stack settings, in a shuffled order, in one
+process. Each setting's figure is the median over rounds of its wall time divided by the
+same round's unprofiled time, with a bootstrap interval. The start-up and stop costs of the
+monitor are reported separately: they are paid once per run, not per second.
 
 Part 2 (agreement): the same known workloads measured by gilwise (held fraction), py-spy
 (``py-spy record --gil``: share of samples with a thread holding the GIL) and gilknocker
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -26,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import gilwise
 
@@ -51,43 +54,76 @@ def two_threads(iterations: int) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
+# The settings compared, each against the unprofiled run of the same round.
+SETTINGS: dict[str, Optional[dict]] = {
+    "unprofiled again (the noise floor)": None,
+    "`gilwise.monitor()` defaults: 1 kHz states, stacks read remotely at 250 Hz": {},
+    "no stacks (`stack_rate_hz=None`)": {"stack_rate_hz": None},
+    "in-process stacks at 50 Hz (`stack_source='in-process'`)": {"stack_source": "in-process"},
+    "in-process stacks at 100 Hz (gilwise 0.1.0's default)": {
+        "stack_source": "in-process",
+        "stack_rate_hz": 100,
+    },
+}
+
+
+def _median_ci(values: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the median (seeded: the same data gives the same text)."""
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds)
+    )
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
+
+
 def overhead(reps: int, iterations: int) -> None:
     two_threads(iterations // 10)  # warm up
-    ratios, cpu_ratios, plain_s, starts_s, stops_s, sampler_share = [], [], [], [], [], []
-    for rep in range(reps):
-        order = ("plain", "profiled") if rep % 2 == 0 else ("profiled", "plain")
-        times = {}
-        for kind in order:
-            if kind == "plain":
-                times[kind] = two_threads(iterations)
+    names = ["unprofiled", *SETTINGS]
+    walls: dict[str, list[float]] = {name: [] for name in names}
+    starts_s, stops_s, sampler_share = [], [], []
+    shuffle = random.Random(1)
+    for _ in range(reps):
+        order = names[:]
+        shuffle.shuffle(order)  # no setting always runs first or after another
+        for name in order:
+            options = SETTINGS.get(name)
+            if options is None:
+                walls[name].append(two_threads(iterations)[0])
                 continue
             begin = time.perf_counter()
-            mon = gilwise.monitor()
+            mon = gilwise.monitor(**options)
             mon.start()
             started = time.perf_counter()
-            times[kind] = two_threads(iterations)
+            walls[name].append(two_threads(iterations)[0])
             stop_begin = time.perf_counter()
             profile = mon.stop()
-            stops_s.append(time.perf_counter() - stop_begin)
-            sampler_share.append(profile.extra["sampler_cpu_s"] / profile.wall_s)
-            starts_s.append(started - begin)
-        ratios.append(times["profiled"][0] / times["plain"][0])
-        cpu_ratios.append(times["profiled"][1] / times["plain"][1])
-        plain_s.append(times["plain"][0])
-    print("## Overhead of `gilwise.monitor()` (default settings) on 2 pure-Python CPU threads\n")
+            if not options:
+                stops_s.append(time.perf_counter() - stop_begin)
+                starts_s.append(started - begin)
+                sampler_share.append(profile.extra["sampler_cpu_s"] / profile.wall_s)
+    plain = walls["unprofiled"]
+    print("## Overhead of `gilwise.monitor()` on 2 pure-Python CPU threads\n")
     print(
-        f"{reps} interleaved pairs, {statistics.median(plain_s):.2f} s unprofiled each (median).\n"
+        f"{reps} rounds; each round runs every setting once in a shuffled order "
+        f"({statistics.median(plain):.2f} s unprofiled, median). A setting's figure is the "
+        "median over rounds of its wall time / the unprofiled wall time of the same round, "
+        "with a 95% bootstrap interval. Monitor start and stop are outside the timed region "
+        "(below: paid once per run, not per second).\n"
     )
-    print("| measure | value |")
+    print("| setting | profiled / unprofiled (median) | 95% interval |")
+    print("|---|---|---|")
+    for name in SETTINGS:
+        ratios = [run / base for run, base in zip(walls[name], plain)]
+        low, high = _median_ci(ratios)
+        print(f"| {name} | {statistics.median(ratios):.3f} | {low:.3f} - {high:.3f} |")
+    start_ms = statistics.median(starts_s) * 1000
+    stop_ms = statistics.median(stops_s) * 1000
+    print()
+    print("| once per run (defaults) | median |")
     print("|---|---|")
-    print(f"| median profiled / unprofiled wall time | {statistics.median(ratios):.3f} |")
-    print(f"| min / max wall ratio | {min(ratios):.3f} / {max(ratios):.3f} |")
-    cpu_ratio = statistics.median(cpu_ratios)
-    print(f"| median profiled / unprofiled CPU time of the process | {cpu_ratio:.3f} |")
-    print(f"| monitor start (median, once per run) | {statistics.median(starts_s) * 1000:.0f} ms |")
-    print(f"| monitor stop + build profile (median) | {statistics.median(stops_s) * 1000:.0f} ms |")
-    share = statistics.median(sampler_share)
-    print(f"| sampler child CPU, share of one core (median) | {share:.1%} |")
+    print(f"| monitor start (sampler child, GIL and frame layout search) | {start_ms:.0f} ms |")
+    print(f"| monitor stop + build the profile | {stop_ms:.0f} ms |")
+    print(f"| sampler child CPU, share of one core | {statistics.median(sampler_share):.1%} |")
     print()
 
 
@@ -209,8 +245,8 @@ def agreement(seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=11)
-    parser.add_argument("--work", type=int, default=10_000_000, help="iterations per thread")
+    parser.add_argument("--reps", type=int, default=40, help="rounds of the overhead part")
+    parser.add_argument("--work", type=int, default=5_000_000, help="iterations per thread")
     parser.add_argument("--seconds", type=float, default=2.0, help="per agreement workload")
     parser.add_argument("--skip-agreement", action="store_true")
     args = parser.parse_args()

@@ -9,21 +9,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import errors
-from .errors import (
-    GilwiseError,
-    NotPicklableError,
-    StageError,
-    TaskTimeoutError,
-    UnsupportedError,
-    WorkerCrashedError,
-)
-from .model import Profile
-
 __version__ = "0.1.0"
 
-# Heavier parts load on first use, so `import gilwise` stays cheap for a profiled program.
+# Everything loads on first use, so `import gilwise` stays cheap for a profiled program and
+# for the profiler's own sampler child (which imports only gilwise.probe._sampler).
 _LAZY: dict[str, str] = {
+    "errors": "gilwise.errors:",
+    "GilwiseError": "gilwise.errors:GilwiseError",
+    "NotPicklableError": "gilwise.errors:NotPicklableError",
+    "StageError": "gilwise.errors:StageError",
+    "TaskTimeoutError": "gilwise.errors:TaskTimeoutError",
+    "UnsupportedError": "gilwise.errors:UnsupportedError",
+    "WorkerCrashedError": "gilwise.errors:WorkerCrashedError",
+    "Profile": "gilwise.model:Profile",
     "monitor": "gilwise.probe:monitor",
     "profile": "gilwise.probe:profile",
     "classify": "gilwise.executor:classify",
@@ -36,7 +34,17 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from . import errors
+    from .errors import (
+        GilwiseError,
+        NotPicklableError,
+        StageError,
+        TaskTimeoutError,
+        UnsupportedError,
+        WorkerCrashedError,
+    )
     from .executor import Executor, classify, map
+    from .model import Profile
     from .pipeline import Pipeline
     from .probe import monitor, profile
 

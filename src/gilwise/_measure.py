@@ -226,7 +226,7 @@ class FunctionProbe:
         self.pairs.append((first, second))
 
     def next_step(self) -> Optional[str]:
-        """"pair" (preferred when two calls are at hand), "single", or None: enough known."""
+        """ "pair" (preferred when two calls are at hand), "single", or None: enough known."""
         overlap = self.overlap()
         if overlap is not None:
             ambiguous = AMBIGUOUS_OVERLAP[0] <= overlap < AMBIGUOUS_OVERLAP[1]

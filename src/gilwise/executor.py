@@ -70,11 +70,27 @@ _task_numbers = itertools.count()
 class _Task:
     """One unit handed to a backend: a call, or a chunk of calls (``items`` > 1)."""
 
-    __slots__ = ("args", "attempts", "fn", "future", "handed_at_s", "items", "key", "kwargs",
-                 "started")
+    __slots__ = (
+        "args",
+        "attempts",
+        "fn",
+        "future",
+        "handed_at_s",
+        "items",
+        "key",
+        "kwargs",
+        "started",
+    )
 
-    def __init__(self, future: cf.Future, fn: Callable[..., Any], args: tuple, kwargs: dict,
-                 key: Any, items: int = 1) -> None:
+    def __init__(
+        self,
+        future: cf.Future,
+        fn: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        key: Any,
+        items: int = 1,
+    ) -> None:
         self.future = future
         self.fn = fn
         self.args = args
@@ -386,9 +402,17 @@ class Executor(cf.Executor):
 
     # --- queueing and dispatch ----------------------------------------------------------
 
-    def _enqueue(self, fn: Callable[..., Any], args: tuple, kwargs: dict, key: Any,
-                 label_fn: Callable[..., Any], items: int = 1, *, pump: bool = True
-                 ) -> cf.Future:
+    def _enqueue(
+        self,
+        fn: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        key: Any,
+        label_fn: Callable[..., Any],
+        items: int = 1,
+        *,
+        pump: bool = True,
+    ) -> cf.Future:
         future: cf.Future = cf.Future()
         task = _Task(future, fn, args, kwargs, key, items)
         with self._lock:
@@ -524,16 +548,18 @@ class Executor(cf.Executor):
             functools.partial(self._on_backend_done, task, lane, measure)
         )
 
-    def _finish_hand_over_failure(self, task: _Task, lane: _Lane,
-                                  measure: Optional[_Measure], exc: BaseException) -> None:
+    def _finish_hand_over_failure(
+        self, task: _Task, lane: _Lane, measure: Optional[_Measure], exc: BaseException
+    ) -> None:
         with self._lock:
             lane.in_flight -= 1
             if measure is not None:
                 self._plans[task.key].measuring -= 1
         self._settle(task, exc=exc)
 
-    def _reroute_to_threads(self, task: _Task, lane: _Lane, measure: Optional[_Measure],
-                            exc: NotPicklableError) -> None:
+    def _reroute_to_threads(
+        self, task: _Task, lane: _Lane, measure: Optional[_Measure], exc: NotPicklableError
+    ) -> None:
         with self._lock:
             lane.in_flight -= 1
             plan = self._plans[task.key]
@@ -548,8 +574,9 @@ class Executor(cf.Executor):
             plan.queue.appendleft(task)
             self._ready[plan.key] = plan
 
-    def _on_backend_done(self, task: _Task, lane: _Lane, measure: Optional[_Measure],
-                         backend_future: cf.Future) -> None:
+    def _on_backend_done(
+        self, task: _Task, lane: _Lane, measure: Optional[_Measure], backend_future: cf.Future
+    ) -> None:
         duration_s = time.perf_counter() - task.handed_at_s
         try:
             exc = backend_future.exception()
@@ -589,8 +616,9 @@ class Executor(cf.Executor):
         if self._ready:
             self._pump()
 
-    def _settle(self, task: _Task, *, result: Any = None, exc: Optional[BaseException] = None
-                ) -> None:
+    def _settle(
+        self, task: _Task, *, result: Any = None, exc: Optional[BaseException] = None
+    ) -> None:
         future = task.future
         try:
             if exc is None:
@@ -617,8 +645,9 @@ class Executor(cf.Executor):
         sample = measure.call.sample
         partner = measure.partner
         if items > 1 and sample is not None:  # a chunk queued before a re-measure
-            sample = CallSample(sample.wall_s / items, sample.cpu_s / items,
-                                sample.started_s, sample.ended_s)
+            sample = CallSample(
+                sample.wall_s / items, sample.cpu_s / items, sample.started_s, sample.ended_s
+            )
             partner = None
         if partner is not None:
             if partner.done and sample is not None and partner.call.sample is not None:
@@ -671,13 +700,16 @@ class Executor(cf.Executor):
         decision = decide_for_task(measured, facts, max_workers=self.max_workers)
         if plan.probe.is_coroutine and decision.backend != "asyncio":
             decision = replace(
-                decision, backend="asyncio", workers=max(decision.workers, facts.cores),
+                decision,
+                backend="asyncio",
+                workers=max(decision.workers, facts.cores),
                 reason=decision.reason + " It is a coroutine function, so it runs on the "
                 "event loop all the same.",
             )
         if decision.backend == "process" and self.scale_out is not None:
             decision = replace(
-                decision, backend="dask",  # type: ignore[arg-type]
+                decision,
+                backend="dask",  # type: ignore[arg-type]
                 reason=decision.reason + " Scaled out to the dask cluster given as scale_out.",
             )
         try:
@@ -686,7 +718,8 @@ class Executor(cf.Executor):
             # UnsupportedError (a RuntimeError), NoClusterError (a ValueError), a missing
             # module or a refused connection: the work still runs, and explain() says why.
             decision = replace(
-                decision, backend="thread",
+                decision,
+                backend="thread",
                 reason=decision.reason + f" The {decision.backend} backend is unavailable "
                 f"here ({exc}), so threads run it.",
             )
@@ -746,8 +779,14 @@ class Executor(cf.Executor):
             return self._lane("asyncio", None)
         return self._lane("thread", _MEASURE_THREADS, key=("measure", 0))
 
-    def _lane(self, name: str, workers: Optional[int], *, options: Optional[dict] = None,
-              key: Optional[tuple[str, int]] = None) -> _Lane:
+    def _lane(
+        self,
+        name: str,
+        workers: Optional[int],
+        *,
+        options: Optional[dict] = None,
+        key: Optional[tuple[str, int]] = None,
+    ) -> _Lane:
         """The lane (a backend instance) for ``name`` with ``workers``, created on first use."""
         if workers is not None and self.max_workers is not None and key is None:
             workers = min(workers, self.max_workers)
@@ -780,11 +819,14 @@ class Executor(cf.Executor):
     def _expire(self, task: _Task, timeout_s: float) -> None:
         if task.future.done():
             return
-        self._settle(task, exc=TaskTimeoutError(
-            f"task {_label(task.fn)} did not finish within its timeout of {timeout_s} s; its "
-            f"thread cannot be stopped and its result will be discarded. Raise timeout=, or "
-            f"use backend='process' to have slow tasks killed."
-        ))
+        self._settle(
+            task,
+            exc=TaskTimeoutError(
+                f"task {_label(task.fn)} did not finish within its timeout of {timeout_s} s; its "
+                f"thread cannot be stopped and its result will be discarded. Raise timeout=, or "
+                f"use backend='process' to have slow tasks killed."
+            ),
+        )
 
     def _close(self, wait: bool) -> None:
         with self._lock:
@@ -828,14 +870,19 @@ class Executor(cf.Executor):
             workers = lane.capacity if lane is not None else 2
         return max(4, 2 * workers)
 
-    def _map(self, fn: Callable[..., Any], iterables: tuple, timeout: Optional[float],
-             chunksize: Union[int, str], buffersize: Union[int, str, None], *, ordered: bool
-             ) -> Iterator[Any]:
+    def _map(
+        self,
+        fn: Callable[..., Any],
+        iterables: tuple,
+        timeout: Optional[float],
+        chunksize: Union[int, str],
+        buffersize: Union[int, str, None],
+        *,
+        ordered: bool,
+    ) -> Iterator[Any]:
         if chunksize != "auto" and (not isinstance(chunksize, int) or chunksize < 1):
             raise ValueError(f"chunksize must be 'auto' or an int >= 1, got {chunksize!r}")
-        if buffersize not in ("auto", None) and (
-            not isinstance(buffersize, int) or buffersize < 1
-        ):
+        if buffersize not in ("auto", None) and (not isinstance(buffersize, int) or buffersize < 1):
             raise ValueError(f"buffersize must be 'auto', None or an int >= 1, got {buffersize!r}")
         end_s = None if timeout is None else time.monotonic() + timeout
         spread = len(iterables) != 1
@@ -861,8 +908,15 @@ class Executor(cf.Executor):
                 future = self._enqueue(call, args, {}, key, fn, pump=False)
                 entry = (future, False)
             else:
-                future = self._enqueue(_run_chunk, (fn, batch, self.retries, spread), {}, key,
-                                       fn, items=len(batch), pump=False)
+                future = self._enqueue(
+                    _run_chunk,
+                    (fn, batch, self.retries, spread),
+                    {},
+                    key,
+                    fn,
+                    items=len(batch),
+                    pump=False,
+                )
                 entry = (future, True)
             window.append(entry)
             if arrivals is not None:
@@ -893,8 +947,9 @@ class Executor(cf.Executor):
             plan.listeners.append(listener)
             return False
 
-    def _await_or_refill(self, future: cf.Future, key: Any, refill: Callable[[], None],
-                         end_s: Optional[float]) -> None:
+    def _await_or_refill(
+        self, future: cf.Future, key: Any, refill: Callable[[], None], end_s: Optional[float]
+    ) -> None:
         """Wait for ``future``; if the function gets decided meanwhile, refill the window.
 
         Before a decision map keeps few calls in flight; once one is made (possibly while
@@ -911,8 +966,14 @@ class Executor(cf.Executor):
             wake.clear()
             refill()
 
-    def _results(self, window: deque, refill: Callable[[], None], end_s: Optional[float],
-                 arrivals: Optional[queue.SimpleQueue], key: Any) -> Iterator[Any]:
+    def _results(
+        self,
+        window: deque,
+        refill: Callable[[], None],
+        end_s: Optional[float],
+        arrivals: Optional[queue.SimpleQueue],
+        key: Any,
+    ) -> Iterator[Any]:
         listening = False
         try:
             while window:
@@ -967,8 +1028,11 @@ def _busy_pair_so_far(peeks: list) -> Optional[TaskMeasurement]:
     if EARLY_CLEAR_OVERLAP[0] <= overlap < EARLY_CLEAR_OVERLAP[1]:
         return None
     return TaskMeasurement(
-        wall_s=elapsed_s, cpu_s=elapsed_s, pair_wall_s=elapsed_s,
-        pair_cpu_s=overlap * elapsed_s, calls=0,
+        wall_s=elapsed_s,
+        cpu_s=elapsed_s,
+        pair_wall_s=elapsed_s,
+        pair_cpu_s=overlap * elapsed_s,
+        calls=0,
     )
 
 
@@ -980,10 +1044,12 @@ def _explain(plan: _Plan) -> str:
     decision = plan.decision
     assert decision is not None
     measured = decision.measured
-    lines = [f"{plan.label}: {decision.kind} -> {decision.backend} "
-             f"({decision.workers} worker{'s' if decision.workers != 1 else ''}"
-             f"{f', chunks of {decision.chunksize}' if decision.chunksize > 1 else ''}), "
-             f"expected {decision.expected_speedup:.2f}x"]
+    lines = [
+        f"{plan.label}: {decision.kind} -> {decision.backend} "
+        f"({decision.workers} worker{'s' if decision.workers != 1 else ''}"
+        f"{f', chunks of {decision.chunksize}' if decision.chunksize > 1 else ''}), "
+        f"expected {decision.expected_speedup:.2f}x"
+    ]
     lines.append(
         f"  measured {measured.calls} real call{'s' if measured.calls != 1 else ''}: one call "
         f"{measured.wall_s * 1000:.3f} ms wall, {measured.cpu_s * 1000:.3f} ms CPU "
@@ -1064,8 +1130,9 @@ def map(
             raise
 
 
-def _with_progress(results: Iterator[Any], iterable: Iterable[Any], progress: Optional[bool],
-                   label: str) -> Iterator[Any]:
+def _with_progress(
+    results: Iterator[Any], iterable: Iterable[Any], progress: Optional[bool], label: str
+) -> Iterator[Any]:
     total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
     show_after_s = 0.0 if progress else 2.0
     started_s = time.monotonic()

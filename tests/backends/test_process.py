@@ -247,7 +247,7 @@ def test_results_only_cloudpickle_can_send_come_back(backend):
         return made
 
     assert backend.submit(make_local_object, (4,), {}).result(RESULT_TIMEOUT_S).value == 4
-    adder = backend.submit(lambda: (lambda y: y + 1), (), {}).result(RESULT_TIMEOUT_S)
+    adder = backend.submit(lambda: lambda y: y + 1, (), {}).result(RESULT_TIMEOUT_S)
     assert adder(1) == 2
 
 

@@ -345,7 +345,5 @@ def test_a_running_pair_is_judged_only_when_clear():
 def test_a_pair_taking_turns_on_a_busy_machine_is_not_io():
     probe = FunctionProbe()
     # Each call ran 0.08 s of 0.45 s, waited 0.1 s for a core, and slept the rest (the GIL).
-    probe.add_pair(
-        CallSample(0.45, 0.08, 0.0, 0.45, 0.1), CallSample(0.45, 0.08, 0.0, 0.45, 0.1)
-    )
+    probe.add_pair(CallSample(0.45, 0.08, 0.0, 0.45, 0.1), CallSample(0.45, 0.08, 0.0, 0.45, 0.1))
     assert probe.measurement().cpu_share >= 0.5

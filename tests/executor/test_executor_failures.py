@@ -58,9 +58,7 @@ def test_every_submitted_task_is_accounted_for_exactly_once(failures, retries, b
     chunksize=st.integers(1, 7),
     backend=st.sampled_from(["inline", "thread"]),
 )
-def test_map_with_chunks_and_retries_runs_each_input_once_per_attempt(
-    failures, chunksize, backend
-):
+def test_map_with_chunks_and_retries_runs_each_input_once_per_attempt(failures, chunksize, backend):
     work = Flaky(dict(enumerate(failures)))
     with gilwise.Executor(backend, 2, retries=2) as executor:
         results = list(executor.map(work, range(len(failures)), chunksize=chunksize))

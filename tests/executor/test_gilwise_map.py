@@ -53,9 +53,7 @@ def test_errors_propagate_and_free_the_workers(no_leaks):
 
 
 def test_progress_bar_can_be_forced_on(no_leaks, capsys):
-    assert list(gilwise.map(square, range(5), backend="inline", progress=True)) == [
-        0, 1, 4, 9, 16
-    ]
+    assert list(gilwise.map(square, range(5), backend="inline", progress=True)) == [0, 1, 4, 9, 16]
 
 
 def test_many_tiny_calls_are_batched(no_leaks):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import subprocess
 import sys
@@ -59,3 +60,22 @@ def test_an_unknown_layout_reports_states_without_a_held_fraction(spinning_proce
     running = [states["running_s"] for states in profile.extra["thread_states"].values()]
     assert max(running) > 0.5 * profile.wall_s
     assert all(t.gil_held_s is None for t in profile.threads)
+
+
+@pytest.mark.multiversion
+def test_attach_reads_the_targets_functions_with_the_same_python(spinning_process):
+    profile = _attach.attach(spinning_process, 0.4, 1000)
+    assert not [note for note in profile.unavailable if note.startswith("functions:")]
+    top = profile.functions[0]
+    assert (top.function, top.file, top.line) == ("spin", "<string>", 2)
+    spinner = max(profile.threads, key=lambda t: t.gil_held_s or 0.0)
+    # The spinning thread runs spin() and nothing else: all its GIL time is spin's.
+    assert top.gil_held_s == pytest.approx(spinner.gil_held_s, rel=0.05)
+
+
+def test_attach_to_another_python_version_explains_how_to_get_functions(spinning_process):
+    target = _attach.find_target_python(spinning_process)
+    other = dataclasses.replace(target, minor=target.minor + 1)
+    layout, problem = _attach.locate_frames(spinning_process, other, ((0, 8),))
+    assert layout is None
+    assert f"run gilwise with the target's Python (3.{target.minor + 1})" in problem

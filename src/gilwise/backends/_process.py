@@ -91,8 +91,14 @@ def _how_it_died(returncode: Optional[int]) -> str:
 class _Task:
     __slots__ = ("args", "fn", "future", "kwargs", "payload", "timeout_s")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, payload: bytes,
-                 timeout_s: Optional[float]) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        payload: bytes,
+        timeout_s: Optional[float],
+    ) -> None:
         self.future: Future = Future()
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self.payload = payload
@@ -176,8 +182,9 @@ class _Pool:
             if self._closing:
                 raise RuntimeError("cannot submit to a process backend after its shutdown()")
             if self._finished:  # only if the manager thread failed: its traceback was printed
-                raise RuntimeError("the process backend's manager thread has stopped; create "
-                                   "a new backend")
+                raise RuntimeError(
+                    "the process backend's manager thread has stopped; create a new backend"
+                )
             if self._thread is None:
                 self._start_manager()
             self._pending.append(task)

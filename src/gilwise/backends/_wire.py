@@ -163,7 +163,7 @@ def decode_outcome(data: bytes, describe: Callable[[], str]) -> tuple[bool, Any]
         type_name, text = pickle.loads(body)
         return False, NotPicklableError(
             f"task {describe()} returned a {type_name} that cannot be sent back: it is not "
-            f"picklable ({text}). Return something picklable, or use backend=\"thread\"."
+            f'picklable ({text}). Return something picklable, or use backend="thread".'
         )
     blob, type_name, message, tb_text = pickle.loads(body)
     rebuilt: BaseException | None = None

@@ -4,7 +4,10 @@ Thread states always (from /proc). The GIL holder where we can find the GIL: the
 of ``_PyRuntime`` comes from the ELF symbol table of the target's libpython (or python
 executable) plus its load address in /proc/<pid>/maps, and the GIL's offset inside it from
 a table measured per CPython minor version; the struct found there must look like a GIL.
-Per-function attribution needs the target's stacks and is not available.
+Functions when gilwise runs on the target's Python minor version: the frame layout is
+discovered in this (the CLI's) interpreter, its addresses translated into the target's
+(``_PyRuntime``'s main interpreter, the ``code`` and ``str`` types from the target's ELF
+symbols) and checked against the target's live threads before sampling starts.
 """
 
 from __future__ import annotations
@@ -12,19 +15,25 @@ from __future__ import annotations
 import os
 import re
 import struct
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from gilwise import runtime as _runtime
 from gilwise.errors import ProbeUnavailableError
 from gilwise.model import Profile
-from gilwise.probe import _build, _child, _gil_address, _procfs
+from gilwise.probe import _build, _child, _frames, _gil_address, _procfs
 from gilwise.probe._sampler import SamplerConfig
+from gilwise.probe._stacks import FrameSeries
 from gilwise.runtime import RuntimeFacts
 
 _LIBPYTHON = re.compile(r"libpython3\.(\d+)(t?)[^/]*\.so")
 _EXECUTABLE = re.compile(r"python3\.(\d+)(t?)$")
+# The main interpreter's pointer is in the first part of _PyRuntime.
+_RUNTIME_SCAN = 1 << 16
+# Stack reads per second when attached (the thread-state rate is --rate).
+_STACK_RATE_HZ = 250.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +150,99 @@ def locate_gil(pid: int, target: TargetPython) -> tuple[Optional[int], tuple, Op
     return address, chain, None
 
 
+def _symbol_address(pid: int, path: str, name: bytes) -> Optional[int]:
+    symbol = elf_symbol(path, name)
+    if symbol is None:
+        return None
+    value, relocatable = symbol
+    if not relocatable:
+        return value
+    base = min((start - offset for start, offset, p in _mappings(pid) if p == path), default=0)
+    return base + value
+
+
+def locate_frames(
+    pid: int, target: TargetPython, holder_chain: tuple
+) -> tuple[Optional[_frames.FrameLayout], Optional[str]]:
+    """(the target's frame layout, None) or (None, why functions are unavailable)."""
+    here = sys.version_info[1]
+    if target.runtime_address is None or target.binary is None:
+        return None, target.problem or "the target's interpreter was not found"
+    if target.minor != here or target.free_threaded:
+        return None, (
+            f"stacks of another process are read with the layout of gilwise's own Python "
+            f"(3.{here}), so run gilwise with the target's Python (3.{target.minor})"
+        )
+    problem = _frames.supported()
+    if problem is not None:
+        return None, problem
+    try:
+        own = _frames.locate_in_process(_frames.current_tstate())
+        code_type = _symbol_address(pid, target.binary, b"PyCode_Type")
+        str_type = _symbol_address(pid, target.binary, b"PyUnicode_Type")
+        own_runtime = _procfs.MemoryReader(os.getpid())
+        try:
+            runtime_blob = own_runtime.read(_gil_address.runtime_base(), _RUNTIME_SCAN)
+        finally:
+            own_runtime.close()
+    except (OSError, struct.error, IndexError) as exc:
+        return None, f"the frame layout could not be found ({exc})"
+    if code_type is None or str_type is None:
+        return None, f"{target.binary} has no PyCode_Type/PyUnicode_Type symbols (stripped?)"
+    # Where _PyRuntime points at our (main) interpreter is where the target's points at its.
+    offsets = [
+        offset
+        for offset in range(0, len(runtime_blob) - 7, 8)
+        if struct.unpack_from("<Q", runtime_blob, offset)[0] == own.interp
+    ]
+    tids = set(_procfs.list_threads(pid))
+    memory = _procfs.MemoryReader(pid)
+    try:
+        for offset in offsets:
+            raw = memory.read(target.runtime_address + offset, 8)
+            if len(raw) < 8:
+                continue
+            layout = replace(
+                own,
+                interp=struct.unpack("<Q", raw)[0],
+                code_type=code_type,
+                str_type=str_type,
+                own_prefix="",
+            )
+            if _layout_holds(memory, layout, holder_chain, tids):
+                return layout, None
+    except OSError as exc:
+        return None, f"cannot read the target's memory ({exc})"
+    finally:
+        memory.close()
+    return None, "the target's thread states did not match the frame layout (another build?)"
+
+
+def _layout_holds(
+    memory: _procfs.MemoryReader, layout: _frames.FrameLayout, holder_chain: tuple, tids: set
+) -> bool:
+    """Every thread state of the target maps to one of its threads, and one of them reads
+    as a running Python function."""
+
+    def read(address: int, size: int) -> bytes:
+        try:
+            return memory.read(address, size)
+        except (OSError, OverflowError, ValueError):
+            return b""
+
+    reader = _frames.FrameReader(read, layout)
+    states = reader.thread_states()
+    if not states or not holder_chain:
+        return False
+    for state in states:
+        value = state
+        for offset, size in holder_chain:
+            value = int.from_bytes(read(value + offset, size), "little")
+        if value not in tids:
+            return False
+    return any(reader.code_key(reader.innermost_code(state)) is not None for state in states)
+
+
 def attach(pid: int, duration_s: float, rate_hz: float, command: Optional[str] = None) -> Profile:
     """Sample process ``pid`` for ``duration_s`` seconds (less if it exits or on Ctrl-C).
 
@@ -159,6 +261,11 @@ def attach(pid: int, duration_s: float, rate_hz: float, command: Optional[str] =
         gil_address, chain, problem = locate_gil(pid, target)
     if problem:
         notes.append(f"gil holder: {problem}")
+    layout = None
+    if gil_address is not None:
+        layout, frames_problem = locate_frames(pid, target, chain)
+        if frames_problem:
+            notes.append(f"functions: {frames_problem}")
     config = SamplerConfig(
         pid=pid,
         rate_hz=rate_hz,
@@ -166,6 +273,8 @@ def attach(pid: int, duration_s: float, rate_hz: float, command: Optional[str] =
         holder_chain=chain,
         gil_enabled=not target.free_threaded,
         duration_s=duration_s,
+        frame_layout=layout.to_dict() if layout is not None else None,
+        frame_every=max(1, round(rate_hz / _STACK_RATE_HZ)),
     )
     child = _child.start(config, allow_tracing=False)
     result = _child.wait(child, time.monotonic() + duration_s + 1.0)
@@ -178,9 +287,16 @@ def attach(pid: int, duration_s: float, rate_hz: float, command: Optional[str] =
         free_threaded_build=target.free_threaded,
         platform=here.platform,
     )
+    frames = None
+    if layout is not None:
+        frames = {
+            int(tid): FrameSeries(list(data["times"]), list(data["keys"]))
+            for tid, data in (result.get("frames") or {}).items()
+        }
     return _build.build_profile(
         result,
         facts,
+        frames=frames,
         source=f"attach:{pid}",
         command=command,
         unavailable=notes,

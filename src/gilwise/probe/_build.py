@@ -224,8 +224,8 @@ def build_profile(
         extra["thread_states"] = attach_states
     if not frames:
         notes.append(
-            "functions: no Python stack samples (attach mode samples thread states only, "
-            "or stacks were disabled)"
+            "functions: no Python stack samples (stacks were disabled, or could not be read: "
+            "see the other notes)"
         )
 
     timeline.sort(key=lambda span: (span.start_s, span.native_id))

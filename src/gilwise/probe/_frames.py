@@ -24,7 +24,6 @@ and first line.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 import sys
@@ -94,11 +93,12 @@ class FrameLayout:
 # -- discovery, in the profiled process ------------------------------------------------------
 
 
-def _api(name: str, restype, argtypes) -> Callable:
-    function = getattr(ctypes.pythonapi, name)
-    function.restype = restype
-    function.argtypes = argtypes
-    return function
+def _api(name: str, pointer_args: int = 0) -> Callable:
+    """A C API function of this interpreter taking and returning pointers (None for NULL)."""
+    import ctypes  # in the profiled process only: the sampler child never needs it
+
+    function = ctypes.PYFUNCTYPE(ctypes.c_void_p, *[ctypes.c_void_p] * pointer_args)
+    return function((name, ctypes.pythonapi))
 
 
 def _words(blob: bytes) -> list[tuple[int, int]]:
@@ -206,9 +206,9 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
     exec(compile(_PROBE_SOURCE, _PROBE_FILENAME, "exec"), namespace)
     probe = namespace["GilwiseLayoutProbe"]()
     probe_code = probe.run.__code__
-    interp = _api("PyInterpreterState_Get", ctypes.c_void_p, [])()
-    thread_head = _api("PyInterpreterState_ThreadHead", ctypes.c_void_p, [ctypes.c_void_p])
-    thread_next = _api("PyThreadState_Next", ctypes.c_void_p, [ctypes.c_void_p])
+    interp = _api("PyInterpreterState_Get")()
+    thread_head = _api("PyInterpreterState_ThreadHead", 1)
+    thread_next = _api("PyThreadState_Next", 1)
     if not interp:
         raise OSError("PyInterpreterState_Get returned NULL")
 
@@ -418,7 +418,7 @@ class FrameReader:
 
 def current_tstate() -> int:
     """This thread's PyThreadState* (raises OSError if there is none)."""
-    value = _api("PyThreadState_Get", ctypes.c_void_p, [])()
+    value = _api("PyThreadState_Get")()
     if not value:
         raise OSError("PyThreadState_Get returned NULL")
     return int(value)
@@ -428,6 +428,10 @@ def supported() -> Optional[str]:
     """Why remote frames cannot work in this interpreter, or None."""
     if sys.implementation.name != "cpython":
         return f"{sys.implementation.name} is not CPython"
-    if not hasattr(ctypes, "pythonapi"):
-        return "ctypes.pythonapi is unavailable"
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_Next  # noqa: B018
+    except (ImportError, AttributeError) as exc:
+        return f"ctypes cannot reach the interpreter's C API ({exc})"
     return None

@@ -41,7 +41,8 @@ class GilLocation:
     runtime_offset: int
 
 
-def _runtime_base() -> int:
+def runtime_base() -> int:
+    """The address of ``_PyRuntime`` in this process (raises ValueError if not exported)."""
     return ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
 
 
@@ -71,7 +72,7 @@ def locate_in_process() -> GilLocation:
     when /proc/self/mem or the symbol is unavailable or the struct is not found.
     """
     try:
-        base = _runtime_base()
+        base = runtime_base()
     except (ValueError, AttributeError) as exc:
         raise OSError(f"_PyRuntime symbol not found: {exc}") from exc
     tstate = _current_tstate()

@@ -17,6 +17,7 @@ from gilwise import runtime as _runtime
 from gilwise.errors import ProbeUnavailableError
 from gilwise.model import Profile
 from gilwise.probe import _build, _child, _frames, _gil_address, _procfs
+from gilwise.probe._names import ThreadNames
 from gilwise.probe._sampler import SamplerConfig
 from gilwise.probe._stacks import FrameSeries, StackSampler
 from gilwise.runtime import RuntimeFacts
@@ -31,9 +32,6 @@ DEFAULT_STACK_RATE_HZ = 250.0
 # When stacks must be snapshotted in-process (each snapshot takes the GIL and forces two
 # hand-offs), the default rate drops to this.
 IN_PROCESS_STACK_RATE_HZ = 50.0
-# The in-process thread that only records threading names (native id -> name) when stacks
-# are remote: a GIL hand-off this many times a second.
-NAMES_RATE_HZ = 10.0
 STACK_SOURCES = ("auto", "remote", "in-process")
 # Above this the sampler child cannot keep up (one sample costs tens of microseconds).
 MAX_RATE_HZ = 20_000.0
@@ -78,6 +76,7 @@ class Monitor:
         self.runtime = runtime or _runtime.current()
         self._child: Optional[subprocess.Popen] = None
         self._stacks: Optional[StackSampler] = None
+        self._names: Optional[ThreadNames] = None
         self._profile: Optional[Profile] = None
         self._unavailable: list[str] = []
         self._state = "new"
@@ -135,10 +134,9 @@ class Monitor:
         if stacks is not None:
             config = stacks
         try:
-            if self.stacks_used == "remote":
-                self._stacks = StackSampler(NAMES_RATE_HZ, frames=False)
-                self._stacks.start()
-            elif self.stacks_used == "in-process":
+            self._names = ThreadNames()
+            self._names.start()
+            if self.stacks_used == "in-process":
                 assert self.stack_rate_hz is not None
                 rate = self.stack_rate_hz
                 if rate == DEFAULT_STACK_RATE_HZ:
@@ -194,7 +192,10 @@ class Monitor:
         finally:
             if self._stacks is not None:
                 self._stacks.stop()
+            names = self._names.stop() if self._names is not None else {}
         stacks = self._stacks
+        if stacks is not None:
+            names = {**stacks.names, **names}
         frames = stacks.series if stacks is not None else None
         if self.stacks_used == "remote":
             frames = {
@@ -205,7 +206,7 @@ class Monitor:
             result,
             self.runtime,
             frames=frames,
-            names=stacks.names if stacks is not None else None,
+            names=names,
             excluded={stacks.native_id} if stacks is not None and stacks.native_id else (),
             command=self.command,
             unavailable=self._unavailable,
@@ -226,6 +227,8 @@ class Monitor:
             _child.kill(self._child)
         if self._stacks is not None and self._stacks.native_id is not None:
             self._stacks.stop()
+        if self._names is not None:
+            self._names.stop()
 
 
 def monitor(

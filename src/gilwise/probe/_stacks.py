@@ -4,9 +4,6 @@ The fallback for when the sampler child cannot read stacks from our memory (see 
 daemon thread snapshots ``sys._current_frames()``; each snapshot takes the GIL, and on a
 GIL-bound program forces two hand-offs (~2.5% slower at 100 Hz on 2 cores), so the rate stays
 low. The thread-state samples of a thread are attributed to its latest innermost frame.
-
-With ``frames=False`` the thread only records threading names (native id -> name) for the
-report, at a low rate; the stacks then come from the sampler child.
 """
 
 from __future__ import annotations
@@ -52,11 +49,10 @@ class StackSampler:
     start/stop from one controlling thread; results are read after ``stop``.
     """
 
-    def __init__(self, rate_hz: float, *, frames: bool = True) -> None:
+    def __init__(self, rate_hz: float) -> None:
         if rate_hz <= 0:
             raise ValueError(f"stack rate_hz must be positive, got {rate_hz}")
         self.period_s = 1.0 / rate_hz
-        self.frames = frames
         self.series: dict[int, FrameSeries] = {}  # by native thread id
         self.names: dict[int, str] = {}  # native id -> threading name
         self.native_id: Optional[int] = None
@@ -91,9 +87,6 @@ class StackSampler:
             if native is not None and thread.ident is not None:
                 ident_to_native[thread.ident] = native
                 self.names.setdefault(native, thread.name)
-        if not self.frames:
-            self.snapshots += 1
-            return
         frames = sys._current_frames()
         try:
             for ident, frame in frames.items():
