@@ -50,6 +50,7 @@ class SpinReport:
     native_id: int
     wall_s: float
     sleep_s: float
+    cpu_s: float = 0.0  # on-CPU seconds since the thread started, read as it finished
 
 
 def measured_spinner(seconds: float) -> SpinReport:
@@ -59,7 +60,8 @@ def measured_spinner(seconds: float) -> SpinReport:
     start = time.monotonic()
     spinner(seconds)
     wall_s = time.monotonic() - start
-    return SpinReport(native_id, wall_s, sleep_seconds(native_id, wall_s, before))
+    sleep_s = sleep_seconds(native_id, wall_s, before)
+    return SpinReport(native_id, wall_s, sleep_s, schedstat(native_id)[0] / 1e9)
 
 
 def duty_spinner(seconds: float, duty: float, period_s: float = 0.02) -> float:

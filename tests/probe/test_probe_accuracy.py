@@ -53,6 +53,13 @@ def test_two_spinners_hold_the_gil_all_the_time_and_each_waits_for_it():
     assert profile.verdict.recommended_backend == "process"
 
 
+def test_cpu_time_of_threads_that_end_before_the_monitor_stops():
+    reports, profile = _profile(workloads.run_threads, workloads.measured_spinner, 2, SECONDS)
+    for report in reports:
+        # The sampler reads CPU clocks every 10 ms: at most that much of the end is missed.
+        assert profile.thread(report.native_id).cpu_s == pytest.approx(report.cpu_s, abs=0.02)
+
+
 @pytest.mark.parametrize("duty", [0.3, 0.7])
 def test_duty_cycled_spinner_holds_the_gil_for_its_duty(duty):
     (real_duty,), profile = _profile(

@@ -1,4 +1,4 @@
-"""Threading names without a polling thread: the Thread._delete hook and its removal."""
+"""Threading names without a polling thread: the recording threading._active and its removal."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ def _run_named(name: str) -> int:
 
 
 def test_threads_that_end_during_the_run_and_threads_alive_at_stop_are_named():
-    original = threading.Thread._delete
     recorder = _names.ThreadNames()
     recorder.start()
     ended = _run_named("ended-early")
@@ -35,20 +34,21 @@ def test_threads_that_end_during_the_run_and_threads_alive_at_stop_are_named():
     assert names[ended] == "ended-early"
     assert names[alive.native_id] == "still-alive"
     assert names[threading.get_native_id()] == threading.current_thread().name
-    assert threading.Thread._delete is original
+    # threading's own dict is back, with every living thread in it.
+    assert type(threading._active) is dict
+    assert threading._active[threading.get_ident()] is threading.current_thread()
 
 
 def test_overlapping_recorders_each_see_names_and_the_hook_goes_with_the_last():
-    original = threading.Thread._delete
     first, second = _names.ThreadNames(), _names.ThreadNames()
     first.start()
     second.start()
     both = _run_named("seen-by-both")
     first.stop()
-    assert threading.Thread._delete is not original  # the second still records
+    assert type(threading._active) is not dict  # the second still records
     only_second = _run_named("seen-by-second")
     names = second.stop()
-    assert threading.Thread._delete is original
+    assert type(threading._active) is dict
     assert first.names[both] == "seen-by-both" and only_second not in first.names
     assert names[both] == "seen-by-both" and names[only_second] == "seen-by-second"
 

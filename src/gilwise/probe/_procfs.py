@@ -199,10 +199,11 @@ def allow_tracer(tracer_pid: int) -> None:
 class ThreadReader:
     """Reads one thread's blocking syscall through a kept-open /proc file (cheap to repeat)."""
 
-    __slots__ = ("_fd", "tid")
+    __slots__ = ("_cpu_fd", "_fd", "tid")
 
     def __init__(self, pid: int, tid: int) -> None:
         self.tid = tid
+        self._cpu_fd = -1
         path = f"/proc/{pid}/task/{tid}/syscall"
         self._fd = os.open(path, os.O_RDONLY)
         try:
@@ -213,6 +214,19 @@ class ThreadReader:
             raise PermissionError(exc.errno, f"cannot read {path}: {exc.strerror}") from None
         except OSError:
             pass  # the thread ended meanwhile: syscall() will say so
+        try:
+            self._cpu_fd = os.open(f"/proc/{pid}/task/{tid}/schedstat", os.O_RDONLY)
+        except OSError:
+            self._cpu_fd = -1
+
+    def cpu_ns(self) -> Optional[int]:
+        """Nanoseconds the thread has run on a CPU (schedstat), None when unreadable."""
+        if self._cpu_fd < 0:
+            return None
+        try:
+            return int(os.pread(self._cpu_fd, 128, 0).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def syscall(self) -> Optional[tuple[int, int]]:
         """(syscall number, first argument) if blocked, (-1, 0) if running, None if gone.
@@ -237,10 +251,11 @@ class ThreadReader:
 
     def close(self) -> None:
         """Close once: a second call must not close a descriptor reused by someone else."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for fd in (self._fd, self._cpu_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._cpu_fd = -1
 
 
 class MemoryReader:

@@ -43,8 +43,9 @@ from gilwise.probe._procfs import (
 # The GIL struct spans interval, last_holder, locked, switch_number, two condvars and two
 # mutexes: a futex inside this many bytes after its start is a wait for the GIL.
 GIL_STRUCT_BYTES = 256
-# How often the thread list is re-read (also at once when an unknown thread holds the GIL),
-# and how often the per-thread CPU clocks are.
+# How often the thread list and the per-thread CPU clocks are re-read (the list also at once
+# when an unknown thread holds the GIL): a thread's CPU time misses at most this much of its
+# end. And how often cached thread-state -> thread id mappings are dropped.
 THREAD_LIST_S = 0.01
 CPU_CLOCKS_S = 0.1
 
@@ -172,9 +173,9 @@ class Sampler:
                         now, now, at_start, _procfs.thread_name(self.pid, tid)
                     )
                 self._read_cpu(tid)
+        for tid in self._readers:
+            self._read_cpu(tid)
         if now >= self._next_cpu_s:
-            for tid in self._readers:
-                self._read_cpu(tid)
             # A freed PyThreadState's address can be reused by a new thread.
             self._holder_cache.clear()
             self._retried.clear()
@@ -182,7 +183,8 @@ class Sampler:
         self._next_list_s = now + THREAD_LIST_S
 
     def _read_cpu(self, tid: int) -> None:
-        cpu = _procfs.thread_cpu_ns(self.pid, tid)
+        reader = self._readers.get(tid)
+        cpu = reader.cpu_ns() if reader is not None else _procfs.thread_cpu_ns(self.pid, tid)
         if cpu is not None:
             series = self.threads[tid]
             if series.cpu_first_ns is None:
