@@ -10,6 +10,7 @@ timing assumptions about this machine.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -51,6 +52,22 @@ def test_two_spinners_hold_the_gil_all_the_time_and_each_waits_for_it():
         assert stats.gil_wait_s / stats.wall_s == pytest.approx(truth, abs=WAIT_MARGIN)
     assert profile.verdict is not None and profile.verdict.kind == "gil-bound"
     assert profile.verdict.recommended_backend == "process"
+
+
+def spin_after_sleeping(sleep_s: float, spin_s: float) -> None:
+    time.sleep(sleep_s)
+    workloads.spinner(spin_s)
+
+
+def test_a_thread_waking_from_a_long_sleep_is_seen_at_once():
+    # The sampler reads a long-blocked ("quiet") thread less often; its wake-up must still
+    # be caught within a few samples, and its stack read again.
+    _, profile = _profile(workloads.run_threads, spin_after_sleeping, 1, 0.4, 0.4)
+    (worker,) = _workers(profile)
+    assert worker.io_wait_s == pytest.approx(0.4, abs=0.02)
+    assert worker.gil_held_s == pytest.approx(0.4, abs=0.02)
+    spinner = next(f for f in profile.functions if f.function == "spinner")
+    assert spinner.gil_held_s == pytest.approx(0.4, abs=0.02)
 
 
 def test_cpu_time_of_threads_that_end_before_the_monitor_stops():
