@@ -7,7 +7,10 @@ Measure (``monitor``, ``profile``), choose (``classify``), run (``Executor``, ``
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

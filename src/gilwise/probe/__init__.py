@@ -11,7 +11,10 @@ only what it needs and starts fast.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from gilwise.probe._monitor import DEFAULT_RATE_HZ, Monitor, monitor, profile

@@ -17,7 +17,7 @@ import re
 import struct
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 from gilwise import runtime as _runtime
@@ -202,8 +202,7 @@ def locate_frames(
             raw = memory.read(target.runtime_address + offset, 8)
             if len(raw) < 8:
                 continue
-            layout = replace(
-                own,
+            layout = own.replace(
                 interp=struct.unpack("<Q", raw)[0],
                 code_type=code_type,
                 str_type=str_type,

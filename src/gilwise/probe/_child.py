@@ -6,8 +6,8 @@ child samples another process, so the CLI process never changes its own scheduli
 
 from __future__ import annotations
 
+import marshal
 import os
-import pickle
 import select
 import subprocess
 import sys
@@ -64,7 +64,7 @@ def start(config: SamplerConfig, *, allow_tracing: bool = True) -> subprocess.Po
         if allow_tracing:
             _procfs.allow_tracer(child.pid)
         assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(config.to_json().encode() + b"\n")
+        child.stdin.write(marshal.dumps(config.to_dict()))
         ready, _, _ = select.select([child.stdout], [], [], START_TIMEOUT_S)
         first = child.stdout.read(1) if ready else b""
         if first == b"R":
@@ -137,4 +137,4 @@ def _result(child: subprocess.Popen, output: bytes, errors: bytes) -> dict[str, 
             f"the gilwise sampler process failed (exit code {child.returncode}): "
             f"{(errors or b'').decode(errors='replace').strip()[-2000:]}"
         )
-    return pickle.loads(output)
+    return marshal.loads(output)

@@ -28,10 +28,13 @@ import os
 import struct
 import sys
 import threading
-from dataclasses import asdict, dataclass, replace
-from typing import Callable, Optional
 
 from gilwise.probe._procfs import MemoryReader
+from gilwise.probe._record import REQUIRED, Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Optional
 
 FunctionKey = tuple[str, str, int]  # (qualified name, file, first line)
 
@@ -52,8 +55,7 @@ _PROBE_SOURCE = "\n" * (_FIRSTLINENO - 2) + (
 )
 
 
-@dataclass(frozen=True)
-class FrameLayout:
+class FrameLayout(Record):
     """Offsets (bytes) to read a thread's innermost Python function from outside.
 
     ``frame_chain``: pointer reads from a PyThreadState to its innermost frame (a
@@ -61,33 +63,44 @@ class FrameLayout:
     object pointer inside that frame. ``code_type``/``str_type``: the addresses of the
     ``code`` and ``str`` types, used to reject torn reads. Unicode: the data of a compact
     ASCII string starts at ``ascii_data``, of other compact strings at ``compact_data``;
-    ``state_offset`` holds the kind/compact/ascii bits.
+    ``state_offset`` holds the kind/compact/ascii bits. ``own_prefix``: code under this
+    directory (gilwise's own) is attributed to no function.
     """
 
-    interp: int
-    head_offset: int
-    next_offset: int
-    frame_chain: tuple[int, ...]
-    code_offset: int
-    code_type: int
-    name_offset: int
-    filename_offset: int
-    firstlineno_offset: int
-    str_type: int
-    length_offset: int
-    state_offset: int
-    ascii_data: int
-    compact_data: int
-    own_prefix: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FrameLayout:
-        data = dict(data)
-        data["frame_chain"] = tuple(data["frame_chain"])
-        return cls(**data)
+    FIELDS = (
+        ("interp", REQUIRED),
+        ("head_offset", REQUIRED),
+        ("next_offset", REQUIRED),
+        ("frame_chain", REQUIRED),
+        ("code_offset", REQUIRED),
+        ("code_type", REQUIRED),
+        ("name_offset", REQUIRED),
+        ("filename_offset", REQUIRED),
+        ("firstlineno_offset", REQUIRED),
+        ("str_type", REQUIRED),
+        ("length_offset", REQUIRED),
+        ("state_offset", REQUIRED),
+        ("ascii_data", REQUIRED),
+        ("compact_data", REQUIRED),
+        ("own_prefix", ""),
+    )
+    __slots__ = tuple(name for name, _ in FIELDS)
+    if TYPE_CHECKING:
+        interp: int
+        head_offset: int
+        next_offset: int
+        frame_chain: tuple[int, ...]
+        code_offset: int
+        code_type: int
+        name_offset: int
+        filename_offset: int
+        firstlineno_offset: int
+        str_type: int
+        length_offset: int
+        state_offset: int
+        ascii_data: int
+        compact_data: int
+        own_prefix: str
 
 
 # -- discovery, in the profiled process ------------------------------------------------------
@@ -308,7 +321,7 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
             if helper.ident is not None:
                 helper.join(10)
     own_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-    return replace(layout, own_prefix=own_dir)
+    return layout.replace(own_prefix=own_dir)
 
 
 def _offsets_equal(blob: bytes, value: Optional[int]) -> list[int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import replace
 from typing import Any, Callable, Optional, TypeVar
 
 from gilwise import runtime as _runtime
@@ -166,7 +165,7 @@ class Monitor:
             if layout is not None:
                 self.stacks_used = "remote"
                 every = max(1, round(self.rate_hz / self.stack_rate_hz))
-                return replace(config, frame_layout=layout.to_dict(), frame_every=every)
+                return config.replace(frame_layout=layout.to_dict(), frame_every=every)
             if self.stack_source == "remote":
                 raise ProbeUnavailableError(
                     f"gilwise cannot read Python stacks from outside this process: {problem}. "

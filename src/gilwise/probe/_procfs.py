@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 # Thread state codes; the order matches gilwise.model.THREAD_STATES. RUNNING and FUTEX are
 # used only when the GIL's address is unknown: then a running thread may or may not hold
@@ -120,7 +122,7 @@ def syscall_tables(machine: Optional[str] = None) -> tuple[tuple[int, ...], froz
 
     Raises OSError naming the architecture when gilwise has no table for it.
     """
-    arch = (machine or platform.machine()).lower()
+    arch = (machine or os.uname().machine).lower()
     try:
         return _SYSCALLS[arch]
     except KeyError:

@@ -5,9 +5,10 @@ holds the GIL, or released it to read), so ``monitor`` starts this module as a c
 process (``python -m gilwise.probe._sampler``) with its own GIL on another core. ``gilwise
 profile --pid`` runs a ``Sampler`` directly in the CLI process.
 
-Protocol of the child: one JSON line of SamplerConfig on stdin; the child answers b"R" on
+Protocol of the child (marshal: the same interpreter on both ends, and no pickle import
+to slow its start): SamplerConfig.to_dict() on stdin; the child answers b"R" on
 stdout once the first sample is taken (or b"E" and a message, then exits 1); it samples
-until stdin has a line or closes, then writes the pickled ``Sampler.result()`` and exits.
+until stdin has a line or closes, then writes the marshalled ``Sampler.result()`` and exits.
 
 Every sample reads the GIL's ``last_holder``/``locked`` words and, per thread, the blocking
 syscall; a thread's state follows from them (see ``classify``). Samples are stored run
@@ -16,16 +17,13 @@ length encoded per thread, so memory grows with state changes, not with time.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
-import pickle
 import select
 import struct
 import sys
 import time
 from array import array
-from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
 
 from gilwise.probe import _procfs
 from gilwise.probe._frames import FrameLayout, FrameReader, FunctionKey
@@ -39,6 +37,11 @@ from gilwise.probe._procfs import (
     RUNNING,
     UNKNOWN,
 )
+from gilwise.probe._record import REQUIRED, Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 # States in which a thread runs no Python and stays put until the kernel wakes it.
 BLOCKED = frozenset((GIL_WAIT, IO_WAIT, LOCK_WAIT, FUTEX))
@@ -59,54 +62,74 @@ QUIET_SAMPLES = 50
 QUIET_EVERY = 8
 
 
-@dataclass(frozen=True)
-class SamplerConfig:
-    """What the sampler needs to know about its target; JSON-able for the child's stdin.
+class SamplerConfig(Record):
+    """What the sampler needs to know about its target; a plain dict on the child's stdin.
 
     ``gil_address``: the GIL struct in the target (None: unknown or no GIL). ``holder_chain``:
     how to turn a PyThreadState* into a native thread id: a list of (offset, size) reads,
     each applied to the previous value. ``gil_enabled``: False on a free-threaded build with
-    the GIL off, where running threads are simply "native".
+    the GIL off, where running threads are simply "native". ``frame_layout``: Python stacks
+    read from the target's memory (see _frames), the FrameLayout as a dict, read on every
+    ``frame_every``-th sample; None: no stacks from the child.
     """
 
-    pid: int
-    rate_hz: float
-    gil_address: Optional[int] = None
-    holder_chain: tuple[tuple[int, int], ...] = ()
-    gil_enabled: bool = True
-    machine: Optional[str] = None
-    duration_s: Optional[float] = None
-    # Python stacks read from the target's memory (see _frames): the FrameLayout as a dict,
-    # read on every ``frame_every``-th sample. None: no stacks from the child.
-    frame_layout: Optional[dict] = None
-    frame_every: int = 1
+    FIELDS = (
+        ("pid", REQUIRED),
+        ("rate_hz", REQUIRED),
+        ("gil_address", None),
+        ("holder_chain", ()),
+        ("gil_enabled", True),
+        ("machine", None),
+        ("duration_s", None),
+        ("frame_layout", None),
+        ("frame_every", 1),
+    )
+    __slots__ = tuple(name for name, _ in FIELDS)
+    if TYPE_CHECKING:
+        pid: int
+        rate_hz: float
+        gil_address: Optional[int]
+        holder_chain: tuple[tuple[int, int], ...]
+        gil_enabled: bool
+        machine: Optional[str]
+        duration_s: Optional[float]
+        frame_layout: Optional[dict]
+        frame_every: int
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
 
-    @classmethod
-    def from_json(cls, text: str) -> SamplerConfig:
-        data = json.loads(text)
-        data["holder_chain"] = tuple(tuple(step) for step in data.get("holder_chain", ()))
-        return cls(**data)
-
-
-@dataclass
 class ThreadSeries:
-    """Run-length encoded states of one thread: state ``states[i]`` from ``times[i]`` on."""
+    """Run-length encoded states of one thread: state ``states[i]`` from ``times[i]`` on.
 
-    first_s: float
-    last_s: float
-    seen_at_start: bool
-    name: str = ""
-    times: array = field(default_factory=lambda: array("d"))
-    states: array = field(default_factory=lambda: array("b"))
-    cpu_first_ns: Optional[int] = None
-    cpu_last_ns: Optional[int] = None
-    ended: bool = False
-    # Consecutive samples in the same blocked state, and len(states) at the last stack read.
-    quiet: int = 0
-    frame_mark: int = -1
+    ``quiet``: consecutive samples in the same blocked state; ``frame_mark``: len(states) at
+    the thread's last stack read.
+    """
+
+    __slots__ = (
+        "cpu_first_ns",
+        "cpu_last_ns",
+        "ended",
+        "first_s",
+        "frame_mark",
+        "last_s",
+        "name",
+        "quiet",
+        "seen_at_start",
+        "states",
+        "times",
+    )
+
+    def __init__(self, first_s: float, last_s: float, seen_at_start: bool, name: str = "") -> None:
+        self.first_s = first_s
+        self.last_s = last_s
+        self.seen_at_start = seen_at_start
+        self.name = name
+        self.times = array("d")
+        self.states = array("b")
+        self.cpu_first_ns: Optional[int] = None
+        self.cpu_last_ns: Optional[int] = None
+        self.ended = False
+        self.quiet = 0
+        self.frame_mark = -1
 
     def record(self, now: float, state: int) -> None:
         if not self.states or self.states[-1] != state:
@@ -442,11 +465,12 @@ def _child_main() -> int:
     scheduling = raise_priority()
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
-    line = stdin.readline()
-    if not line:
+    try:
+        data = marshal.load(stdin)
+    except EOFError:
         return 0
     try:
-        sampler = Sampler(SamplerConfig.from_json(line.decode()))
+        sampler = Sampler(SamplerConfig.from_dict(data))
         sampler.scheduling = scheduling
         sampler.sample()
     except OSError as exc:
@@ -467,7 +491,7 @@ def _child_main() -> int:
     sampler.run_until(stop_requested, deadline_s=deadline)
     sampler.sample()
     sampler.finish()
-    pickle.dump(sampler.result(), stdout, protocol=4)
+    marshal.dump(sampler.result(), stdout)
     stdout.flush()
     return 0
 
