@@ -90,8 +90,11 @@ def test_unmeasured_numbers_read_n_a_never_zero():
 
 def test_top_functions_are_the_15_with_most_held_plus_wait():
     text = render(gil_bound_profile(), "text")
-    assert "top 15 of 21 functions by GIL held + wait" in text
-    assert _row(text, "spin") == ["spin", "/home/user/project/app/compute.py:3", "1.234", "1.111"]
+    assert "top 15 of 21 functions by GIL held + wait + native + I/O" in text
+    assert _row(text, "spin") == [
+        *("spin", "/home/user/project/app/compute.py:3"),
+        *("1.234", "1.111", "0.000", "0.000", "0.000"),
+    ]
     shown = [f"helper_{i}" for i in range(7, 21)]
     hidden = [f"helper_{i}" for i in range(1, 7)]
     assert all(_row(text, name) for name in shown)
@@ -100,6 +103,32 @@ def test_top_functions_are_the_15_with_most_held_plus_wait():
     assert lines.index(next(line for line in lines if line.startswith(" spin"))) < lines.index(
         next(line for line in lines if line.startswith(" helper_20"))
     )
+
+
+def test_functions_in_native_code_or_io_rank_with_the_gil_bound_ones_lock_waits_do_not():
+    functions = (
+        FunctionStats("spin", "app.py", 1, 0.5, 0.4),
+        FunctionStats("digest", "app.py", 2, 0.01, 0.0, native_s=2.0),
+        FunctionStats("fetch", "app.py", 3, 0.01, 0.0, io_wait_s=1.5),
+        FunctionStats("idle_worker", "app.py", 4, 0.0, 0.0, lock_wait_s=9.0),
+    )
+    text = render(replace(gil_bound_profile(), functions=functions), "text", width=200)
+    assert _row(text, "digest") == [
+        "digest",
+        "app.py:2",
+        "0.010",
+        "0.000",
+        "2.000",
+        "0.000",
+        "0.000",
+    ]
+    assert _row(text, "idle_worker")[-1] == "9.000"
+    order = [
+        line.split()[0]
+        for line in text.splitlines()
+        if line[1:].startswith(("spin ", "digest ", "fetch ", "idle_worker "))
+    ]
+    assert order == ["digest", "fetch", "spin", "idle_worker"]
 
 
 def test_verdict_and_unavailable_lines():

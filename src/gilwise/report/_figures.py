@@ -69,9 +69,20 @@ def location(function: FunctionStats, max_chars: int = 48) -> str:
     return "…" + where[-(max_chars - 1) :]
 
 
+# What the functions table ranks by. Lock waits are shown but not ranked: they are mostly
+# idle workers waiting for work and threads waiting in join, which would crowd out the
+# functions that run.
+FUNCTION_RANKING = "GIL held + wait + native + I/O"
+
+
+def function_busy_s(function: FunctionStats) -> float:
+    """The time a function is ranked by (see FUNCTION_RANKING)."""
+    return function.gil_held_s + function.gil_wait_s + function.native_s + function.io_wait_s
+
+
 def top_functions(profile: Profile, limit: int = TOP_FUNCTIONS) -> list[FunctionStats]:
-    """The ``limit`` functions with the most GIL held + wait time, largest first."""
-    ranked = sorted(profile.functions, key=lambda f: f.gil_held_s + f.gil_wait_s, reverse=True)
+    """The ``limit`` functions with the most FUNCTION_RANKING time, largest first."""
+    ranked = sorted(profile.functions, key=function_busy_s, reverse=True)
     return ranked[:limit]
 
 
@@ -100,18 +111,29 @@ THREAD_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def function_cells(function: FunctionStats, location_chars: int = 48) -> tuple[str, str, str, str]:
-    """The function table's cells: function, file:line (at most ``location_chars``), held s,
-    wait s."""
+def function_cells(function: FunctionStats, location_chars: int = 48) -> tuple[str, ...]:
+    """The function table's cells: function, file:line (at most ``location_chars``), then
+    seconds GIL held, GIL wait, native, I/O and lock wait (see FUNCTION_HEADINGS)."""
     return (
         function.function,
         location(function, location_chars),
         seconds(function.gil_held_s),
         seconds(function.gil_wait_s),
+        seconds(function.native_s),
+        seconds(function.io_wait_s),
+        seconds(function.lock_wait_s),
     )
 
 
-FUNCTION_HEADINGS = ("function", "file:line", "GIL held s", "GIL wait s")
+FUNCTION_HEADINGS = (
+    "function",
+    "file:line",
+    "GIL held s",
+    "GIL wait s",
+    "native s",
+    "I/O s",
+    "lock s",
+)
 
 
 def header_facts(profile: Profile) -> list[tuple[str, str]]:

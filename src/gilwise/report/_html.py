@@ -341,15 +341,16 @@ def _functions_section(profile: Profile) -> str:
     rows = []
     for function in top:
         # A page wraps long paths, so it can show them whole; hovering shows the full path.
-        name, where, held, wait = fig.function_cells(function, location_chars=400)
+        name, where, *figures = fig.function_cells(function, location_chars=400)
+        numbers = "".join(_cell(figure, numeric=True) for figure in figures)
         rows.append(
             f"<tr>{_cell(name, numeric=False)}"
             f"{_cell(where, numeric=False, title=f'{function.file}:{function.line}')}"
-            f"{_cell(held, numeric=True)}{_cell(wait, numeric=True)}</tr>"
+            f"{numbers}</tr>"
         )
     note = (
-        f'<p class="note">Top {len(top)} of {len(profile.functions)} by GIL held + wait '
-        "(self time of the innermost Python frame).</p>"
+        f'<p class="note">Top {len(top)} of {len(profile.functions)} by {fig.FUNCTION_RANKING} '
+        "(self time of the innermost Python frame; lock waits are shown, not ranked).</p>"
     )
     body = "".join(rows)
     return f"{heading}{note}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -104,7 +104,7 @@ def _functions_table(profile: Profile) -> RenderableType:
     top = fig.top_functions(profile)
     if not top:
         return Text("top functions: none recorded", style="dim")
-    title = f"top {len(top)} of {len(profile.functions)} functions by GIL held + wait"
+    title = f"top {len(top)} of {len(profile.functions)} functions by {fig.FUNCTION_RANKING}"
     table = Table(
         title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False
     )
