@@ -93,6 +93,15 @@ def hasher(seconds: float) -> int:
     return rounds
 
 
+def measured_hasher(seconds: float) -> tuple[int, float, float]:
+    """``hasher`` that reports (native id, on-CPU s, run-queue wait s) from the kernel's
+    schedstat, counted from the thread's start: the truth for its cpu_s and cpu_wait_s."""
+    hasher(seconds)
+    native_id = threading.get_native_id()
+    on_cpu_ns, runqueue_ns = schedstat(native_id)
+    return native_id, on_cpu_ns / 1e9, runqueue_ns / 1e9
+
+
 def compressor(seconds: float) -> int:
     """zlib-compress a 2.5 MiB text buffer, over and over (the GIL is released meanwhile)."""
     deadline = time.monotonic() + seconds

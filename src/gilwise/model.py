@@ -69,6 +69,10 @@ class ThreadStats:
     io_wait_s: Optional[float]
     lock_wait_s: Optional[float]
     unknown_s: float = 0.0
+    # Runnable but waiting for a CPU (the kernel's run-queue wait; other programs or more
+    # runnable threads than cores). Not a state of its own: this time is also inside
+    # gil_held_s (a preempted holder) or native_s (a thread between wake-up and running).
+    cpu_wait_s: Optional[float] = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ timing assumptions about this machine.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -75,6 +76,20 @@ def test_cpu_time_of_threads_that_end_before_the_monitor_stops():
     for report in reports:
         # The sampler reads CPU clocks every 10 ms: at most that much of the end is missed.
         assert profile.thread(report.native_id).cpu_s == pytest.approx(report.cpu_s, abs=0.02)
+
+
+def test_threads_waiting_for_a_cpu_are_reported_with_the_kernels_figure():
+    # Twice as many native (GIL-releasing) threads as cores: each waits for a CPU about half
+    # of the time. The truth is each thread's own schedstat when it finishes.
+    threads = 2 * (os.cpu_count() or 1)
+    truths, profile = _profile(workloads.run_threads, workloads.measured_hasher, threads, SECONDS)
+    waited = 0.0
+    for native_id, on_cpu_s, runqueue_s in truths:
+        stats = profile.thread(native_id)
+        assert stats.cpu_s == pytest.approx(on_cpu_s, abs=0.03)
+        assert stats.cpu_wait_s == pytest.approx(runqueue_s, abs=0.03)
+        waited += runqueue_s
+    assert waited > 0.25 * threads * SECONDS  # the machine really was oversubscribed
 
 
 @pytest.mark.parametrize("duty", [0.3, 0.7])

@@ -206,3 +206,17 @@ def test_installed_code_is_shown_from_its_import_root():
     assert _row(text, "wait")[1] == "threading.py:320"
     assert _row(text, "dot")[1] == "numpy/linalg.py:9"
     assert _row(text, "f")[1] == "…" + ("very_long_directory/" * 5 + "app.py:1")[-47:]
+
+
+def test_cpu_wait_column_appears_only_when_a_thread_waited_for_a_cpu():
+    quiet = render(gil_bound_profile(), "text", width=200)
+    assert "CPU" not in quiet
+    profile = gil_bound_profile()
+    busy_worker = replace(profile.threads[1], cpu_wait_s=0.25)  # 12.5% of its 2 s
+    busy = replace(profile, threads=(profile.threads[0], busy_worker, profile.threads[2]))
+    text = render(busy, "text", width=200)
+    assert "CPU" in text
+    assert _row(text, "worker-1")[-1] == "0.250"
+    assert _row(text, "worker-2")[-1] == "n/a"  # not measured in this fixture: never 0
+    html = render(busy, "html")
+    assert "<th" in html and "CPU wait s" in html

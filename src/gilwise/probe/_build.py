@@ -174,6 +174,9 @@ def build_profile(
         cpu_s = None
         if series["cpu_last_ns"] is not None and series["cpu_first_ns"] is not None:
             cpu_s = max(0.0, (series["cpu_last_ns"] - series["cpu_first_ns"]) / 1e9)
+        cpu_wait_s = None
+        if series.get("delay_last_ns") is not None and series.get("delay_first_ns") is not None:
+            cpu_wait_s = max(0.0, (series["delay_last_ns"] - series["delay_first_ns"]) / 1e9)
         threads.append(
             ThreadStats(
                 name=names.get(tid) or series["name"] or f"thread-{tid}",
@@ -186,6 +189,7 @@ def build_profile(
                 io_wait_s=totals[3],
                 lock_wait_s=totals[4] if (gil_known or not gil_enabled) else None,
                 unknown_s=totals[UNKNOWN],
+                cpu_wait_s=cpu_wait_s,
             )
         )
         if not gil_known and gil_enabled:

@@ -164,11 +164,12 @@ def thread_name(pid: int, tid: int) -> str:
         return ""
 
 
-def thread_cpu_ns(pid: int, tid: int) -> Optional[int]:
-    """Nanoseconds the thread has run on a CPU (schedstat), None when unreadable."""
+def thread_sched_ns(pid: int, tid: int) -> Optional[tuple[int, int]]:
+    """(on-CPU ns, runqueue-wait ns) of a thread (schedstat), None when unreadable."""
     try:
         with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as stat:
-            return int(stat.read().split()[0])
+            fields = stat.read().split()
+            return int(fields[0]), int(fields[1])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -221,12 +222,14 @@ class ThreadReader:
         except OSError:
             self._cpu_fd = -1
 
-    def cpu_ns(self) -> Optional[int]:
-        """Nanoseconds the thread has run on a CPU (schedstat), None when unreadable."""
+    def sched_ns(self) -> Optional[tuple[int, int]]:
+        """(nanoseconds run on a CPU, nanoseconds runnable but waiting for one) from
+        schedstat; None when unreadable. The kernel adds a wait when the wait ends."""
         if self._cpu_fd < 0:
             return None
         try:
-            return int(os.pread(self._cpu_fd, 128, 0).split()[0])
+            fields = os.pread(self._cpu_fd, 128, 0).split()
+            return int(fields[0]), int(fields[1])
         except (OSError, ValueError, IndexError):
             return None
 

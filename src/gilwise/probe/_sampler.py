@@ -107,6 +107,8 @@ class ThreadSeries:
     __slots__ = (
         "cpu_first_ns",
         "cpu_last_ns",
+        "delay_first_ns",
+        "delay_last_ns",
         "ended",
         "first_s",
         "frame_mark",
@@ -127,6 +129,8 @@ class ThreadSeries:
         self.states = array("b")
         self.cpu_first_ns: Optional[int] = None
         self.cpu_last_ns: Optional[int] = None
+        self.delay_first_ns: Optional[int] = None
+        self.delay_last_ns: Optional[int] = None
         self.ended = False
         self.quiet = 0
         self.frame_mark = -1
@@ -227,12 +231,13 @@ class Sampler:
 
     def _read_cpu(self, tid: int) -> None:
         reader = self._readers.get(tid)
-        cpu = reader.cpu_ns() if reader is not None else _procfs.thread_cpu_ns(self.pid, tid)
-        if cpu is not None:
+        sched = reader.sched_ns() if reader is not None else _procfs.thread_sched_ns(self.pid, tid)
+        if sched is not None:
             series = self.threads[tid]
             if series.cpu_first_ns is None:
-                series.cpu_first_ns = cpu if series.seen_at_start else 0
-            series.cpu_last_ns = cpu
+                series.cpu_first_ns = sched[0] if series.seen_at_start else 0
+                series.delay_first_ns = sched[1] if series.seen_at_start else 0
+            series.cpu_last_ns, series.delay_last_ns = sched
 
     # -- one sample ----------------------------------------------------------------------
 
@@ -420,6 +425,8 @@ class Sampler:
                     "states": s.states.tolist(),
                     "cpu_first_ns": s.cpu_first_ns,
                     "cpu_last_ns": s.cpu_last_ns,
+                    "delay_first_ns": s.delay_first_ns,
+                    "delay_last_ns": s.delay_last_ns,
                     "ended": s.ended,
                 }
                 for tid, s in self.threads.items()

@@ -109,6 +109,20 @@ THREAD_COLUMNS: tuple[Column, ...] = (
     Column("I/O s", lambda t: seconds(t.io_wait_s)),
     Column("lock s", lambda t: seconds(t.lock_wait_s)),
 )
+# Shown only when some thread waited noticeably for a CPU (a busy machine, or more runnable
+# threads than cores): the kernel's run-queue wait, also counted in held or native above.
+CPU_WAIT_COLUMN = Column("CPU wait s", lambda t: seconds(t.cpu_wait_s))
+CPU_WAIT_SHOWN = 0.05  # of a thread's wall time
+
+
+def thread_columns(profile: Profile) -> tuple[Column, ...]:
+    """THREAD_COLUMNS, plus CPU_WAIT_COLUMN when some thread waited for a CPU noticeably."""
+    if any(
+        t.cpu_wait_s is not None and t.cpu_wait_s > CPU_WAIT_SHOWN * max(t.wall_s, 1e-9)
+        for t in profile.threads
+    ):
+        return (*THREAD_COLUMNS, CPU_WAIT_COLUMN)
+    return THREAD_COLUMNS
 
 
 def function_cells(function: FunctionStats, location_chars: int = 48) -> tuple[str, ...]:

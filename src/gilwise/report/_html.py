@@ -293,10 +293,11 @@ def _threads_section(profile: Profile) -> str:
     )
     if not profile.threads:
         return heading + '<p class="note">No threads observed.</p>'
-    head = "".join(_th(c.heading, numeric=c.numeric) for c in fig.THREAD_COLUMNS)
+    columns = fig.thread_columns(profile)
+    head = "".join(_th(c.heading, numeric=c.numeric) for c in columns)
     rows = []
     for thread in profile.threads:
-        cells = "".join(_cell(c.cell(thread), numeric=c.numeric) for c in fig.THREAD_COLUMNS)
+        cells = "".join(_cell(c.cell(thread), numeric=c.numeric) for c in columns)
         rows.append(f"<tr>{cells}<td>{_state_bar(thread)}</td></tr>")
     return (
         f"{heading}<table><thead><tr>{head}<th>share of wall</th></tr></thead>"

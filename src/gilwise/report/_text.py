@@ -75,7 +75,7 @@ def _threads_table(profile: Profile, width: int) -> RenderableType:
         return Text("threads: none observed", style="dim")
     # The % columns are the first to go on a narrow terminal: the seconds say it all.
     with_shares = width >= FULL_WIDTH
-    columns = [c for c in fig.THREAD_COLUMNS if with_shares or not c.heading.endswith("%")]
+    columns = [c for c in fig.thread_columns(profile) if with_shares or not c.heading.endswith("%")]
     table = Table(
         title="threads (seconds"
         + ("; % of each thread's own observed wall time)" if with_shares else ")"),
