@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gilwise.model import Profile, PythonInfo, ThreadStats
@@ -101,3 +103,15 @@ def test_unknown_gil_holder_is_not_called_idle():
     verdict = verdict_for_profile(profile, TWO_CORES)
     assert verdict.kind == "mixed"
     assert "not measured" in verdict.reason
+
+
+def test_a_run_starved_of_cpu_says_so_in_the_reason():
+    threads = [replace(_thread(f"hasher-{i}", native=0.5), cpu_wait_s=0.5) for i in range(4)]
+    starved = verdict_for_profile(_profile(*threads, held_fraction=0.0), TWO_CORES)
+    assert starved.kind == "native-parallel"
+    assert "Threads also waited 2.00s for a CPU" in starved.reason
+    assert "more runnable threads than its 2 cores" in starved.reason
+    fed = [replace(t, cpu_wait_s=0.01) for t in threads]
+    assert (
+        "for a CPU" not in verdict_for_profile(_profile(*fed, held_fraction=0.0), TWO_CORES).reason
+    )

@@ -8,7 +8,7 @@ share ``recommend`` so a CPU-bound profile and a CPU-bound task get the same adv
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 from . import runtime as _runtime
@@ -53,12 +53,33 @@ def parallel_speedup(parallel_units: float, runtime: RuntimeFacts) -> float:
 # --- profiles ---------------------------------------------------------------------------
 
 
+# A note joins the verdict when threads waited this share of their busy time for a CPU.
+CPU_WAIT_NOTE_SHARE = 0.2
+
+
 def verdict_for_profile(profile: Profile, runtime: Optional[RuntimeFacts] = None) -> Verdict:
     """Judge a Profile: what kind of run it was, which backend to use, the expected speedup.
 
     ``runtime`` defaults to this process's facts but the profile's own ``cores`` and
     ``python.gil_enabled`` win, so a profile read from JSON is judged for the machine it ran on.
+    When threads spent a good part of their busy time waiting for a CPU (the kernel's
+    run-queue wait), the reason says so: the machine, not the GIL, limited that run.
     """
+    verdict = _judge(profile, runtime)
+    cpu_wait = sum(t.cpu_wait_s or 0.0 for t in profile.threads)
+    busy = sum((t.gil_held_s or 0.0) + (t.native_s or 0.0) for t in profile.threads)
+    if cpu_wait >= CPU_WAIT_NOTE_SHARE * max(busy, 1e-9) and cpu_wait >= 0.05 * profile.wall_s:
+        cores = profile.cores or (runtime or _runtime.current()).cores
+        verdict = replace(
+            verdict,
+            reason=f"{verdict.reason} Threads also waited {cpu_wait:.2f}s for a CPU: the "
+            f"machine was busy (other programs, or more runnable threads than its {cores} "
+            f"cores), which limits any speedup.",
+        )
+    return verdict
+
+
+def _judge(profile: Profile, runtime: Optional[RuntimeFacts]) -> Verdict:
     base = runtime or _runtime.current()
     facts = RuntimeFacts(
         python_version=base.python_version,
