@@ -97,6 +97,14 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
         metavar="HZ",
         help="thread-state samples per second (default 1000)",
     )
+    p.add_argument(
+        "--stack-rate",
+        type=float,
+        default=None,
+        metavar="HZ",
+        help="Python stack reads per second for the per-function figures (default 250; "
+        "0: no functions)",
+    )
     p.add_argument("script", nargs="?", help="the script to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script or module")
     p.set_defaults(run=_run_profile)

@@ -168,3 +168,16 @@ def test_attach_to_a_missing_process_says_so(capsys):
 def test_usage_errors_exit_2_with_a_message(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_stack_rate_zero_gives_states_without_functions_and_bad_rates_are_refused(program):
+    done = _gilwise("--stack-rate", "0", "--format", "json", str(program))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stderr)
+    assert report["functions"] == []
+    assert any(note.startswith("functions:") for note in report["unavailable"])
+    assert report["gil"]["held_fraction"] > 0.5
+    refused = _gilwise("--stack-rate", "-5", str(program))
+    assert refused.returncode == 2
+    assert "--stack-rate must be in [0, 20000]" in refused.stderr
+    assert "program says" not in refused.stdout

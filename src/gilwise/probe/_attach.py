@@ -242,7 +242,13 @@ def _layout_holds(
     return any(reader.code_key(reader.innermost_code(state)) is not None for state in states)
 
 
-def attach(pid: int, duration_s: float, rate_hz: float, command: Optional[str] = None) -> Profile:
+def attach(
+    pid: int,
+    duration_s: float,
+    rate_hz: float,
+    command: Optional[str] = None,
+    stack_rate_hz: Optional[float] = _STACK_RATE_HZ,
+) -> Profile:
     """Sample process ``pid`` for ``duration_s`` seconds (less if it exits or on Ctrl-C).
 
     Raises ProbeUnavailableError when the process cannot be read (gone, permissions).
@@ -261,7 +267,7 @@ def attach(pid: int, duration_s: float, rate_hz: float, command: Optional[str] =
     if problem:
         notes.append(f"gil holder: {problem}")
     layout = None
-    if gil_address is not None:
+    if gil_address is not None and stack_rate_hz:
         layout, frames_problem = locate_frames(pid, target, chain)
         if frames_problem:
             notes.append(f"functions: {frames_problem}")
@@ -273,7 +279,7 @@ def attach(pid: int, duration_s: float, rate_hz: float, command: Optional[str] =
         gil_enabled=not target.free_threaded,
         duration_s=duration_s,
         frame_layout=layout.to_dict() if layout is not None else None,
-        frame_every=max(1, round(rate_hz / _STACK_RATE_HZ)),
+        frame_every=max(1, round(rate_hz / (stack_rate_hz or _STACK_RATE_HZ))),
     )
     child = _child.start(config, allow_tracing=False)
     result = _child.wait(child, time.monotonic() + duration_s + 1.0)

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from gilwise.errors import ProbeUnavailableError
 from gilwise.model import Profile
-from gilwise.probe._monitor import DEFAULT_RATE_HZ, MAX_RATE_HZ, Monitor
+from gilwise.probe._monitor import DEFAULT_RATE_HZ, DEFAULT_STACK_RATE_HZ, MAX_RATE_HZ, Monitor
 
 INTERRUPTED_EXIT = 130
 
@@ -30,6 +30,14 @@ def run(args: argparse.Namespace) -> int:
     rate_hz = args.rate if args.rate is not None else DEFAULT_RATE_HZ
     if not 0 < rate_hz <= MAX_RATE_HZ:
         return _usage(f"--rate must be in (0, {MAX_RATE_HZ:.0f}] samples per second, got {rate_hz}")
+    stack_rate = getattr(args, "stack_rate", None)
+    stack_rate = DEFAULT_STACK_RATE_HZ if stack_rate is None else stack_rate
+    if not 0 <= stack_rate <= MAX_RATE_HZ:
+        return _usage(
+            f"--stack-rate must be in [0, {MAX_RATE_HZ:.0f}] reads per second (0: no "
+            f"functions), got {stack_rate}"
+        )
+    args.stack_rate_hz = stack_rate or None
     if args.pid is not None:
         if args.script is not None or args.args:
             return _usage("--pid attaches to a running process: do not also give a script")
@@ -44,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             return _usage(f"no such script: {args.script}")
         argv = [args.script, *args.args]
         command = "python " + " ".join(argv)
-    monitor = Monitor(rate_hz, command=command)
+    monitor = Monitor(rate_hz, stack_rate_hz=args.stack_rate_hz, command=command)
     try:
         monitor.start()
     except ProbeUnavailableError as exc:
@@ -122,7 +130,13 @@ def _attach(args: argparse.Namespace, rate_hz: float) -> int:
     if args.duration <= 0:
         return _usage(f"--duration must be positive, got {args.duration}")
     try:
-        profile = attach(args.pid, args.duration, rate_hz, command=f"--pid {args.pid}")
+        profile = attach(
+            args.pid,
+            args.duration,
+            rate_hz,
+            command=f"--pid {args.pid}",
+            stack_rate_hz=args.stack_rate_hz,
+        )
     except ProbeUnavailableError as exc:
         print(f"gilwise profile: {exc}", file=sys.stderr)
         return 1
