@@ -7,6 +7,7 @@ The layout is discovered in the running interpreter, so these run under every Py
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 
@@ -176,3 +177,36 @@ def test_the_stack_rate_sets_how_often_the_child_reads_frames():
     # Every 10th thread-state sample reads the stacks (the first one included).
     assert profile.extra["stack_samples"] == -(-profile.samples // 10)
     assert profile.functions[0].function == "spinner"
+
+
+def test_a_code_objects_address_reused_by_another_reads_as_the_new_one(layout):
+    # A fake code object at a fixed address whose header is rewritten, as when a freed code
+    # object's memory is reused: the reader must not serve the old name from its cache.
+    memory = MemoryReader(os.getpid())
+    fake_address = 0x7F00_0000_0000
+    span = max(layout.name_offset, layout.filename_offset, layout.firstlineno_offset) + 8
+    header = bytearray(span)
+
+    def write_header(name: str, filename: str, line: int) -> None:
+        struct.pack_into("<Q", header, 8, layout.code_type)
+        struct.pack_into("<Q", header, layout.name_offset, id(name))
+        struct.pack_into("<Q", header, layout.filename_offset, id(filename))
+        struct.pack_into("<i", header, layout.firstlineno_offset, line)
+
+    def read(address: int, size: int) -> bytes:
+        if fake_address <= address < fake_address + span:
+            start = address - fake_address
+            return bytes(header[start : start + size])
+        return memory.read(address, size)
+
+    first, second, filename = "first_function", "second_function", "reused.py"
+    reader = _frames.FrameReader(read, layout)
+    try:
+        write_header(first, filename, 10)
+        assert reader.code_key(fake_address) == ("first_function", "reused.py", 10)
+        write_header(second, filename, 20)
+        assert reader.code_key(fake_address) == ("second_function", "reused.py", 20)
+        header[8:16] = bytes(8)  # freed: no longer a code object
+        assert reader.code_key(fake_address) is None
+    finally:
+        memory.close()

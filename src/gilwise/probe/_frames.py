@@ -44,6 +44,7 @@ _HOP_SCAN = 64  # a _PyCFrame / frame: the next pointer is within its first word
 _CODE_SCAN = 256
 _MAX_NAME_CHARS = 512
 _MAX_THREADS = 4096  # a guard against walking a corrupted list forever
+_MAX_CACHED_KEYS = 100_000
 _FIRSTLINENO = 48611  # a first line number no other field of the probe code object has
 _PROBE_FILENAME = "<gilwise-frame-layout-probe>"
 _PROBE_SOURCE = "\n" * (_FIRSTLINENO - 2) + (
@@ -340,7 +341,7 @@ class FrameReader:
     def __init__(self, read: Callable[[int, int], bytes], layout: FrameLayout) -> None:
         self._read = read
         self.layout = layout
-        self._keys: dict[int, Optional[FunctionKey]] = {}
+        self._keys: dict[tuple[int, int, int, int], Optional[FunctionKey]] = {}
         self._code_span = (
             max(layout.name_offset, layout.filename_offset, layout.firstlineno_offset) + 8
         )
@@ -373,22 +374,14 @@ class FrameReader:
 
     def code_key(self, code: int) -> Optional[FunctionKey]:
         """(qualified name, file, first line) of a code object; None if it is not one, or
-        it is gilwise's own code."""
+        it is gilwise's own code.
+
+        The code object's header is read every time (one small read): a freed code object's
+        address can be reused by another, so the cache is keyed by what the header says
+        (address, name and file pointers, first line), and only the strings are cached.
+        """
         if not code:
             return None
-        if code in self._keys:
-            return self._keys[code]
-        key = self._read_code(code)
-        if key is not None and key[1].startswith(self.layout.own_prefix or "\0"):
-            key = None
-        if key is not None or len(self._keys) < 100_000:
-            self._keys[code] = key
-        return key
-
-    def forget(self, code: int) -> None:
-        self._keys.pop(code, None)
-
-    def _read_code(self, code: int) -> Optional[FunctionKey]:
         layout = self.layout
         try:
             blob = self._read(code, self._code_span)
@@ -396,11 +389,22 @@ class FrameReader:
             return None
         if len(blob) < self._code_span or struct.unpack_from("<Q", blob, 8)[0] != layout.code_type:
             return None  # freed or torn: not a code object (any more)
-        name = self.string(struct.unpack_from("<Q", blob, layout.name_offset)[0])
-        filename = self.string(struct.unpack_from("<Q", blob, layout.filename_offset)[0])
+        name_at = struct.unpack_from("<Q", blob, layout.name_offset)[0]
+        filename_at = struct.unpack_from("<Q", blob, layout.filename_offset)[0]
+        line = struct.unpack_from("<i", blob, layout.firstlineno_offset)[0]
+        identity = (code, name_at, filename_at, line)
+        if identity in self._keys:
+            return self._keys[identity]
+        name, filename = self.string(name_at), self.string(filename_at)
         if name is None or filename is None:
-            return None
-        return (name, filename, struct.unpack_from("<i", blob, layout.firstlineno_offset)[0])
+            return None  # torn: read again next time
+        key: Optional[FunctionKey] = (name, filename, line)
+        if filename.startswith(layout.own_prefix or "\0"):
+            key = None
+        if len(self._keys) >= _MAX_CACHED_KEYS:
+            self._keys.clear()
+        self._keys[identity] = key
+        return key
 
     def string(self, address: int) -> Optional[str]:
         """The text of a str object at ``address`` (None when it does not look like one)."""

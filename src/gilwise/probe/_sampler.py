@@ -255,7 +255,8 @@ class Sampler:
             return 0
         self._last_tstate = tstate
         tid = self._holder_cache.get(tstate)
-        if tid is None:
+        if tid is None or (tid != -1 and tid not in self._readers):
+            # New, or the thread it named has ended and a new one reuses its state's memory.
             tid = self._resolve(tstate)
             self._holder_cache[tstate] = tid
         return tid
@@ -336,7 +337,7 @@ class Sampler:
 
     def _thread_id(self, tstate: int) -> int:
         tid = self._holder_cache.get(tstate)
-        if tid is None:
+        if tid is None or tid not in self._readers:  # new, or its thread ended (reused)
             tid = self._resolve(tstate)
             if tid != -1:
                 self._holder_cache[tstate] = tid
