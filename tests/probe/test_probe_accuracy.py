@@ -9,6 +9,7 @@ timing assumptions about this machine.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -69,6 +70,31 @@ def test_a_thread_waking_from_a_long_sleep_is_seen_at_once():
     assert worker.gil_held_s == pytest.approx(0.4, abs=0.02)
     spinner = next(f for f in profile.functions if f.function == "spinner")
     assert spinner.gil_held_s == pytest.approx(0.4, abs=0.02)
+
+
+def bursts_between_sleeps(rounds: int) -> float:
+    """Sleep 60 ms, then hash for ~3 ms (GIL released), ``rounds`` times; returns the
+    seconds spent in the bursts."""
+    busy = 0.0
+    for _ in range(rounds):
+        time.sleep(0.06)
+        start = time.monotonic()
+        while time.monotonic() - start < 0.003:
+            hashlib.sha256(BURST_BUFFER).digest()
+        busy += time.monotonic() - start
+    return busy
+
+
+BURST_BUFFER = b"x" * (1 << 16)
+
+
+def test_short_native_bursts_between_long_sleeps_are_all_seen():
+    # A thread that mostly sleeps must still be read every sample (few threads): bursts of
+    # a few ms after each long sleep add up to its working time.
+    (busy,), profile = _profile(workloads.run_threads, bursts_between_sleeps, 1, 12)
+    (worker,) = _workers(profile)
+    assert worker.native_s + worker.gil_held_s == pytest.approx(busy, abs=0.012)
+    assert profile.extra["quiet_subsampled"] is False
 
 
 def test_cpu_time_of_threads_that_end_before_the_monitor_stops():

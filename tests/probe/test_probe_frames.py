@@ -10,6 +10,7 @@ import os
 import struct
 import threading
 import time
+import types
 
 import pytest
 
@@ -210,3 +211,48 @@ def test_a_code_objects_address_reused_by_another_reads_as_the_new_one(layout):
         assert reader.code_key(fake_address) is None
     finally:
         memory.close()
+
+
+def sleep_in_a(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def sleep_in_b(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_thread_that_blocks_in_one_function_then_another_is_split_between_them():
+    # Between two stack reads the thread wakes, calls the other function and blocks again
+    # in the same kind of wait: its stack must still be read again.
+    def alternate(rounds: int) -> None:
+        for _ in range(rounds):
+            sleep_in_a(0.02)
+            sleep_in_b(0.02)
+
+    with gilwise.monitor(stack_source="remote") as mon:
+        workloads.run_threads(alternate, 1, 15)
+    by_name = {f.function: f for f in mon.profile.functions}
+    # 15 sleeps of 20 ms each: 0.3 s, give or take a sleep's overshoot and a read interval.
+    assert by_name["sleep_in_a"].io_wait_s == pytest.approx(0.3, abs=0.05)
+    assert by_name["sleep_in_b"].io_wait_s == pytest.approx(0.3, abs=0.05)
+
+
+def test_code_objects_made_and_freed_at_run_time_are_each_reported():
+    # Code generated at run time (templates, exec) is freed after use, and the next one is
+    # often allocated at the same address: each must still be reported under its own name.
+    def template() -> None:
+        deadline = time.monotonic() + 0.05
+        while time.monotonic() < deadline:
+            pass
+
+    with gilwise.monitor(stack_source="remote") as mon:
+        for index in range(8):
+            names = {"co_name": f"generated_{index}"}
+            if hasattr(template.__code__, "co_qualname"):  # 3.11+: reported by qualname
+                names["co_qualname"] = f"generated_{index}"
+            code = template.__code__.replace(**names)
+            types.FunctionType(code, {"time": time})()
+            del code
+    held = {f.function: f.gil_held_s for f in mon.profile.functions}
+    for index in range(8):
+        assert held[f"generated_{index}"] == pytest.approx(0.05, abs=0.015)

@@ -207,6 +207,7 @@ def build_profile(
         "sampler_errors": list(result.get("errors", ())),
         "sampler_scheduling": result.get("scheduling", "normal"),
         "sampler_cpu_s": result.get("sampler_cpu_s"),
+        "quiet_subsampled": bool(result.get("quiet_subsampled", False)),
     }
     if gil_known and wall_s > 0:
         held_s, probe_s = held_seconds(result, excluded_ids, handoff_s=2.5 * interval_s)

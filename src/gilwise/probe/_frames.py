@@ -45,6 +45,7 @@ _CODE_SCAN = 256
 _MAX_NAME_CHARS = 512
 _MAX_THREADS = 4096  # a guard against walking a corrupted list forever
 _MAX_CACHED_KEYS = 100_000
+_SHORT_NAME = 64
 _FIRSTLINENO = 48611  # a first line number no other field of the probe code object has
 _PROBE_FILENAME = "<gilwise-frame-layout-probe>"
 _PROBE_SOURCE = "\n" * (_FIRSTLINENO - 2) + (
@@ -341,7 +342,7 @@ class FrameReader:
     def __init__(self, read: Callable[[int, int], bytes], layout: FrameLayout) -> None:
         self._read = read
         self.layout = layout
-        self._keys: dict[tuple[int, int, int, int], Optional[FunctionKey]] = {}
+        self._keys: dict[tuple[int, str, int, int], Optional[FunctionKey]] = {}
         self._code_span = (
             max(layout.name_offset, layout.filename_offset, layout.firstlineno_offset) + 8
         )
@@ -376,9 +377,9 @@ class FrameReader:
         """(qualified name, file, first line) of a code object; None if it is not one, or
         it is gilwise's own code.
 
-        The code object's header is read every time (one small read): a freed code object's
-        address can be reused by another, so the cache is keyed by what the header says
-        (address, name and file pointers, first line), and only the strings are cached.
+        The code object's header and name are read every time (two small reads): a freed
+        code object's address (and its name's) can be reused by another, so the cache is
+        keyed by (address, name, file name pointer, first line); file names are cached.
         """
         if not code:
             return None
@@ -389,15 +390,17 @@ class FrameReader:
             return None
         if len(blob) < self._code_span or struct.unpack_from("<Q", blob, 8)[0] != layout.code_type:
             return None  # freed or torn: not a code object (any more)
-        name_at = struct.unpack_from("<Q", blob, layout.name_offset)[0]
+        name = self.string(struct.unpack_from("<Q", blob, layout.name_offset)[0])
         filename_at = struct.unpack_from("<Q", blob, layout.filename_offset)[0]
         line = struct.unpack_from("<i", blob, layout.firstlineno_offset)[0]
-        identity = (code, name_at, filename_at, line)
+        if name is None:
+            return None  # torn: read again next time
+        identity = (code, name, filename_at, line)
         if identity in self._keys:
             return self._keys[identity]
-        name, filename = self.string(name_at), self.string(filename_at)
-        if name is None or filename is None:
-            return None  # torn: read again next time
+        filename = self.string(filename_at)
+        if filename is None:
+            return None
         key: Optional[FunctionKey] = (name, filename, line)
         if filename.startswith(layout.own_prefix or "\0"):
             key = None
@@ -412,7 +415,8 @@ class FrameReader:
         if not address:
             return None
         try:
-            head = self._read(address, layout.compact_data)
+            # One read covers the header and a name of up to _SHORT_NAME bytes.
+            head = self._read(address, layout.compact_data + _SHORT_NAME)
             if len(head) < layout.compact_data:
                 return None
             if struct.unpack_from("<Q", head, 8)[0] != layout.str_type:
@@ -424,7 +428,9 @@ class FrameReader:
                 return None
             length = min(length, _MAX_NAME_CHARS)
             start = layout.ascii_data if is_ascii else layout.compact_data
-            data = self._read(address + start, length * kind)
+            data = head[start : start + length * kind]
+            if len(data) < length * kind:
+                data = self._read(address + start, length * kind)
         except (OSError, OverflowError, ValueError):
             return None
         if len(data) < length * kind:

@@ -164,12 +164,12 @@ def thread_name(pid: int, tid: int) -> str:
         return ""
 
 
-def thread_sched_ns(pid: int, tid: int) -> Optional[tuple[int, int]]:
-    """(on-CPU ns, runqueue-wait ns) of a thread (schedstat), None when unreadable."""
+def thread_sched_ns(pid: int, tid: int) -> Optional[tuple[int, int, int]]:
+    """(on-CPU ns, runqueue-wait ns, times run) of a thread (schedstat), None if unreadable."""
     try:
         with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as stat:
             fields = stat.read().split()
-            return int(fields[0]), int(fields[1])
+            return int(fields[0]), int(fields[1]), int(fields[2])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -222,14 +222,15 @@ class ThreadReader:
         except OSError:
             self._cpu_fd = -1
 
-    def sched_ns(self) -> Optional[tuple[int, int]]:
-        """(nanoseconds run on a CPU, nanoseconds runnable but waiting for one) from
-        schedstat; None when unreadable. The kernel adds a wait when the wait ends."""
+    def sched_ns(self) -> Optional[tuple[int, int, int]]:
+        """(nanoseconds run on a CPU, nanoseconds runnable but waiting for one, times it was
+        put on a CPU) from schedstat; None when unreadable. The kernel adds a wait when the
+        wait ends; the last count moves whenever the thread runs at all."""
         if self._cpu_fd < 0:
             return None
         try:
             fields = os.pread(self._cpu_fd, 128, 0).split()
-            return int(fields[0]), int(fields[1])
+            return int(fields[0]), int(fields[1]), int(fields[2])
         except (OSError, ValueError, IndexError):
             return None
 

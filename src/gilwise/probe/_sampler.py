@@ -53,11 +53,14 @@ GIL_STRUCT_BYTES = 256
 # end. And how often cached thread-state -> thread id mappings are dropped.
 THREAD_LIST_S = 0.01
 CPU_CLOCKS_S = 0.1
-# A thread blocked in the same wait for this many samples in a row is "quiet": its syscall is
-# then read only every QUIET_EVERY samples (staggered across threads), and its stack is not
-# re-read while it stays blocked (a blocked thread runs no Python). With 64 idle threads this
-# cuts the sampler's CPU from ~40% to a few % of a core; a quiet thread's wake-up is seen at
-# most QUIET_EVERY samples late (the GIL holder is always read).
+# With more than QUIET_MIN_THREADS threads, a thread blocked in the same wait for
+# QUIET_SAMPLES samples in a row is "quiet": its syscall is then read only every QUIET_EVERY
+# samples (staggered across threads), and every 10 ms its schedstat run count tells whether
+# it ran meanwhile (then it is read every sample again). With 64 idle threads this cuts the
+# sampler's CPU from ~30% to ~10% of a core. The price: a quiet thread's short bursts of
+# native work (under ~10 ms) can be missed, so with few threads every thread is read every
+# sample; a profile says when it subsampled (extra["quiet_subsampled"]).
+QUIET_MIN_THREADS = 16
 QUIET_SAMPLES = 50
 QUIET_EVERY = 8
 
@@ -100,8 +103,9 @@ class SamplerConfig(Record):
 class ThreadSeries:
     """Run-length encoded states of one thread: state ``states[i]`` from ``times[i]`` on.
 
-    ``quiet``: consecutive samples in the same blocked state; ``frame_mark``: len(states) at
-    the thread's last stack read.
+    ``quiet``: consecutive samples in the same blocked state; ``switches``: its schedstat run
+    count at the last clock read; ``frame_switches``: the run count when its stack was last
+    read while blocked (-1: read while running).
     """
 
     __slots__ = (
@@ -111,12 +115,13 @@ class ThreadSeries:
         "delay_last_ns",
         "ended",
         "first_s",
-        "frame_mark",
+        "frame_switches",
         "last_s",
         "name",
         "quiet",
         "seen_at_start",
         "states",
+        "switches",
         "times",
     )
 
@@ -133,7 +138,8 @@ class ThreadSeries:
         self.delay_last_ns: Optional[int] = None
         self.ended = False
         self.quiet = 0
-        self.frame_mark = -1
+        self.switches = -1
+        self.frame_switches = -1
 
     def record(self, now: float, state: int) -> None:
         if not self.states or self.states[-1] != state:
@@ -190,6 +196,7 @@ class Sampler:
         self._tstates: list[int] = []
         self._next_tstates_s = 0.0
         self.frame_samples = 0
+        self.quiet_subsampled = False
         self._refresh(time.monotonic(), at_start=True)
         if not self._readers:
             raise OSError(f"process {self.pid} has no readable threads in /proc/{self.pid}/task")
@@ -217,12 +224,9 @@ class Sampler:
                         now, now, at_start, _procfs.thread_name(self.pid, tid)
                     )
                 self._read_cpu(tid)
-        every_clock = now >= self._next_cpu_s
         for tid in self._readers:
-            # A quiet thread's clock does not move while it stays blocked.
-            if every_clock or self.threads[tid].quiet < QUIET_SAMPLES:
-                self._read_cpu(tid)
-        if every_clock:
+            self._read_cpu(tid)
+        if now >= self._next_cpu_s:
             # A freed PyThreadState's address can be reused by a new thread.
             self._holder_cache.clear()
             self._retried.clear()
@@ -237,7 +241,10 @@ class Sampler:
             if series.cpu_first_ns is None:
                 series.cpu_first_ns = sched[0] if series.seen_at_start else 0
                 series.delay_first_ns = sched[1] if series.seen_at_start else 0
-            series.cpu_last_ns, series.delay_last_ns = sched
+            series.cpu_last_ns, series.delay_last_ns, switches = sched
+            if switches != series.switches:
+                series.quiet = 0  # it ran since the last read: watch it every sample again
+                series.switches = switches
 
     # -- one sample ----------------------------------------------------------------------
 
@@ -313,9 +320,16 @@ class Sampler:
             holder = self._holder()
         gone = []
         turn = self.samples % QUIET_EVERY
+        subsample = len(self._readers) > QUIET_MIN_THREADS
         for tid, reader in self._readers.items():
             series = self.threads[tid]
-            if series.quiet >= QUIET_SAMPLES and tid % QUIET_EVERY != turn and holder != tid:
+            if (
+                subsample
+                and series.quiet >= QUIET_SAMPLES
+                and tid % QUIET_EVERY != turn
+                and holder != tid
+            ):
+                self.quiet_subsampled = True
                 continue
             syscall = reader.syscall()
             if syscall is None:
@@ -355,12 +369,17 @@ class Sampler:
             if tid == -1:
                 continue  # a thread state whose thread we have not listed (or no longer)
             thread = self.threads.get(tid)
-            if thread is not None:
-                # Still blocked in the wait it was in at its last stack read: same frame.
-                mark = len(thread.states)
-                if mark == thread.frame_mark and thread.states[-1] in BLOCKED:
-                    continue
-                thread.frame_mark = mark
+            reader = self._readers.get(tid)
+            if thread is not None and reader is not None:
+                if thread.states and thread.states[-1] in BLOCKED:
+                    # Blocked, and not put on a CPU since its stack was last read: it ran no
+                    # Python, so its innermost frame is the same (one small read, not four).
+                    sched = reader.sched_ns()
+                    if sched is not None and sched[2] == thread.frame_switches:
+                        continue
+                    thread.frame_switches = sched[2] if sched is not None else -1
+                else:
+                    thread.frame_switches = -1
             key = frames.code_key(frames.innermost_code(tstate))
             series = self.frame_series.get(tid)
             if series is None:
@@ -439,6 +458,7 @@ class Sampler:
             if self._frames is not None
             else None,
             "frame_samples": self.frame_samples,
+            "quiet_subsampled": self.quiet_subsampled,
             "errors": list(self.errors),
             "scheduling": self.scheduling,
             # CPU the sampling itself took (start-up of the child excluded).
