@@ -256,3 +256,27 @@ def test_code_objects_made_and_freed_at_run_time_are_each_reported():
     held = {f.function: f.gil_held_s for f in mon.profile.functions}
     for index in range(8):
         assert held[f"generated_{index}"] == pytest.approx(0.05, abs=0.015)
+
+
+def test_monitors_started_while_the_program_keeps_starting_threads_read_stacks_remotely():
+    stop = threading.Event()
+
+    def churn() -> None:  # per-request threads: the interpreter's thread list keeps moving
+        while not stop.is_set():
+            short = threading.Thread(target=time.sleep, args=(0.001,))
+            short.start()
+            short.join()
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    try:
+        for _ in range(5):
+            with gilwise.monitor() as mon:
+                workloads.spinner(0.02)
+            assert mon.profile.extra["stack_source"] == "remote", mon.profile.extra.get(
+                "stack_note"
+            )
+            assert mon.profile.held_fraction is not None
+    finally:
+        stop.set()
+        churner.join(10)

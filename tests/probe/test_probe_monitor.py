@@ -124,3 +124,26 @@ def test_gilwise_own_frames_are_not_reported_as_functions():
     files = [function.file for function in mon.profile.functions]
     assert any(file.endswith("workloads.py") for file in files), files
     assert not [file for file in files if file.startswith(package_dir)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_inside_the_block_leaves_the_parents_profile_alone():
+    read_end, write_end = os.pipe()
+    with gilwise.monitor() as mon:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                try:
+                    mon.stop()
+                except RuntimeError as exc:
+                    os.write(write_end, b"refused" if "forked" in str(exc) else b"other")
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        answer = os.read(read_end, 64)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        workloads.spinner(0.1)
+    assert answer == b"refused"
+    assert mon.profile.samples > 50  # the parent's sampler ran on, untouched by the child
+    assert mon.profile.held_fraction == pytest.approx(1.0, abs=0.1)

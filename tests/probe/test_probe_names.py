@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -60,3 +61,23 @@ def test_a_thread_ending_after_stop_is_not_recorded_and_still_ends_normally():
     after = _run_named("after-stop")
     assert after not in recorder.names
     assert "after-stop" not in [t.name for t in threading.enumerate()]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_while_recording_gets_threadings_plain_dict_back():
+    recorder = _names.ThreadNames()
+    recorder.start()
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report and leave without running the parent's cleanup
+            state = type(threading._active) is dict and not _names._recorders
+            os.write(write_end, b"plain" if state else b"recording")
+            os._exit(0)
+        os.close(write_end)
+        answer = os.read(read_end, 64)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    finally:
+        recorder.stop()
+    assert answer == b"plain"

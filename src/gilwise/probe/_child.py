@@ -75,9 +75,14 @@ def start(config: SamplerConfig, *, allow_tracing: bool = True) -> subprocess.Po
         detail = (rest or stderr).decode(errors="replace").strip()[-2000:]
         if not first:
             detail = detail or f"no answer within {START_TIMEOUT_S:.0f} s"
+        hint = _PERMISSION_HINT
+        if "Too many open files" in detail:
+            hint = (
+                "The sampler keeps a /proc file open per thread and ran out of file "
+                "descriptors: raise the limit (ulimit -n) for this program."
+            )
         raise ProbeUnavailableError(
-            f"gilwise cannot read the threads of process {config.pid}: {detail}. "
-            + _PERMISSION_HINT
+            f"gilwise cannot read the threads of process {config.pid}: {detail}. " + hint
         )
     except BaseException:
         if child.poll() is None:

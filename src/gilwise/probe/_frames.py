@@ -46,6 +46,7 @@ _MAX_NAME_CHARS = 512
 _MAX_THREADS = 4096  # a guard against walking a corrupted list forever
 _MAX_CACHED_KEYS = 100_000
 _SHORT_NAME = 64
+_HEAD_ATTEMPTS = 20
 _FIRSTLINENO = 48611  # a first line number no other field of the probe code object has
 _PROBE_FILENAME = "<gilwise-frame-layout-probe>"
 _PROBE_SOURCE = "\n" * (_FIRSTLINENO - 2) + (
@@ -259,7 +260,6 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
         helpers[0].start()
         if not parked[0].wait(10):
             raise OSError("the layout probe thread did not start")
-        head_candidates = _offsets_equal(memory.read(interp, _INTERP_SCAN), thread_head(interp))
         # 1. The frame chain: the first helper is inside probe.run...
         candidates = _chains_to(memory, states[0], id(probe_code))
         helpers[1].start()
@@ -270,17 +270,33 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
         if not candidates:
             raise OSError("no pointer chain from a thread state to its running frame was found")
         chain, code_offset = min(candidates, key=lambda item: (len(item[0]), item))
-        # 2. The thread list: interp -> head (the newest thread) -> next ...
-        head = thread_head(interp)
-        head_candidates = [o for o in head_candidates if memory.word(interp + o) == head]
-        if not head_candidates or head != states[1]:
-            raise OSError("the interpreter's thread list head was not found")
-        next_offset = _offset_of(memory.read(head, _TSTATE_SCAN), thread_next(head) or 0)
+        # 2. The thread list: interp -> head (the newest thread) -> next ... The program's
+        # own threads may start and end meanwhile, so the head moves: the offsets must lead
+        # from the interpreter through the list to both parked helpers, which cannot end.
+        next_offset = None
+        for _ in range(_HEAD_ATTEMPTS):  # the next thread may end (and unlink) meanwhile
+            following = thread_next(states[1])  # never NULL: the first helper is after it
+            if not following:
+                continue
+            next_offset = _offset_of(memory.read(states[1], _TSTATE_SCAN), following)
+            if next_offset is not None:
+                break
         if next_offset is None:
             raise OSError("PyThreadState.next was not found")
+        head_offset = None
+        for _ in range(_HEAD_ATTEMPTS):
+            blob = memory.read(interp, _INTERP_SCAN)
+            for offset in _offsets_equal(blob, thread_head(interp)):
+                if _walk_reaches(memory, memory.word(interp + offset), next_offset, states):
+                    head_offset = offset
+                    break
+            if head_offset is not None:
+                break
+        if head_offset is None:
+            raise OSError("the interpreter's thread list head was not found")
         layout = FrameLayout(
             interp=int(interp),
-            head_offset=head_candidates[0],
+            head_offset=head_offset,
             next_offset=next_offset,
             frame_chain=chain,
             code_offset=code_offset,
@@ -297,8 +313,8 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
         # 3. The reader the sampler child will use must see both helpers in the list and
         # read their functions right, and read strings of every kind.
         reader = FrameReader(memory.read, layout)
-        listed = reader.thread_states()
-        if not {tstate, *states} <= set(listed):
+        # A thread of the program that ends mid-walk cuts a walk short: try a few times.
+        if not any({tstate, *states} <= set(reader.thread_states()) for _ in range(_HEAD_ATTEMPTS)):
             raise OSError("walking the thread list through the discovered layout failed")
         second = _second_probe.__code__
         expected = {
@@ -324,6 +340,19 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
                 helper.join(10)
     own_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
     return layout.replace(own_prefix=own_dir)
+
+
+def _walk_reaches(
+    memory: _Memory, head: Optional[int], next_offset: int, wanted: list[int]
+) -> bool:
+    """Whether following ``next`` from ``head`` meets every thread state in ``wanted``."""
+    missing = set(wanted)
+    cursor, steps = head, 0
+    while cursor and missing and steps < _MAX_THREADS:
+        missing.discard(cursor)
+        cursor = memory.word(cursor + next_offset)
+        steps += 1
+    return not missing
 
 
 def _offsets_equal(blob: bytes, value: Optional[int]) -> list[int]:

@@ -86,11 +86,32 @@ def locate_in_process() -> GilLocation:
             sys.setswitchinterval(previous)
         offset = blob.find(struct.pack("<QQ", _MARKER_INTERVAL_US, tstate))
         if offset < 0:
+            # Another thread took the GIL while we read (pread releases it), so the holder
+            # next to the marker is not us: take a marker followed by a plausible holder,
+            # which must read back as the restored interval.
+            offset = _confirmed_marker(memory, base, blob, round(previous * 1e6))
+        if offset < 0:
             raise OSError("the GIL struct was not found inside _PyRuntime")
         chain = _holder_chain(memory, tstate)
     finally:
         memory.close()
     return GilLocation(base + offset, chain, offset)
+
+
+def _confirmed_marker(memory: MemoryReader, base: int, blob: bytes, restored_us: int) -> int:
+    """Offset of a marker interval followed by a GIL-like struct whose interval now reads as
+    ``restored_us``; -1 when there is none."""
+    marker = struct.pack("<Q", _MARKER_INTERVAL_US)
+    offset = blob.find(marker)
+    while offset >= 0:
+        if offset % 8 == 0 and gil_struct_plausible(
+            blob[offset : offset + 24], _MARKER_INTERVAL_US
+        ):
+            now = memory.read(base + offset, 8)
+            if len(now) == 8 and struct.unpack("<Q", now)[0] == restored_us:
+                return offset
+        offset = blob.find(marker, offset + 1)
+    return -1
 
 
 def _holder_chain(memory: MemoryReader, tstate: int) -> tuple[tuple[int, int], ...]:

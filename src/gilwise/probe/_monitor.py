@@ -77,6 +77,7 @@ class Monitor:
         self._stacks: Optional[StackSampler] = None
         self._names: Optional[ThreadNames] = None
         self._profile: Optional[Profile] = None
+        self._owner_pid: Optional[int] = None
         self._unavailable: list[str] = []
         self._state = "new"
 
@@ -87,7 +88,23 @@ class Monitor:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        if self._forked():
+            # A child forked inside the block leaves it: the sampler and the profile are the
+            # parent's, so the child lets go of its copies quietly.
+            self._detach()
+            return
         self.stop()
+
+    def _forked(self) -> bool:
+        return self._owner_pid is not None and os.getpid() != self._owner_pid
+
+    def _detach(self) -> None:
+        self._state = "stopped"
+        child, self._child = self._child, None
+        if child is not None:
+            for stream in (child.stdin, child.stdout, child.stderr):
+                if stream is not None:
+                    stream.close()  # only this process's copy: the parent keeps its own
 
     @property
     def profile(self) -> Profile:
@@ -108,6 +125,7 @@ class Monitor:
                 "a monitor runs once; create a new gilwise.monitor() to profile again"
             )
         self._state = "starting"
+        self._owner_pid = os.getpid()
         missing = _procfs.available()
         if missing is not None:
             raise ProbeUnavailableError(
@@ -177,6 +195,12 @@ class Monitor:
 
     def stop(self) -> Profile:
         """Stop sampling and build the profile (idempotent); returns it."""
+        if self._forked():
+            self._detach()
+            raise RuntimeError(
+                f"this monitor was started by process {self._owner_pid}; a process forked "
+                "from it cannot stop it or read its profile (the parent's is unaffected)"
+            )
         if self._state == "stopped" and self._profile is not None:
             return self._profile
         if self._state != "running":

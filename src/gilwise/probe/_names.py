@@ -12,6 +12,7 @@ plain dict comes back after the last recorder stops.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -38,6 +39,19 @@ def _note(thread: Any) -> None:
     if native_id is not None:
         for recorder in list(_recorders):
             recorder.names[native_id] = thread.name
+
+
+def _after_fork_in_child() -> None:
+    # A forked child inherits the recording dict and the parent's recorders, which nobody
+    # in the child will stop: give it back threading's plain dict.
+    _recorders.clear()
+    active = threading._active  # type: ignore[attr-defined]
+    if type(active) is _RecordingActive:
+        threading._active = dict(active)  # type: ignore[attr-defined]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ThreadNames:

@@ -202,11 +202,14 @@ def allow_tracer(tracer_pid: int) -> None:
 class ThreadReader:
     """Reads one thread's blocking syscall through a kept-open /proc file (cheap to repeat)."""
 
-    __slots__ = ("_cpu_fd", "_fd", "tid")
+    __slots__ = ("_cpu_fd", "_fd", "_sched_path", "tid")
 
-    def __init__(self, pid: int, tid: int) -> None:
+    def __init__(self, pid: int, tid: int, *, keep_sched_open: bool = True) -> None:
+        """``keep_sched_open``: also keep schedstat open (two descriptors per thread); a
+        process with very many threads opens it at each read instead."""
         self.tid = tid
         self._cpu_fd = -1
+        self._sched_path = f"/proc/{pid}/task/{tid}/schedstat"
         path = f"/proc/{pid}/task/{tid}/syscall"
         self._fd = os.open(path, os.O_RDONLY)
         try:
@@ -217,19 +220,22 @@ class ThreadReader:
             raise PermissionError(exc.errno, f"cannot read {path}: {exc.strerror}") from None
         except OSError:
             pass  # the thread ended meanwhile: syscall() will say so
-        try:
-            self._cpu_fd = os.open(f"/proc/{pid}/task/{tid}/schedstat", os.O_RDONLY)
-        except OSError:
-            self._cpu_fd = -1
+        if keep_sched_open:
+            try:
+                self._cpu_fd = os.open(self._sched_path, os.O_RDONLY)
+            except OSError:
+                self._cpu_fd = -1
 
     def sched_ns(self) -> Optional[tuple[int, int, int]]:
         """(nanoseconds run on a CPU, nanoseconds runnable but waiting for one, times it was
         put on a CPU) from schedstat; None when unreadable. The kernel adds a wait when the
         wait ends; the last count moves whenever the thread runs at all."""
-        if self._cpu_fd < 0:
-            return None
         try:
-            fields = os.pread(self._cpu_fd, 128, 0).split()
+            if self._cpu_fd >= 0:
+                fields = os.pread(self._cpu_fd, 128, 0).split()
+            else:
+                with open(self._sched_path, "rb") as stat:
+                    fields = stat.read().split()
             return int(fields[0]), int(fields[1]), int(fields[2])
         except (OSError, ValueError, IndexError):
             return None

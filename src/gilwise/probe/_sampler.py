@@ -61,6 +61,8 @@ CPU_CLOCKS_S = 0.1
 # native work (under ~10 ms) can be missed, so with few threads every thread is read every
 # sample; a profile says when it subsampled (extra["quiet_subsampled"]).
 QUIET_MIN_THREADS = 16
+# Up to this many threads, each thread's schedstat stays open too (two descriptors each).
+KEEP_SCHED_OPEN_THREADS = 256
 QUIET_SAMPLES = 50
 QUIET_EVERY = 8
 
@@ -212,7 +214,9 @@ class Sampler:
         for tid in current:
             if tid not in self._readers:
                 try:
-                    self._readers[tid] = _procfs.ThreadReader(self.pid, tid)
+                    self._readers[tid] = _procfs.ThreadReader(
+                        self.pid, tid, keep_sched_open=len(current) <= KEEP_SCHED_OPEN_THREADS
+                    )
                 except OSError as exc:
                     if at_start and not self._readers and tid == self.pid:
                         raise
@@ -489,8 +493,22 @@ def raise_priority() -> str:
         return "normal"
 
 
+def raise_file_limit() -> None:
+    """Two kept-open /proc files per thread: let a process with hundreds of threads fit."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def _child_main() -> int:
     scheduling = raise_priority()
+    raise_file_limit()
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     try:
