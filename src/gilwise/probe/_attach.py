@@ -190,11 +190,7 @@ def locate_frames(
     if code_type is None or str_type is None:
         return None, f"{target.binary} has no PyCode_Type/PyUnicode_Type symbols (stripped?)"
     # Where _PyRuntime points at our (main) interpreter is where the target's points at its.
-    offsets = [
-        offset
-        for offset in range(0, len(runtime_blob) - 7, 8)
-        if struct.unpack_from("<Q", runtime_blob, offset)[0] == own.interp
-    ]
+    offsets = _procfs.offsets_of(runtime_blob, own.interp)
     tids = set(_procfs.list_threads(pid))
     memory = _procfs.MemoryReader(pid)
     try:

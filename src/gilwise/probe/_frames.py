@@ -29,7 +29,7 @@ import struct
 import sys
 import threading
 
-from gilwise.probe._procfs import MemoryReader
+from gilwise.probe._procfs import MemoryReader, offsets_of
 from gilwise.probe._record import REQUIRED, Record
 
 TYPE_CHECKING = False
@@ -177,11 +177,8 @@ def _follow(
 
 
 def _offset_of(blob: bytes, value: int, fmt: str = "<Q") -> Optional[int]:
-    step = struct.calcsize(fmt)
-    for offset in range(0, len(blob) - step + 1, step):
-        if struct.unpack_from(fmt, blob, offset)[0] == value:
-            return offset
-    return None
+    offsets = offsets_of(blob, value, fmt)
+    return offsets[0] if offsets else None
 
 
 def _string_layout(memory: _Memory) -> tuple[int, int, int, int]:
@@ -286,7 +283,7 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
         head_offset = None
         for _ in range(_HEAD_ATTEMPTS):
             blob = memory.read(interp, _INTERP_SCAN)
-            for offset in _offsets_equal(blob, thread_head(interp)):
+            for offset in offsets_of(blob, thread_head(interp) or 0):
                 if _walk_reaches(memory, memory.word(interp + offset), next_offset, states):
                     head_offset = offset
                     break
@@ -353,12 +350,6 @@ def _walk_reaches(
         cursor = memory.word(cursor + next_offset)
         steps += 1
     return not missing
-
-
-def _offsets_equal(blob: bytes, value: Optional[int]) -> list[int]:
-    if not value:
-        return []
-    return [offset for offset, word in _words(blob) if word == value]
 
 
 # -- reading, in the sampler child -------------------------------------------------------------

@@ -16,7 +16,8 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
-from gilwise.probe._procfs import MemoryReader
+from gilwise.probe._frames import current_tstate
+from gilwise.probe._procfs import MemoryReader, offsets_of
 
 # An interval (in microseconds) nobody uses, so its bytes next to our thread state are unique.
 _MARKER_INTERVAL_US = 5032
@@ -46,25 +47,6 @@ def runtime_base() -> int:
     return ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
 
 
-def _current_tstate() -> int:
-    get = ctypes.pythonapi.PyThreadState_Get
-    get.restype = ctypes.c_void_p
-    get.argtypes = []
-    value = get()
-    if not value:
-        raise OSError("PyThreadState_Get returned NULL")
-    return int(value)
-
-
-def _offsets_of(blob: bytes, value: int, fmt: str) -> list[int]:
-    step = struct.calcsize(fmt)
-    return [
-        offset
-        for offset in range(0, len(blob) - step + 1, step)
-        if struct.unpack_from(fmt, blob, offset)[0] == value
-    ]
-
-
 def locate_in_process() -> GilLocation:
     """Find this interpreter's GIL; call from the thread that will stay alive (cheap, ~ms).
 
@@ -75,7 +57,7 @@ def locate_in_process() -> GilLocation:
         base = runtime_base()
     except (ValueError, AttributeError) as exc:
         raise OSError(f"_PyRuntime symbol not found: {exc}") from exc
-    tstate = _current_tstate()
+    tstate = current_tstate()
     memory = MemoryReader(_pid())
     try:
         previous = sys.getswitchinterval()
@@ -119,13 +101,13 @@ def _holder_chain(memory: MemoryReader, tstate: int) -> tuple[tuple[int, int], .
     ident = threading.get_ident()
     tstate_blob = memory.read(tstate, _TSTATE_BYTES)
     if sys.version_info >= (3, 11):
-        direct = _offsets_of(tstate_blob, native_id, "<Q")
+        direct = offsets_of(tstate_blob, native_id)
         if direct:
             return ((direct[0], 8),)
-    ident_offsets = _offsets_of(tstate_blob, ident, "<Q")
+    ident_offsets = offsets_of(tstate_blob, ident)
     if not ident_offsets:
         raise OSError("PyThreadState.thread_id not found")
-    tid_offsets = _offsets_of(memory.read(ident, _PTHREAD_BYTES), native_id, "<i")
+    tid_offsets = offsets_of(memory.read(ident, _PTHREAD_BYTES), native_id, "<i")
     if not tid_offsets:
         raise OSError("the native thread id was not found in glibc's struct pthread")
     return ((ident_offsets[0], 8), (tid_offsets[0], 4))

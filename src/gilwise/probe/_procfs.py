@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -268,6 +269,16 @@ class ThreadReader:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._fd = self._cpu_fd = -1
+
+
+def offsets_of(blob: bytes, value: int, fmt: str = "<Q") -> list[int]:
+    """Every offset, aligned to the field's size, where ``blob`` holds ``value`` as ``fmt``."""
+    step = struct.calcsize(fmt)
+    return [
+        offset
+        for offset in range(0, len(blob) - step + 1, step)
+        if struct.unpack_from(fmt, blob, offset)[0] == value
+    ]
 
 
 class MemoryReader:
