@@ -25,7 +25,6 @@ from gilwise.errors import ProbeUnavailableError
 from gilwise.model import Profile
 from gilwise.probe import _build, _child, _frames, _gil_address, _procfs
 from gilwise.probe._sampler import SamplerConfig
-from gilwise.probe._stacks import FrameSeries
 from gilwise.runtime import RuntimeFacts
 
 _LIBPYTHON = re.compile(r"libpython3\.(\d+)(t?)[^/]*\.so")
@@ -229,12 +228,8 @@ def _layout_holds(
     states = reader.thread_states()
     if not states or not holder_chain:
         return False
-    for state in states:
-        value = state
-        for offset, size in holder_chain:
-            value = int.from_bytes(read(value + offset, size), "little")
-        if value not in tids:
-            return False
+    if any(_procfs.follow_chain(read, state, holder_chain) not in tids for state in states):
+        return False
     return any(reader.code_key(reader.innermost_code(state)) is not None for state in states)
 
 
@@ -288,12 +283,7 @@ def attach(
         free_threaded_build=target.free_threaded,
         platform=here.platform,
     )
-    frames = None
-    if layout is not None:
-        frames = {
-            int(tid): FrameSeries(list(data["times"]), list(data["keys"]))
-            for tid, data in (result.get("frames") or {}).items()
-        }
+    frames = _build.remote_frames(result) if layout is not None else None
     return _build.build_profile(
         result,
         facts,

@@ -134,6 +134,14 @@ def cap_timeline(spans: list[StateSpan], wall_s: float, limit: int) -> list[Stat
     return capped
 
 
+def remote_frames(result: dict[str, Any]) -> dict[int, FrameSeries]:
+    """The frame series the sampler child read from the target's memory (see _frames)."""
+    return {
+        int(tid): FrameSeries(list(data["times"]), list(data["keys"]))
+        for tid, data in (result.get("frames") or {}).items()
+    }
+
+
 def build_profile(
     result: dict[str, Any],
     runtime: RuntimeFacts,

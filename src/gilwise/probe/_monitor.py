@@ -18,7 +18,7 @@ from gilwise.model import Profile
 from gilwise.probe import _build, _child, _frames, _gil_address, _procfs
 from gilwise.probe._names import ThreadNames
 from gilwise.probe._sampler import SamplerConfig
-from gilwise.probe._stacks import FrameSeries, StackSampler
+from gilwise.probe._stacks import StackSampler
 from gilwise.runtime import RuntimeFacts
 
 # Thread-state samples per second. 1000 Hz keeps a 2-thread pure-Python run within the 3%
@@ -221,10 +221,7 @@ class Monitor:
             names = {**stacks.names, **names}
         frames = stacks.series if stacks is not None else None
         if self.stacks_used == "remote":
-            frames = {
-                int(tid): FrameSeries(list(data["times"]), list(data["keys"]))
-                for tid, data in (result.get("frames") or {}).items()
-            }
+            frames = _build.remote_frames(result)
         self._profile = _build.build_profile(
             result,
             self.runtime,

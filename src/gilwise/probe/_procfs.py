@@ -165,16 +165,6 @@ def thread_name(pid: int, tid: int) -> str:
         return ""
 
 
-def thread_sched_ns(pid: int, tid: int) -> Optional[tuple[int, int, int]]:
-    """(on-CPU ns, runqueue-wait ns, times run) of a thread (schedstat), None if unreadable."""
-    try:
-        with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as stat:
-            fields = stat.read().split()
-            return int(fields[0]), int(fields[1]), int(fields[2])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def ptrace_scope() -> Optional[int]:
     """Yama's ptrace_scope (0-3), None when Yama is not active."""
     try:
@@ -279,6 +269,21 @@ def offsets_of(blob: bytes, value: int, fmt: str = "<Q") -> list[int]:
         for offset in range(0, len(blob) - step + 1, step)
         if struct.unpack_from(fmt, blob, offset)[0] == value
     ]
+
+
+def follow_chain(read, address: int, chain) -> Optional[int]:
+    """Apply ``chain``'s (offset, size) reads from ``address`` (each to the value read
+    before); None when a read fails. ``read(address, size)`` -> bytes."""
+    value = address
+    try:
+        for offset, size in chain:
+            raw = read(value + offset, size)
+            if len(raw) < size:
+                return None
+            value = int.from_bytes(raw, "little")
+    except (OSError, OverflowError, ValueError):
+        return None
+    return value
 
 
 class MemoryReader:

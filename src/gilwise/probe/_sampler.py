@@ -227,7 +227,6 @@ class Sampler:
                     self.threads[tid] = ThreadSeries(
                         now, now, at_start, _procfs.thread_name(self.pid, tid)
                     )
-                self._read_cpu(tid)
         for tid in self._readers:
             self._read_cpu(tid)
         if now >= self._next_cpu_s:
@@ -238,8 +237,7 @@ class Sampler:
         self._next_list_s = now + THREAD_LIST_S
 
     def _read_cpu(self, tid: int) -> None:
-        reader = self._readers.get(tid)
-        sched = reader.sched_ns() if reader is not None else _procfs.thread_sched_ns(self.pid, tid)
+        sched = self._readers[tid].sched_ns()
         if sched is not None:
             series = self.threads[tid]
             if series.cpu_first_ns is None:
@@ -265,25 +263,28 @@ class Sampler:
         if not locked:
             return 0
         self._last_tstate = tstate
+        return self._thread_id(tstate, cache_unknown=True)
+
+    def _thread_id(self, tstate: int, *, cache_unknown: bool = False) -> int:
+        """The native id of the thread whose PyThreadState is ``tstate``; -1 if unknown.
+
+        Cached; a cached id whose thread has ended is resolved again (a new thread reuses
+        the freed state's memory). ``cache_unknown``: remember -1 too (the GIL holder path,
+        which retries through a thread-list refresh instead).
+        """
         tid = self._holder_cache.get(tstate)
-        if tid is None or (tid != -1 and tid not in self._readers):
-            # New, or the thread it named has ended and a new one reuses its state's memory.
-            tid = self._resolve(tstate)
+        if tid is not None and (tid in self._readers or (tid == -1 and cache_unknown)):
+            return tid
+        tid = self._resolve(tstate)
+        if tid != -1 or cache_unknown:
             self._holder_cache[tstate] = tid
         return tid
 
     def _resolve(self, tstate: int) -> int:
         assert self._memory is not None
-        value = tstate
-        try:
-            for offset, size in self.config.holder_chain:
-                raw = self._memory.read(value + offset, size)
-                value = int.from_bytes(raw, "little")
-        except (OSError, OverflowError):
-            return -1
-        if not self.config.holder_chain or value not in self._readers:
-            return -1
-        return value
+        chain = self.config.holder_chain
+        value = _procfs.follow_chain(self._memory.read, tstate, chain) if chain else None
+        return value if value is not None and value in self._readers else -1
 
     def classify(self, syscall: tuple[int, int], holds_gil: bool) -> int:
         """The state code of a thread from its syscall (see ThreadReader) and GIL ownership."""
@@ -352,14 +353,6 @@ class Sampler:
         self.samples += 1
         self.stop_s = now
         return bool(self._readers)
-
-    def _thread_id(self, tstate: int) -> int:
-        tid = self._holder_cache.get(tstate)
-        if tid is None or tid not in self._readers:  # new, or its thread ended (reused)
-            tid = self._resolve(tstate)
-            if tid != -1:
-                self._holder_cache[tstate] = tid
-        return tid
 
     def _sample_frames(self, now: float) -> None:
         """Record each Python thread's innermost function (read from the target's memory)."""
