@@ -146,4 +146,7 @@ def test_a_child_forked_inside_the_block_leaves_the_parents_profile_alone():
         workloads.spinner(0.1)
     assert answer == b"refused"
     assert mon.profile.samples > 50  # the parent's sampler ran on, untouched by the child
-    assert mon.profile.held_fraction == pytest.approx(1.0, abs=0.1)
+    # After the child is gone the parent spins 0.1 s holding the GIL: the sampler saw it.
+    # (Not held_fraction over the whole block: the wait for the child holds no GIL.)
+    main = mon.profile.thread(threading.get_native_id())
+    assert main.gil_held_s >= 0.09
