@@ -217,8 +217,6 @@ class Monitor:
                 self._stacks.stop()
             names = self._names.stop() if self._names is not None else {}
         stacks = self._stacks
-        if stacks is not None:
-            names = {**stacks.names, **names}
         frames = stacks.series if stacks is not None else None
         if self.stacks_used == "remote":
             frames = _build.remote_frames(result)

@@ -54,7 +54,6 @@ class StackSampler:
             raise ValueError(f"stack rate_hz must be positive, got {rate_hz}")
         self.period_s = 1.0 / rate_hz
         self.series: dict[int, FrameSeries] = {}  # by native thread id
-        self.names: dict[int, str] = {}  # native id -> threading name
         self.native_id: Optional[int] = None
         self.snapshots = 0
         self._stop = threading.Event()
@@ -86,7 +85,6 @@ class StackSampler:
             native = getattr(thread, "native_id", None)
             if native is not None and thread.ident is not None:
                 ident_to_native[thread.ident] = native
-                self.names.setdefault(native, thread.name)
         frames = sys._current_frames()
         try:
             for ident, frame in frames.items():
