@@ -280,3 +280,20 @@ def test_monitors_started_while_the_program_keeps_starting_threads_read_stacks_r
     finally:
         stop.set()
         churner.join(10)
+
+
+def test_native_and_lock_time_go_to_the_function_that_spent_it():
+    # Only the workers run these functions, and they run little else: the function's native
+    # (hashing) or lock-wait (queueing) seconds are the workers' own, give or take their start.
+    with gilwise.monitor(stack_source="remote") as mon:
+        workloads.run_threads(workloads.hasher, 2, 0.4)
+        workloads.lock_queue(3, 0.4)
+    profile = mon.profile
+    by_name = {f.function.rsplit(".", 1)[-1]: f for f in profile.functions}
+    hashers = [t for t in profile.threads if t.native_s and t.native_s > 0.3]
+    native = sum(t.native_s or 0.0 for t in hashers)
+    assert len(hashers) == 2
+    assert 0.9 * native <= by_name["hasher"].native_s <= native + 1e-6
+    queued = sum(t.lock_wait_s or 0.0 for t in profile.threads if t.name.startswith("worker-"))
+    assert queued > 0.3
+    assert 0.85 * queued <= by_name["worker"].lock_wait_s <= queued + 1e-6

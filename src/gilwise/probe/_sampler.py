@@ -361,10 +361,19 @@ class Sampler:
         if not self._tstates or now >= self._next_tstates_s:
             self._tstates = frames.thread_states()
             self._next_tstates_s = now + THREAD_LIST_S
-        for tstate in self._tstates:
-            tid = self._thread_id(tstate)
+        resolved = [(tstate, self._thread_id(tstate)) for tstate in self._tstates]
+        claims: dict[int, int] = {}
+        for _, tid in resolved:
+            claims[tid] = claims.get(tid, 0) + 1
+        for tstate, tid in resolved:
             if tid == -1:
                 continue  # a thread state whose thread we have not listed (or no longer)
+            if claims[tid] > 1:
+                # Two states name one thread: on 3.9/3.10 a new thread's state carries its
+                # creator's id until the new thread starts running. Skip both this time and
+                # resolve again next time, so neither gets the other's frames.
+                self._holder_cache.pop(tstate, None)
+                continue
             thread = self.threads.get(tid)
             reader = self._readers.get(tid)
             if thread is not None and reader is not None:
