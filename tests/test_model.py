@@ -1,4 +1,4 @@
-"""The gilwise.profile/1 JSON contract round-trips and rejects other documents."""
+"""The gilwise.profile/2 JSON contract round-trips and rejects other documents."""
 
 from __future__ import annotations
 
@@ -47,10 +47,64 @@ def test_schema_keys_are_the_contract():
 
 
 def test_unknown_schema_is_refused_with_its_name():
-    with pytest.raises(ValueError, match=r"gilwise\.profile/1.*'other/2'"):
+    with pytest.raises(ValueError, match=r"gilwise\.profile/2.*'other/2'"):
         Profile.from_dict({"schema": "other/2"})
 
 
 def test_thread_lookup_names_known_threads():
     with pytest.raises(KeyError, match="worker"):
         _profile().thread("nope")
+
+
+def _profile_v2() -> Profile:
+    from gilwise.model import Frame, LockStats, StackStats
+
+    main, leaf = Frame("main", "app.py", 3), Frame("write_record", "app.py", 12)
+    child = Profile(PythonInfo("3.11.7", "CPython", True), 2, 0.5, 0.9, (), pid=11, parent_pid=10)
+    return Profile(
+        PythonInfo("3.11.7", "CPython", True),
+        2,
+        1.0,
+        0.2,
+        (ThreadStats("w", 42, 1.0, 0.1, 0.1, 0.0, 0.0, 0.6, 0.3, idle_s=0.0, join_wait_s=0.0),),
+        stacks=(
+            StackStats(42, "lock_wait", (main, leaf), 0.3, 30),
+            StackStats(42, "io_wait", (main, leaf), 0.6, 60),
+            StackStats(43, "idle", (main,), 0.5, 50),
+        ),
+        locks=(
+            LockStats(
+                0xDEAD,
+                "write_record (app.py:12)",
+                ("w",),
+                0.3,
+                0.1,
+                ("write_record",),
+                {"io_wait": 0.3},
+                "io_wait in write_record (app.py:14)",
+            ),
+        ),
+        pid=10,
+        processes=(child,),
+        exit_code=-11,
+        end_reason="signal SIGSEGV",
+    )
+
+
+def test_schema_2_fields_round_trip_with_one_frame_table():
+    profile = _profile_v2()
+    data = json.loads(profile.to_json())
+    assert data["schema"] == "gilwise.profile/2"
+    assert len(data["frames"]) == 2  # deduplicated across the three stacks
+    assert data["stacks"][0]["frames"] == [0, 1]
+    assert Profile.from_json(profile.to_json()) == profile
+
+
+def test_schema_1_documents_still_load_with_defaults():
+    data = json.loads(_profile().to_json())
+    data["schema"] = "gilwise.profile/1"
+    for key in ("locks", "stacks", "frames", "processes", "pid", "parent_pid"):
+        data.pop(key)
+    old = Profile.from_dict(data)
+    assert old.stacks == () and old.locks == () and old.processes == ()
+    assert old.threads[0].idle_s is None

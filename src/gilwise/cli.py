@@ -124,7 +124,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         "report",
         help="re-render a saved JSON profile (gilwise profile --format json) in another format",
     )
-    p.add_argument("profile_json", metavar="PROFILE.json", help="a gilwise.profile/1 JSON file")
+    p.add_argument("profile_json", metavar="PROFILE.json", help="a gilwise.profile/2 JSON file")
     p.add_argument("--format", choices=("text", "json", "html", "trace"), default="text")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     p.set_defaults(run=_run_report)

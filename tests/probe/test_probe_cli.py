@@ -56,7 +56,7 @@ def test_script_output_stays_on_stdout_and_the_report_goes_to_stderr(program):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "program says ['a', '--flag']\n"
     report = json.loads(done.stderr)
-    assert report["schema"] == "gilwise.profile/1"
+    assert report["schema"] == "gilwise.profile/2"
     assert report["gil"]["held_fraction"] > 0.5
     assert report["verdict"]["kind"] in ("gil-bound", "serial", "mixed")
 

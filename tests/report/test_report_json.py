@@ -1,4 +1,4 @@
-"""The json format is exactly the gilwise.profile/1 document of the profile."""
+"""The json format is exactly the gilwise.profile/2 document of the profile."""
 
 from __future__ import annotations
 

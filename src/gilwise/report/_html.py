@@ -31,6 +31,9 @@ STATE_COLOURS: dict[str, str] = {
     "io_wait": "#5cb85c",
     "lock_wait": "#8e44ad",
     "unknown": "#b4b4b4",
+    "idle": "#e8e8e8",
+    "join_wait": "#d0d7de",
+    "result_wait": "#c6dbef",
 }
 STATE_LABELS: dict[str, str] = {
     "gil_held": "holding the GIL",
@@ -39,6 +42,9 @@ STATE_LABELS: dict[str, str] = {
     "io_wait": "I/O or sleep",
     "lock_wait": "waiting on a lock",
     "unknown": "not classified",
+    "idle": "idle, waiting for work",
+    "join_wait": "joining a thread or process",
+    "result_wait": "waiting for a result",
 }
 
 _CSS = """

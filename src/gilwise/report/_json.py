@@ -1,4 +1,4 @@
-"""The machine-readable report: exactly ``Profile.to_json()`` (schema gilwise.profile/1)."""
+"""The machine-readable report: exactly ``Profile.to_json()`` (schema gilwise.profile/2)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,6 @@ from ..model import Profile
 
 
 def render_json(profile: Profile, *, include_timeline: bool = True) -> str:
-    """The profile as gilwise.profile/1 JSON; ``include_timeline=False`` drops the state spans,
+    """The profile as gilwise.profile/2 JSON; ``include_timeline=False`` drops the state spans,
     which are most of the size of a long run."""
     return profile.to_json(include_timeline=include_timeline) + "\n"
