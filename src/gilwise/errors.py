@@ -59,3 +59,11 @@ class StageError(GilwiseError):
 
 class NoClusterError(GilwiseError, ValueError):
     """The dask backend was asked for without a scheduler address or client."""
+
+
+class TaskInterruptedError(GilwiseError, RuntimeError):
+    """A task was stopped before it finished by Ctrl-C or ``shutdown(interrupt=True)``.
+
+    Its worker process was killed, or (threads cannot be stopped) its thread was abandoned
+    and whatever it returns later is discarded.
+    """

@@ -47,7 +47,7 @@ class AsyncioBackend(Backend):
         self._closed = False
         self._in_flight: set[Future] = set()
         self._offload: Optional[ThreadPoolExecutor] = None
-        self._thread = threading.Thread(target=self._run_loop, name="gilwise-asyncio")
+        self._thread = threading.Thread(target=self._run_loop, name="gilwise-asyncio", daemon=True)
         self._thread.start()
 
     @classmethod
@@ -119,11 +119,17 @@ class AsyncioBackend(Backend):
                 f"a plain function cannot be stopped and finishes in the background"
             ) from None
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, *, interrupt: bool = False) -> None:
         with self._lock:
             first = not self._closed
             self._closed = True
             pending = list(self._in_flight)
+        if interrupt:
+            # Coroutines are cancelled where they wait; plain functions on the offload
+            # threads cannot be stopped and are abandoned. The loop stops once they are done.
+            for future in pending:
+                future.cancel()
+            wait = False
         if first:
             # Stop the loop only once every handed-over task is done, also when not waiting.
             asyncio.run_coroutine_threadsafe(self._stop_when_idle(pending), self._loop)

@@ -318,6 +318,7 @@ class DaskBackend(Backend):
 
     name: ClassVar[str] = "dask"
     enforces_timeout: ClassVar[bool] = False
+    option_names: ClassVar[tuple[str, ...]] = ("address", "client", "connect_timeout_s")
 
     def __init__(
         self,
@@ -326,7 +327,9 @@ class DaskBackend(Backend):
         address: Union[str, distributed.Client, None] = None,
         client: Optional[distributed.Client] = None,
         connect_timeout_s: float = 10.0,
+        **options: Any,
     ) -> None:
+        self.check_options(options)
         distributed = _import_distributed()
         if isinstance(address, distributed.Client) and client is None:
             address, client = None, address
@@ -473,13 +476,13 @@ class DaskBackend(Backend):
         if self._client.status not in ("closing", "closed"):
             dask_future.cancel()
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, *, interrupt: bool = False) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             outstanding = list(self._outstanding)
-        if wait:
+        if wait and not interrupt:
             wait_for_futures([bridge.future for bridge in outstanding])
         else:
             for bridge in outstanding:

@@ -46,5 +46,5 @@ class InlineBackend(Backend):
             future.set_result(result)
         return future
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, *, interrupt: bool = False) -> None:
         self._closed = True

@@ -144,7 +144,7 @@ class InterpreterBackend(Backend):
                 self._threads.append(thread)
         return future
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, *, interrupt: bool = False) -> None:
         """Refuse new tasks; queued ones still run; then each thread destroys its
         sub-interpreter and ends. With ``wait`` this blocks until then."""
         with self._lock:
