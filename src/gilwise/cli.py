@@ -80,9 +80,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     )
     target.add_argument("--pid", type=int, help="attach to a running Python process")
     p.add_argument("--duration", type=float, default=5.0, help="with --pid: seconds to sample")
-    p.add_argument(
-        "--format", choices=("text", "json", "html", "trace"), default="text", help="report format"
-    )
+    _add_format(p)
     p.add_argument(
         "-o",
         "--output",
@@ -112,8 +110,23 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
 
 def _run_profile(args: argparse.Namespace) -> int:
     from .probe import cli as probe_cli
+    from .report import choose_format
 
+    args.format = choose_format(args.format, args.output)
     return probe_cli.run(args)
+
+
+def _add_format(p: argparse.ArgumentParser, names: Optional[Sequence[str]] = None) -> None:
+    """``--format``: the registry's formats; when not given, ``-o FILE``'s suffix decides."""
+    from .report._formats import format_names, suffix_help
+
+    p.add_argument(
+        "--format",
+        choices=tuple(names or format_names()),
+        default=None,
+        help=f"report format (default: from -o FILE's suffix: {suffix_help()}; "
+        "any other name, or no -o: text)",
+    )
 
 
 # --- report ---------------------------------------------------------------------------
@@ -125,7 +138,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="re-render a saved JSON profile (gilwise profile --format json) in another format",
     )
     p.add_argument("profile_json", metavar="PROFILE.json", help="a gilwise.profile/2 JSON file")
-    p.add_argument("--format", choices=("text", "json", "html", "trace"), default="text")
+    _add_format(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     p.set_defaults(run=_run_report)
 
@@ -134,14 +147,14 @@ def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .model import Profile
-    from .report import render
+    from .report import choose_format, render
 
     try:
         profile = Profile.from_json(Path(args.profile_json).read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError, TypeError) as error:
         print(f"gilwise report: cannot read {args.profile_json}: {error}", file=sys.stderr)
         return 2
-    text = render(profile, args.format)
+    text = render(profile, choose_format(args.format, args.output))
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:

@@ -8,6 +8,7 @@ from report_profiles import (
     gil_bound_profile,
     hostile_profile,
     io_profile,
+    stacked_profile,
 )
 
 from gilwise.model import Profile
@@ -17,6 +18,7 @@ BUILDERS = {
     "io_bound": io_profile,
     "free_threaded": free_threaded_profile,
     "hostile": hostile_profile,
+    "stacked": stacked_profile,
 }
 
 

@@ -1,12 +1,23 @@
 """Synthetic Profiles for the renderers: built by hand, so every expected number is known.
 
-Four kinds: a 2-thread GIL-bound run, an I/O-bound run, a free-threaded run (GIL off, nothing
-about the GIL measured) and one whose names are hostile to HTML, JSON and rich markup.
+Five kinds: a 2-thread GIL-bound run, an I/O-bound run, a free-threaded run (GIL off, nothing
+about the GIL measured), one whose names are hostile to HTML, JSON and rich markup, and a
+schema /2 run with call stacks, a contended lock and a child process (``stacked_profile``).
 """
 
 from __future__ import annotations
 
-from gilwise.model import FunctionStats, Profile, PythonInfo, StateSpan, ThreadStats, Verdict
+from gilwise.model import (
+    Frame,
+    FunctionStats,
+    LockStats,
+    Profile,
+    PythonInfo,
+    StackStats,
+    StateSpan,
+    ThreadStats,
+    Verdict,
+)
 
 SWITCH_S = 0.005  # CPython's default switch interval
 
@@ -112,10 +123,112 @@ def hostile_profile() -> Profile:
         held_fraction=1.0,
         threads=threads,
         functions=(FunctionStats("<lambda>", HOSTILE_FILE, 7, 0.9, 0.0),),
+        stacks=(
+            StackStats(4000, "gil_held", (Frame(HOSTILE_NAME, HOSTILE_FILE, 7),), 0.9, 900),
+            StackStats(4001, "io_wait", (Frame("</script><!--", HOSTILE_FILE, 8),), 0.8, 800),
+        ),
         verdict=Verdict("serial", "process", 1.9, "R&D said <b>so</b>"),
         timeline=(
             StateSpan(4000, "gil_held", 0.0, 0.9),
             StateSpan(4001, "io_wait", 0.1, 0.9),
         ),
         command="python -c 'print(\"</title><script>x</script>\")'",
+    )
+
+
+APP = "/home/user/project/app/main.py"
+THREADING = "/usr/lib/python3.11/threading.py"
+BOOT = Frame("_bootstrap", THREADING, 995)
+RUN = Frame("run", THREADING, 975)
+WORK = Frame("work", APP, 20)
+SPIN = Frame("spin", APP, 5)
+DIGEST = Frame("digest", APP, 30)
+FETCH = Frame("fetch", APP, 40)
+MODULE = Frame("<module>", APP, 50)
+JOIN = Frame("join", THREADING, 1100)
+
+
+def stacked_profile() -> Profile:
+    """Schema /2: two workers sharing the GIL with known stacks, a main thread joining them,
+    one contended lock and one child process.
+
+    worker-1 (1001): held 1.0 s (spin 0.8, work itself 0.2), waits 0.9 s in spin, native 0.1
+    s in digest. worker-2 (1002): held 0.9 s in spin, waits 1.0 s (0.6 s in spin, 0.4 s with
+    no stack read), I/O 0.1 s in fetch. MainThread (1000): held 0.1 s at module level, then
+    joins for 1.9 s.
+    """
+    wall_s = 2.0
+    threads = (
+        ThreadStats("MainThread", 1000, wall_s, 0.1, 0.1, 0.0, 0.0, 0.0, 0.0, join_wait_s=1.9),
+        ThreadStats("worker-1", 1001, wall_s, 1.1, 1.0, 0.9, 0.1, 0.0, 0.0),
+        ThreadStats("worker-2", 1002, wall_s, 0.9, 0.9, 1.0, 0.0, 0.1, 0.0),
+    )
+    stacks = (
+        StackStats(1000, "gil_held", (MODULE,), 0.1, 100),
+        StackStats(1000, "join_wait", (MODULE, JOIN), 1.9, 1900),
+        StackStats(1001, "gil_held", (BOOT, RUN, WORK, SPIN), 0.8, 800),
+        StackStats(1001, "gil_held", (BOOT, RUN, WORK), 0.2, 200),
+        StackStats(1001, "gil_wait", (BOOT, RUN, WORK, SPIN), 0.9, 900),
+        StackStats(1001, "native", (BOOT, RUN, WORK, DIGEST), 0.1, 100),
+        StackStats(1002, "gil_held", (BOOT, RUN, WORK, SPIN), 0.9, 900),
+        StackStats(1002, "gil_wait", (BOOT, RUN, WORK, SPIN), 0.6, 600),
+        StackStats(1002, "io_wait", (BOOT, RUN, FETCH), 0.1, 100),
+    )
+    timeline = []
+    turns = int(1.8 / SWITCH_S)
+    for turn in range(turns):
+        start, end = turn * SWITCH_S, (turn + 1) * SWITCH_S
+        holder, waiter = (1001, 1002) if turn % 2 == 0 else (1002, 1001)
+        timeline.append(StateSpan(holder, "gil_held", start, end))
+        timeline.append(StateSpan(waiter, "gil_wait", start, end))
+    timeline.append(StateSpan(1000, "gil_held", 0.0, 0.1))
+    timeline.append(StateSpan(1000, "join_wait", 0.1, wall_s))
+    lock = LockStats(
+        address=0x7F00DEAD,
+        label="write_record (app/main.py:60)",
+        waiters=("worker-1", "worker-2"),
+        wait_s=0.25,
+        longest_wait_s=0.05,
+        waiting_functions=("write_record",),
+        holder_states={"io_wait": 0.2, "gil_held": 0.05},
+        held_across="io_wait in write_record (app/main.py:62)",
+    )
+    child = Profile(
+        python=PythonInfo("3.11.7", "CPython", True),
+        cores=2,
+        wall_s=0.5,
+        held_fraction=0.9,
+        threads=(ThreadStats("MainThread", 5000, 0.5, 0.45, 0.45, 0.0, 0.0, 0.05, 0.0),),
+        stacks=(
+            StackStats(5000, "gil_held", (Frame("<module>", "child.py", 1), SPIN), 0.45, 450),
+            StackStats(5000, "io_wait", (Frame("<module>", "child.py", 1),), 0.05, 50),
+        ),
+        verdict=Verdict("serial", "inline", 1.0, "One thread holds the GIL."),
+        pid=5000,
+        parent_pid=999,
+        command="python child.py",
+        exit_code=0,
+    )
+    return Profile(
+        python=PythonInfo("3.11.7", "CPython", True),
+        cores=2,
+        wall_s=wall_s,
+        held_fraction=0.95,
+        threads=threads,
+        functions=(
+            FunctionStats("spin", APP, 5, 1.7, 1.5),
+            FunctionStats("work", APP, 20, 0.2, 0.0),
+            FunctionStats("digest", APP, 30, 0.0, 0.0, native_s=0.1),
+            FunctionStats("fetch", APP, 40, 0.0, 0.0, io_wait_s=0.1),
+        ),
+        verdict=Verdict("gil-bound", "process", 1.9, "GIL-bound: use processes."),
+        timeline=tuple(timeline),
+        sample_interval_s=0.001,
+        samples=2000,
+        command="python main.py",
+        stacks=stacks,
+        locks=(lock,),
+        pid=999,
+        processes=(child,),
+        exit_code=0,
     )

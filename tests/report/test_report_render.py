@@ -29,7 +29,8 @@ def test_text_is_the_default(any_profile: Profile):
 
 def test_unknown_format_names_the_known_ones(any_profile: Profile):
     with pytest.raises(
-        ValueError, match=r"unknown report format 'pdf'; choose one of: text, json, html, trace"
+        ValueError,
+        match=r"unknown report format 'pdf'; choose one of: text, json, html, speedscope, trace",
     ):
         render(any_profile, "pdf")
 

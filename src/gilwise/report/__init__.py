@@ -1,10 +1,12 @@
-"""Renderers of a Profile: text (rich), json, html (self-contained) and trace (Chrome/Perfetto).
+"""Renderers of a Profile, one module per format: text (rich), json, html (self-contained),
+speedscope and trace (Chrome/Perfetto); ``_formats`` is their registry.
 
 Renderers never measure: they turn a ``gilwise.model.Profile`` into a string. Numbers that
 were not measured (None) read as ``n/a``, never as 0.
 
-    from gilwise.report import render
-    path.write_text(render(profile, "html"), encoding="utf-8")
+    from gilwise.report import render, choose_format
+    fmt = choose_format(None, "out.speedscope.json")  # "speedscope", from the suffix
+    path.write_text(render(profile, fmt), encoding="utf-8")
 """
 
 from __future__ import annotations
@@ -12,20 +14,31 @@ from __future__ import annotations
 from typing import Optional
 
 from ..model import Profile
+from ._formats import (
+    DEFAULT_FORMAT,
+    Format,
+    RenderOptions,
+    choose_format,
+    format_for_path,
+    format_names,
+    get_format,
+)
 from ._html import render_html
 from ._json import render_json
+from ._speedscope import render_speedscope, speedscope_document
 from ._text import DEFAULT_WIDTH, render_text, render_to_console, report_renderable
 from ._trace import render_trace, trace_document
 
-FORMATS: tuple[str, ...] = ("text", "json", "html", "trace")
+#: Every format's name, text first (the registry's order).
+FORMATS: tuple[str, ...] = format_names()
 
-# The file suffix each format is usually saved with (for ``-o`` defaults and checks).
-SUFFIXES: dict[str, str] = {"text": ".txt", "json": ".json", "html": ".html", "trace": ".json"}
+#: The file suffix each format is usually saved with.
+SUFFIXES: dict[str, str] = {name: get_format(name).suffixes[0] for name in FORMATS}
 
 
 def render(
     profile: Profile,
-    fmt: str = "text",
+    fmt: str = DEFAULT_FORMAT,
     *,
     include_timeline: bool = True,
     width: Optional[int] = None,
@@ -40,26 +53,27 @@ def render(
             f"render() needs a gilwise Profile, got {type(profile).__name__}; "
             "load a saved one with Profile.from_json(text)"
         )
-    if fmt == "text":
-        return render_text(profile, width=width or DEFAULT_WIDTH)
-    if fmt == "json":
-        return render_json(profile, include_timeline=include_timeline)
-    if fmt == "html":
-        return render_html(profile)
-    if fmt == "trace":
-        return render_trace(profile)
-    raise ValueError(f"unknown report format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    options = RenderOptions(include_timeline=include_timeline, width=width or DEFAULT_WIDTH)
+    return get_format(fmt).render(profile, options)
 
 
 __all__ = [
+    "DEFAULT_FORMAT",
     "FORMATS",
     "SUFFIXES",
+    "Format",
+    "RenderOptions",
+    "choose_format",
+    "format_for_path",
+    "get_format",
     "render",
     "render_html",
     "render_json",
+    "render_speedscope",
     "render_text",
     "render_to_console",
     "render_trace",
     "report_renderable",
+    "speedscope_document",
     "trace_document",
 ]

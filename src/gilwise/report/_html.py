@@ -15,6 +15,7 @@ from typing import Iterable, Optional
 
 from ..model import THREAD_STATES, Profile, StateSpan, ThreadStats
 from . import _figures as fig
+from ._formats import Format, RenderOptions
 
 PLOT_WIDTH_PX = 900
 LABEL_WIDTH_PX = 170
@@ -361,3 +362,12 @@ def _functions_section(profile: Profile) -> str:
     )
     body = "".join(rows)
     return f"{heading}{note}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _render_format(profile: Profile, options: RenderOptions) -> str:
+    return render_html(profile)
+
+
+FORMAT = Format(
+    "html", (".html", ".htm"), _render_format, "one self-contained page for a browser", rank=20
+)

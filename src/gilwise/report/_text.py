@@ -15,6 +15,7 @@ from rich.text import Text
 
 from ..model import Profile
 from . import _figures as fig
+from ._formats import Format, RenderOptions
 
 DEFAULT_WIDTH = 120
 # Narrower than this, the threads table drops its % columns to keep every number whole.
@@ -144,3 +145,11 @@ def _verdict(profile: Profile) -> Text:
         "\n",
         verdict.reason,
     )
+
+
+def _render_format(profile: Profile, options: RenderOptions) -> str:
+    return render_text(profile, width=options.width or DEFAULT_WIDTH)
+
+
+# The fallback for -o names with no registered suffix (see _formats).
+FORMAT = Format("text", (".txt",), _render_format, "the terminal report as plain text", rank=0)

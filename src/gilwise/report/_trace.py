@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from ..model import Profile, StateSpan
+from ._formats import Format, RenderOptions
 
 TRACE_PID = 1
 CATEGORY = "gil"
@@ -123,3 +124,16 @@ def _process_name(profile: Profile) -> str:
 def _us(seconds: float) -> float:
     # Nanosecond resolution is plenty and keeps the file short.
     return round(seconds * _US_PER_S, 3)
+
+
+def _render_format(profile: Profile, options: RenderOptions) -> str:
+    return render_trace(profile)
+
+
+FORMAT = Format(
+    "trace",
+    (".trace.json", ".perfetto"),
+    _render_format,
+    "the timeline as Chrome Trace Event JSON, for Perfetto or chrome://tracing",
+    rank=40,
+)
