@@ -74,11 +74,15 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
             "--pid PID --duration S"
         ),
     )
-    target = p.add_mutually_exclusive_group()
-    target.add_argument(
-        "-m", dest="module", metavar="MODULE", help="run a library module as a script"
+    # The program and its arguments are split off before parsing (see split_profile_argv):
+    # "-m MODULE" and "script" end gilwise's options, whatever follows is the program's.
+    p.add_argument(
+        "-m",
+        dest="module",
+        metavar="MODULE",
+        help="run a library module as a script; every later argument is the module's",
     )
-    target.add_argument("--pid", type=int, help="attach to a running Python process")
+    p.add_argument("--pid", type=int, help="attach to a running Python process")
     p.add_argument("--duration", type=float, default=5.0, help="with --pid: seconds to sample")
     _add_format(p)
     p.add_argument(
@@ -103,9 +107,65 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
         help="Python stack reads per second for the per-function figures (default 250; "
         "0: no functions)",
     )
-    p.add_argument("script", nargs="?", help="the script to run")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script or module")
+    p.add_argument(
+        "script", nargs="?", help="the script to run; every later argument is the script's"
+    )
+    p.add_argument("args", nargs="*", help="arguments for the script or module, untouched")
     p.set_defaults(run=_run_profile)
+
+
+def split_profile_argv(
+    profile_parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> tuple[list[str], Optional[str], Optional[str], list[str]]:
+    """Split ``gilwise profile``'s arguments into (gilwise's options, module, script, the
+    program's arguments).
+
+    gilwise's options come first; the first ``-m MODULE`` (or ``-mMODULE``), the first
+    positional argument (the script) or ``--`` ends them, and everything after belongs to
+    the program untouched, like ``python -m`` and cProfile do: ``gilwise profile -m pytest
+    -q`` passes ``-q`` to pytest.
+    """
+    takes_value = {
+        option
+        for action in profile_parser._actions
+        if action.nargs != 0 and action.option_strings
+        for option in action.option_strings
+    }
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--":
+            rest = list(argv[index + 1 :])
+            script = rest.pop(0) if rest else None
+            return list(argv[:index]), None, script, rest
+        if token == "-m":
+            if index + 1 >= len(argv):
+                return list(argv), None, None, []  # argparse reports the missing MODULE
+            return list(argv[:index]), argv[index + 1], None, list(argv[index + 2 :])
+        if token.startswith("-m") and not token.startswith("--"):
+            return list(argv[:index]), token[2:], None, list(argv[index + 1 :])
+        if not token.startswith("-") or token == "-":
+            return list(argv[:index]), None, token, list(argv[index + 1 :])
+        if token in takes_value and "=" not in token:
+            index += 2
+        else:
+            index += 1
+    return list(argv), None, None, []
+
+
+def _parse_profile(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``profile``: gilwise's options with argparse, the program's arguments untouched."""
+    sub = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    own, module, script, program_args = split_profile_argv(sub.choices["profile"], argv[1:])
+    args = parser.parse_args(["profile", *own])
+    if module is not None:
+        args.module = module
+    if script is not None:
+        args.script = script
+    args.args = program_args
+    return args
 
 
 def _run_profile(args: argparse.Namespace) -> int:
@@ -167,7 +227,8 @@ def _run_report(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parse_profile(parser, argv) if argv[:1] == ["profile"] else parser.parse_args(argv)
     run: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "run", None)
     if run is None:
         parser.print_help()

@@ -181,3 +181,77 @@ def test_stack_rate_zero_gives_states_without_functions_and_bad_rates_are_refuse
     assert refused.returncode == 2
     assert "--stack-rate must be in [0, 20000]" in refused.stderr
     assert "program says" not in refused.stdout
+
+
+TOOL = "import sys\nprint(sys.argv[1:])\n"
+
+
+@pytest.mark.parametrize(
+    "program_args",
+    [
+        ["--flag"],
+        ["-q", "-o", "theirs.txt", "--format", "x", "-m", "other"],
+        ["--", "a", "--"],
+        ["--pid", "1", "--rate=5"],
+    ],
+)
+def test_every_argument_after_the_module_or_script_is_the_programs(tmp_path, program_args):
+    (tmp_path / "tool.py").write_text(TOOL)
+    out = tmp_path / "report.json"
+    as_module = _gilwise(
+        "--format", "json", "-o", str(out), "-m", "tool", *program_args, cwd=str(tmp_path)
+    )
+    assert as_module.returncode == 0, as_module.stderr
+    assert as_module.stdout == f"{program_args}\n"
+    assert json.loads(out.read_text())["command"] == "python -m tool " + " ".join(program_args)
+    as_script = _gilwise(
+        "--format=json", "-o", str(out), "tool.py", *program_args, cwd=str(tmp_path)
+    )
+    assert as_script.returncode == 0, as_script.stderr
+    assert as_script.stdout == f"{program_args}\n"
+    assert not (tmp_path / "theirs.txt").exists()
+
+
+def test_dash_dash_ends_gilwise_options_and_dash_m_may_be_glued(tmp_path):
+    (tmp_path / "tool.py").write_text(TOOL)
+    out = tmp_path / "report.txt"
+    done = _gilwise("-o", str(out), "--", "tool.py", "-x", cwd=str(tmp_path))
+    assert done.stdout == "['-x']\n", done.stderr
+    glued = _gilwise("-o", str(out), "-mtool", "-x", cwd=str(tmp_path))
+    assert glued.stdout == "['-x']\n", glued.stderr
+
+
+def test_dash_m_pytest_q_runs_pytest_with_its_own_options(tmp_path):
+    (tmp_path / "test_small.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+    out = tmp_path / "report.json"
+    done = _gilwise(
+        "-o",
+        str(out),
+        "--format",
+        "json",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "test_small.py",
+        cwd=str(tmp_path),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+    assert json.loads(out.read_text())["command"].startswith("python -m pytest -q")
+
+
+@pytest.mark.parametrize("command", [["sleep", "60"], ["bash", "-c", "read line"]])
+def test_pid_of_a_process_that_is_not_python_exits_1_with_one_line(command):
+    with subprocess.Popen(command, stdin=subprocess.PIPE) as other:
+        try:
+            done = _gilwise("--pid", str(other.pid), "--duration", "0.2")
+        finally:
+            other.kill()
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"process {other.pid} ({command[0]}" in lines[0]
+    assert "is not a CPython process" in lines[0]

@@ -125,6 +125,31 @@ def find_target_python(pid: int) -> TargetPython:
     return TargetPython(None, False, None, None, problem)
 
 
+def refuse_non_python(pid: int, target: TargetPython) -> None:
+    """Raise ProbeUnavailableError when ``pid`` is plainly not a CPython process: no
+    ``_PyRuntime`` anywhere, no libpython mapped and an executable not named python."""
+    if target.runtime_address is not None:
+        return
+    try:
+        mapped = [path for _, _, path in _mappings(pid)]
+        exe = os.path.realpath(f"/proc/{pid}/exe")
+    except OSError:
+        return  # cannot tell: let sampling say what it can
+    if any(_LIBPYTHON.search(os.path.basename(path)) for path in mapped):
+        return
+    if "python" in os.path.basename(exe).lower():
+        return
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            name = comm.read().strip()
+    except OSError:
+        name = os.path.basename(exe)
+    raise ProbeUnavailableError(
+        f"process {pid} ({name}, {exe}) is not a CPython process (no libpython and no "
+        f"_PyRuntime in it): give the pid of a python program (pgrep -a python)"
+    )
+
+
 def locate_gil(pid: int, target: TargetPython) -> tuple[Optional[int], tuple, Optional[str]]:
     """(GIL address, holder chain, problem) for the target, from the per-version tables."""
     if target.runtime_address is None:
@@ -250,6 +275,7 @@ def attach(
     if not os.path.isdir(f"/proc/{pid}"):
         raise ProbeUnavailableError(f"no process {pid}: check the pid (ps -e | grep python)")
     target = find_target_python(pid)
+    refuse_non_python(pid, target)
     notes: list[str] = []
     if target.free_threaded:
         gil_address, chain, problem = None, (), None
