@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
+from . import _evidence as ev
 from . import runtime as _runtime
-from .model import BackendName, Profile, Verdict, VerdictKind
+from .model import QUIET_STATES, BackendName, Profile, ThreadStats, Verdict, VerdictKind
 from .runtime import RuntimeFacts
 
 # A pool of processes (or own-GIL interpreters) on coarse tasks keeps about this share of
@@ -52,9 +53,34 @@ def parallel_speedup(parallel_units: float, runtime: RuntimeFacts) -> float:
 
 # --- profiles ---------------------------------------------------------------------------
 
-
+# Too short to judge: a run shorter than this, or fewer state samples than this, or less
+# active time (work plus waits a change could affect) than MIN_WORK_S promises nothing.
+MIN_JUDGED_WALL_S = 0.05
+MIN_JUDGED_SAMPLES = 50
+MIN_WORK_S = 0.02
+# Below this share of the wall time, nothing happened worth a verdict ("idle").
+IDLE_SHARE = 0.05
+# Contended lock waits make the verdict when they are this share of the active time...
+LOCK_SHARE = 0.25
+# ... and about this much more than the GIL waits (threads queueing on a lock also wait for
+# the GIL on their way in and out: measured ~0.1 s GIL wait against ~0.55 s lock wait each
+# for 3 threads on one lock).
+LOCK_OVER_GIL_WAIT = 2.0
+# The lock's holders spent at least this share of their working time in I/O: the lock is
+# held across I/O.
+LOCK_IO_SHARE = 0.5
+# An event loop spent at least this share of its wall time inside one callback's stack
+# (CPU or a blocking call) instead of waiting in its selector: the loop was blocked.
+LOOP_BLOCKED_SHARE = 0.3
+# Threads waiting for the GIL at least this share of the held time make a GIL-bound run.
+GIL_WAIT_SHARE = 0.25
+# Below this expected gain, GIL waits are a detail of another verdict (a busy thread
+# keeping a light one waiting), not the story.
+MIN_GIL_BOUND_SPEEDUP = 1.15
 # A note joins the verdict when threads waited this share of their busy time for a CPU.
 CPU_WAIT_NOTE_SHARE = 0.2
+# Kinds that name a problem inside one process; in a whole-program verdict they win.
+PROBLEM_KINDS = ("lock-contention", "lock-held-across-io", "loop-blocked", "gil-bound")
 
 
 def verdict_for_profile(profile: Profile, runtime: Optional[RuntimeFacts] = None) -> Verdict:
@@ -62,26 +88,30 @@ def verdict_for_profile(profile: Profile, runtime: Optional[RuntimeFacts] = None
 
     ``runtime`` defaults to this process's facts but the profile's own ``cores`` and
     ``python.gil_enabled`` win, so a profile read from JSON is judged for the machine it ran on.
-    When threads spent a good part of their busy time waiting for a CPU (the kernel's
-    run-queue wait), the reason says so: the machine, not the GIL, limited that run.
+    A profile with followed child processes (``processes``) gets one verdict for the whole
+    program. Idle workers, joins and waits for results are never contention. When threads
+    spent a good part of their busy time waiting for a CPU (the kernel's run-queue wait), the
+    reason says so: the machine, not the GIL, limited that run.
     """
-    verdict = _judge(profile, runtime)
+    facts = _facts_for(profile, runtime)
+    verdict = _whole_program(profile, facts) if profile.processes else _judge(profile, facts)
+    if verdict.kind == "too-short":
+        return verdict
     cpu_wait = sum(t.cpu_wait_s or 0.0 for t in profile.threads)
-    busy = sum((t.gil_held_s or 0.0) + (t.native_s or 0.0) for t in profile.threads)
+    busy = sum(ev.busy_s(t) for t in profile.threads)
     if cpu_wait >= CPU_WAIT_NOTE_SHARE * max(busy, 1e-9) and cpu_wait >= 0.05 * profile.wall_s:
-        cores = profile.cores or (runtime or _runtime.current()).cores
         verdict = replace(
             verdict,
             reason=f"{verdict.reason} Threads also waited {cpu_wait:.2f}s for a CPU: the "
-            f"machine was busy (other programs, or more runnable threads than its {cores} "
-            f"cores), which limits any speedup.",
+            f"machine was busy (other programs, or more runnable threads than its "
+            f"{facts.cores} cores), which limits any speedup.",
         )
     return verdict
 
 
-def _judge(profile: Profile, runtime: Optional[RuntimeFacts]) -> Verdict:
+def _facts_for(profile: Profile, runtime: Optional[RuntimeFacts]) -> RuntimeFacts:
     base = runtime or _runtime.current()
-    facts = RuntimeFacts(
+    return RuntimeFacts(
         python_version=base.python_version,
         implementation=base.implementation,
         cores=profile.cores or base.cores,
@@ -89,83 +119,73 @@ def _judge(profile: Profile, runtime: Optional[RuntimeFacts]) -> Verdict:
         free_threaded_build=base.free_threaded_build,
         platform=base.platform,
     )
-    wall = max(profile.wall_s, 1e-9)
-    threads = profile.threads
 
-    def total(attr: str) -> float:
-        return sum(getattr(t, attr) or 0.0 for t in threads)
 
-    held = total("gil_held_s")
-    waiting = total("gil_wait_s")
-    native = total("native_s")
-    io = total("io_wait_s")
-    busy = held + native
-    wanting_gil = [
-        t for t in threads if ((t.gil_held_s or 0.0) + (t.gil_wait_s or 0.0)) >= 0.2 * t.wall_s > 0
-    ]
-    # Waiting on a lock counts as contention only for threads that also do work: a main
-    # thread joining its workers, or idle pool workers, wait on locks without contending.
-    lock_contended = sum(
-        t.lock_wait_s or 0.0
-        for t in threads
-        if ((t.gil_held_s or 0.0) + (t.native_s or 0.0)) >= 0.05 * t.wall_s
-    )
-    held_fraction = profile.held_fraction
+def amdahl_speedup(
+    wall_s: float,
+    parallel_s: float,
+    streams: int,
+    cores: int,
+    *,
+    most_saved_s: Optional[float] = None,
+) -> float:
+    """Expected speedup when ``parallel_s`` of a ``wall_s`` run spreads over ``streams``
+    workers on ``cores`` cores and the rest stays serial; never above the cores, and never
+    saving more than ``most_saved_s`` (the work that could move beside the rest)."""
+    usable = min(cores, streams)
+    parallel_s = min(max(parallel_s, 0.0), wall_s)
+    if usable <= 1 or parallel_s <= 0 or wall_s <= 0:
+        return 1.0
+    saved_s = parallel_s - parallel_s / (usable * PARALLEL_EFFICIENCY)
+    if most_saved_s is not None:
+        saved_s = min(saved_s, max(most_saved_s, 0.0))
+    new_wall_s = wall_s - saved_s
+    return round(max(1.0, min(float(cores), wall_s / new_wall_s)), 2)
 
-    if facts.gil_enabled and held_fraction is None and not held:
+
+def _judge(profile: Profile, facts: RuntimeFacts) -> Verdict:
+    """The verdict of one process's profile."""
+    sums = ev.totals(profile)
+    wall = sums.wall_s
+
+    if facts.gil_enabled and profile.held_fraction is None and not sums.held_s:
         # The GIL holder was not observed (e.g. an attach that could not locate the GIL):
         # running time cannot be split into Python and native, so judge on CPU and waits only.
-        busy = max(busy, total("cpu_s"))
-        return _unknown_holder_verdict(busy, io, wall)
+        cpu = sum(t.cpu_s or 0.0 for t in profile.threads)
+        return _unknown_holder_verdict(max(sums.busy_s, cpu), sums.io_s, wall)
 
-    if busy + io + waiting + lock_contended < 0.05 * wall:
-        return Verdict("idle", "inline", 1.0, "No thread did measurable work or waited on I/O.")
-
+    too_short = _too_short(profile, sums)
+    if too_short is not None:
+        return too_short
+    if sums.active_s < IDLE_SHARE * wall or (
+        sums.reasons_known and sums.active_s < 4 * IDLE_SHARE * wall and sums.quiet_s >= wall / 2
+    ):
+        return _idle_verdict(profile, sums)
+    if sums.active_s < MIN_WORK_S:
+        return _too_short_verdict(profile, sums)
     if not facts.gil_enabled:
-        return _free_threaded_verdict(busy, io, wall, facts)
+        return _free_threaded_verdict(sums.busy_s, sums.io_s, wall, facts)
 
-    # Before the GIL check: threads queueing on a lock also wait for the GIL on their way
-    # in and out (measured: 3 threads on one lock wait ~0.1 s each for the GIL, ~0.55 s each
-    # for the lock), and processes would not remove the lock.
-    if lock_contended >= 0.5 * max(busy, 1e-9) and lock_contended >= 2.0 * waiting:
-        return Verdict(
-            "lock-contention",
-            "thread",
-            1.0,
-            f"Lock contention: working threads spent {lock_contended:.2f}s waiting on the "
-            f"program's own locks against {busy:.2f}s of work. No backend fixes this: hold "
-            f"locks for less time or give each thread its own data.",
-        )
+    blocks = ev.loop_blocks(profile)
+    if blocks and blocks[0].blocked_s >= LOOP_BLOCKED_SHARE * blocks[0].thread.wall_s:
+        return _loop_blocked_verdict(blocks[0])
 
-    if len(wanting_gil) >= 2 and waiting >= 0.25 * max(held, 1e-9):
-        speedup = parallel_speedup(len(wanting_gil), facts) / max(held_fraction or 1.0, 0.5)
-        speedup = round(min(speedup, float(facts.cores)), 2)
-        backend = cpu_backend(facts)
-        alt = " (or own-GIL sub-interpreters)" if facts.own_gil_subinterpreters else ""
-        return Verdict(
-            "gil-bound",
-            backend,
-            speedup,
-            f"GIL-bound: {len(wanting_gil)} threads take turns holding the GIL "
-            f"({_pct(held_fraction)} of the time held, {waiting:.2f}s spent waiting for it). "
-            f"Use processes{alt}: expected {speedup:.1f}x on {facts.cores} cores.",
-        )
+    if sums.lock_s >= LOCK_SHARE * sums.active_s and sums.lock_s >= (
+        LOCK_OVER_GIL_WAIT * sums.gil_wait_s
+    ):
+        return _lock_verdict(profile, sums)
 
-    if io >= busy and io >= 0.5 * (io + busy + waiting):
-        io_threads = sum(1 for t in threads if (t.io_wait_s or 0.0) >= 0.2 * t.wall_s)
-        ceiling = (busy + io) / max(busy, 0.01 * wall)
-        speedup = round(max(1.0, min(float(MAX_IO_WORKERS), ceiling) / max(1, io_threads)), 2)
-        return Verdict(
-            "io-bound",
-            "thread",
-            speedup,
-            f"I/O-bound: threads spent {io:.2f}s blocked on I/O or sleep against {busy:.2f}s "
-            f"of CPU. Threads (or asyncio) overlap the waits: expected {speedup:.1f}x with "
-            f"enough workers.",
-        )
+    wanting = ev.wanting_gil(profile)
+    if len(wanting) >= 2 and sums.gil_wait_s >= GIL_WAIT_SHARE * max(sums.held_s, 1e-9):
+        gil_bound = _gil_bound_verdict(profile, sums, wanting, facts)
+        if gil_bound.expected_speedup >= MIN_GIL_BOUND_SPEEDUP:
+            return gil_bound
 
-    if native >= 0.5 * busy:
-        concurrent_native = native / wall
+    if sums.io_s >= sums.busy_s and sums.io_s >= 0.5 * (sums.io_s + sums.busy_s + sums.gil_wait_s):
+        return _io_verdict(profile, sums, facts)
+
+    if sums.native_s >= 0.5 * sums.busy_s:
+        concurrent_native = sums.native_s / wall
         speedup = round(
             max(1.0, parallel_speedup(facts.cores, facts) / max(concurrent_native, 1.0)), 2
         )
@@ -173,35 +193,335 @@ def _judge(profile: Profile, runtime: Optional[RuntimeFacts]) -> Verdict:
             "native-parallel",
             "thread",
             speedup,
-            f"Native code with the GIL released: {native:.2f}s of CPU ran outside the GIL "
-            f"({concurrent_native:.1f} cores busy on average). Threads already run this in "
-            f"parallel; expected {speedup:.1f}x with one thread per core.",
+            f"Native code with the GIL released: {sums.native_s:.2f}s of CPU ran outside the "
+            f"GIL ({concurrent_native:.1f} cores busy on average){_where(profile, 'native_s')}. "
+            f"Threads already run this in parallel; expected {speedup:.1f}x with one thread "
+            f"per core.{_quiet_note(sums)}",
         )
 
-    if len(wanting_gil) <= 1 and held >= 0.5 * wall:
-        speedup = parallel_speedup(facts.cores, facts)
-        return Verdict(
-            "serial",
-            cpu_backend(facts),
-            speedup,
-            f"Serial: one thread runs Python ({_pct(held_fraction)} of the time holding the "
-            f"GIL) and nobody waits for it. If the work can be split, processes give up to "
-            f"{speedup:.1f}x on {facts.cores} cores.",
-        )
+    runner = _saturated_thread(profile, sums, wanting)
+    if runner is not None:
+        return _serial_verdict(profile, sums, runner, facts)
 
-    mixed_backend: BackendName = cpu_backend(facts) if held >= io else "thread"
+    mixed_backend: BackendName = cpu_backend(facts) if sums.held_s >= sums.io_s else "thread"
     return Verdict(
         "mixed",
         mixed_backend,
         1.0,
-        f"Mixed: {held:.2f}s holding the GIL, {native:.2f}s native, {io:.2f}s in I/O, "
-        f"{waiting:.2f}s waiting for the GIL. Split the I/O and the CPU parts "
-        f"(gilwise.Pipeline runs each stage on its own model).",
+        f"Mixed: {sums.held_s:.2f}s holding the GIL, {sums.native_s:.2f}s native, "
+        f"{sums.io_s:.2f}s in I/O, {sums.gil_wait_s:.2f}s waiting for the GIL. Split the I/O "
+        f"and the CPU parts (gilwise.Pipeline runs each stage on its own model)."
+        f"{_quiet_note(sums)}",
     )
 
 
+def _too_short(profile: Profile, sums: ev.Totals) -> Optional[Verdict]:
+    if sums.wall_s < MIN_JUDGED_WALL_S or 0 < profile.samples < MIN_JUDGED_SAMPLES:
+        return _too_short_verdict(profile, sums)
+    return None
+
+
+def _too_short_verdict(profile: Profile, sums: ev.Totals) -> Verdict:
+    samples = f" ({profile.samples} samples)" if profile.samples else ""
+    return Verdict(
+        "too-short",
+        "inline",
+        1.0,
+        f"Too short to judge: the run lasted {sums.wall_s * 1000:.1f} ms{samples} with "
+        f"{sums.active_s * 1000:.1f} ms of work and waits; a verdict needs at least "
+        f"{MIN_JUDGED_WALL_S * 1000:.0f} ms, {MIN_JUDGED_SAMPLES} samples and "
+        f"{MIN_WORK_S * 1000:.0f} ms of activity. Profile a longer run (or loop over the "
+        f"real work).",
+    )
+
+
+def _idle_verdict(profile: Profile, sums: ev.Totals) -> Verdict:
+    waits = [
+        (seconds, what)
+        for seconds, what in (
+            (sums.result_wait_s, "waiting for results"),
+            (sums.join_wait_s, "joining threads or processes"),
+            (sums.idle_s, "idle workers waiting for work"),
+        )
+        if seconds >= 0.01
+    ]
+    if not waits:
+        return Verdict("idle", "inline", 1.0, "No thread did measurable work or waited on I/O.")
+    said = ", ".join(f"{seconds:.2f}s {what}" for seconds, what in waits)
+    elsewhere = _waits_on_processes(profile)
+    backend: BackendName = "process" if elsewhere else "inline"
+    where = (
+        " The work it waited for ran in other processes"
+        + (
+            " (followed: see their sections)."
+            if profile.processes
+            else ", which were not profiled: `gilwise profile --subprocesses` follows them."
+        )
+        if elsewhere
+        else ""
+    )
+    return Verdict(
+        "idle",
+        backend,
+        1.0,
+        f"This process mostly waited ({said}) and worked {sums.busy_s:.2f}s of its "
+        f"{sums.wall_s:.2f}s: waiting is not contention, and nothing here would run faster "
+        f"on another backend.{where}",
+    )
+
+
+_PROCESS_POOL_FILES = ("multiprocessing/", "concurrent/futures/process.py", "gilwise/backends/")
+
+
+def _waits_on_processes(profile: Profile) -> bool:
+    """True when the process waited in multiprocessing or a process pool (stacks or functions)."""
+    files = [f.file for f in profile.functions]
+    files += [frame.file for s in profile.stacks if s.state in QUIET_STATES for frame in s.frames]
+    return any(marker in file for file in files for marker in _PROCESS_POOL_FILES)
+
+
+def _loop_blocked_verdict(block: ev.LoopBlock) -> Verdict:
+    how = {
+        "gil_held": "running Python (CPU)",
+        "gil_wait": "waiting for the GIL",
+        "native": "in native code",
+        "io_wait": "in a blocking call (I/O or sleep)",
+        "lock_wait": "waiting for a lock",
+    }.get(block.state, block.state)
+    share = block.blocked_s / max(block.thread.wall_s, 1e-9)
+    inner = "" if block.innermost == block.coroutine else f", at {block.innermost}"
+    return Verdict(
+        "loop-blocked",
+        "asyncio",
+        1.0,
+        f"Event loop blocked: thread {block.thread.name} ran its asyncio loop but spent "
+        f"{block.blocked_s:.2f}s ({share:.0%} of its time) inside callbacks instead of "
+        f"waiting for events, mostly {how} in {block.coroutine}{inner}. Nothing else on the "
+        f"loop runs meanwhile. Move the blocking call or the CPU work off the loop: "
+        f"`await asyncio.to_thread(...)` or `loop.run_in_executor(...)` (a process pool for "
+        f"CPU), or use an async library for the I/O.",
+    )
+
+
+def _lock_verdict(profile: Profile, sums: ev.Totals) -> Verdict:
+    lock = ev.top_lock(profile)
+    waiters = ev.lock_waiters(profile)
+    names = _names([t.name for t in waiters]) if waiters else "threads"
+    io_share = ev.io_share_of_holders(lock) if lock is not None else None
+    if io_share is None:
+        # No holder evidence: the waiting threads' own time says what they do when they
+        # get the lock.
+        io_share = ev.io_share_of_threads(waiters or list(profile.threads))
+    which = f"lock {lock.label}" if lock is not None else "a lock"
+    longest = f", longest single wait {lock.longest_wait_s:.2f}s" if lock is not None else ""
+    held = f" (held across {lock.held_across})" if lock is not None and lock.held_across else ""
+    if io_share >= LOCK_IO_SHARE:
+        return Verdict(
+            "lock-held-across-io",
+            "thread",
+            1.0,
+            f"Lock held across I/O: {names} spent {sums.lock_s:.2f}s waiting for {which}"
+            f"{longest} while its holder was blocked in I/O ({io_share:.0%} of the holders' "
+            f"time){held}. The lock serialises the I/O: more threads (or processes) cannot "
+            f"help. Shrink the critical section: do the I/O outside the lock, or give each "
+            f"thread its own file or connection.",
+        )
+    return Verdict(
+        "lock-contention",
+        "thread",
+        1.0,
+        f"Lock contention: {names} spent {sums.lock_s:.2f}s waiting for {which}{longest} "
+        f"against {sums.busy_s:.2f}s of work{held}. No backend fixes this: hold the lock "
+        f"for less time or give each thread its own data.",
+    )
+
+
+def _gil_bound_verdict(
+    profile: Profile, sums: ev.Totals, wanting: list[ThreadStats], facts: RuntimeFacts
+) -> Verdict:
+    # Amdahl: the GIL-held time during which another thread waited could run in parallel;
+    # the rest of the run stays as long as it was. No run gets shorter than its busiest
+    # thread's own Python time: at most the others' share can be overlapped away.
+    parallel_s = min(sums.held_s, sums.gil_wait_s)
+    others_s = sums.held_s - max(t.gil_held_s or 0.0 for t in wanting)
+    speedup = amdahl_speedup(
+        sums.wall_s, parallel_s, len(wanting), facts.cores, most_saved_s=others_s
+    )
+    backend = cpu_backend(facts)
+    alt = " (or own-GIL sub-interpreters)" if facts.own_gil_subinterpreters else ""
+    return Verdict(
+        "gil-bound",
+        backend,
+        speedup,
+        f"GIL-bound: {len(wanting)} threads ({_names([t.name for t in wanting])}) take turns "
+        f"holding the GIL ({_pct(profile.held_fraction)} of the time held, "
+        f"{sums.gil_wait_s:.2f}s spent waiting for it){_where(profile, 'gil_held_s')}. "
+        f"{parallel_s:.2f}s of the {sums.wall_s:.2f}s run could run in parallel. Use "
+        f"processes{alt}: expected {speedup:.1f}x on {facts.cores} cores.{_quiet_note(sums)}",
+    )
+
+
+def _io_verdict(profile: Profile, sums: ev.Totals, facts: RuntimeFacts) -> Verdict:
+    threads = profile.threads
+    io_threads = max(1, sum(1 for t in threads if (t.io_wait_s or 0.0) >= 0.2 * t.wall_s))
+    waits = ev.io_waits(profile)
+    if waits is None:
+        ceiling = (sums.busy_s + sums.io_s) / max(sums.busy_s, 0.01 * sums.wall_s)
+        speedup = round(max(1.0, min(float(MAX_IO_WORKERS), ceiling) / io_threads), 2)
+        counted = ""
+    else:
+        # All waits overlapped at best: the run still needs its CPU (Python one thread at a
+        # time) and its longest single wait.
+        overlap = max(1, min(waits.count, MAX_IO_WORKERS))
+        floor_s = max(
+            sums.held_s + sums.native_s / max(facts.cores, 1),
+            sums.io_s / overlap,
+            waits.longest_s,
+            1e-9,
+        )
+        speedup = round(max(1.0, min(float(MAX_IO_WORKERS), sums.wall_s / floor_s)), 2)
+        counted = f" in {waits.count} separate waits (longest {waits.longest_s:.2f}s)"
+    if speedup < 1.1:
+        speedup = 1.0
+        advice = "The waits already overlap (or there is only one): more threads cannot help."
+    else:
+        advice = (
+            f"Threads (or asyncio) overlap the waits: expected {speedup:.1f}x with enough workers."
+        )
+    return Verdict(
+        "io-bound",
+        "thread",
+        speedup,
+        f"I/O-bound: {io_threads} thread{'s' if io_threads != 1 else ''} spent "
+        f"{sums.io_s:.2f}s blocked on I/O or sleep{counted} against {sums.busy_s:.2f}s of "
+        f"CPU{_where(profile, 'io_wait_s')}. {advice}{_quiet_note(sums)}",
+    )
+
+
+def _saturated_thread(
+    profile: Profile, sums: ev.Totals, wanting: list[ThreadStats]
+) -> Optional[ThreadStats]:
+    """The one thread running Python most of its time and doing most of the run's work."""
+    if len(wanting) > 1 or not profile.threads:
+        return None
+    runner = wanting[0] if wanting else max(profile.threads, key=lambda t: t.gil_held_s or 0.0)
+    held = runner.gil_held_s or 0.0
+    if held >= 0.5 * runner.wall_s and held >= 0.5 * sums.busy_s:
+        return runner
+    return None
+
+
+def _serial_verdict(
+    profile: Profile, sums: ev.Totals, runner: ThreadStats, facts: RuntimeFacts
+) -> Verdict:
+    share = (runner.gil_held_s or 0.0) / max(runner.wall_s, 1e-9)
+    others_wait_s = sums.gil_wait_s - (runner.gil_wait_s or 0.0)
+    waiting = (
+        f" (other threads, with little Python of their own, waited {others_wait_s:.2f}s "
+        f"for the GIL it held)"
+        if others_wait_s >= 0.05 * sums.wall_s
+        else ""
+    )
+    if_split = parallel_speedup(facts.cores, facts)
+    return Verdict(
+        "serial",
+        cpu_backend(facts),
+        1.0,
+        f"Serial: one thread ({runner.name}) runs Python, holding the GIL {share:.0%} of its "
+        f"time{_where(profile, 'gil_held_s')}: that thread is the saturated part{waiting}. "
+        f"As written nothing else could run beside it; if its work can be split "
+        f"into independent pieces, processes could use the {facts.cores} cores (up to "
+        f"{if_split:.1f}x).{_quiet_note(sums)}",
+    )
+
+
+def _whole_program(profile: Profile, facts: RuntimeFacts) -> Verdict:
+    """One verdict for a program and its followed child processes."""
+    processes = ev.all_processes(profile)
+    per_process = [(proc, ev.totals(proc)) for proc in processes]
+    children_busy = sum(sums.busy_s for _, sums in per_process[1:])
+    if children_busy < MIN_WORK_S:
+        return _judge(profile, facts)
+    for proc, sums in per_process:
+        if sums.busy_s + sums.lock_s < MIN_WORK_S:
+            continue
+        verdict = _judge(proc, facts)
+        if verdict.kind in PROBLEM_KINDS:
+            label = (
+                "the main process" if proc is profile else f"child process {ev.process_label(proc)}"
+            )
+            return replace(verdict, reason=f"In {label}: {verdict.reason}")
+    wall = max(profile.wall_s, 1e-9)
+    held = sum(sums.held_s for _, sums in per_process)
+    native = sum(sums.native_s for _, sums in per_process)
+    workers = [p for p, sums in per_process if sums.busy_s >= 0.2 * max(p.wall_s, 1e-9)]
+    cores_busy = (held + native) / wall
+    streams = len(workers)
+    possible = min(facts.cores, max(streams, 1)) * PARALLEL_EFFICIENCY
+    speedup = round(min(float(facts.cores), max(1.0, possible / max(cores_busy, 1.0))), 2)
+    kind: VerdictKind = "gil-bound" if held >= native else "native-parallel"
+    work = "Python" if kind == "gil-bound" else "native code"
+    parent = per_process[0][1]
+    waited = parent.result_wait_s + parent.join_wait_s
+    idled = f" (and its idle pool threads {parent.idle_s:.2f}s)" if parent.idle_s >= 0.01 else ""
+    parent_note = (
+        f" The main process ({ev.process_label(profile)}) waited {waited:.2f}s for their "
+        f"results or exits{idled}: waiting is not contention."
+        if waited + parent.idle_s >= 0.01
+        else ""
+    )
+    pids = ", ".join(ev.process_label(p) for p in workers) or "none"
+    if streams >= 2 and speedup < 1.25:
+        advice = f"Already parallel on processes: no backend does better on {facts.cores} cores."
+    elif streams >= 2:
+        advice = (
+            f"The processes overlapped only partly: expected {speedup:.1f}x with the work "
+            f"spread evenly over {facts.cores} cores (larger or more even chunks)."
+        )
+    else:
+        speedup = 1.0
+        advice = (
+            f"Only one process did the work: if it can be split into independent pieces, "
+            f"a pool of {facts.cores} processes could use the {facts.cores} cores."
+        )
+    return Verdict(
+        kind,
+        cpu_backend(facts),
+        speedup,
+        f"Whole program ({len(processes)} processes): {streams} of them ran {work} "
+        f"({pids}; {held:.2f}s holding their GILs, {native:.2f}s native), keeping "
+        f"{cores_busy:.1f} of {facts.cores} cores busy on average.{parent_note} {advice}",
+    )
+
+
+def _where(profile: Profile, attr: str) -> str:
+    top = ev.top_function(profile, attr)
+    return f", mostly in {top}" if top else ""
+
+
+def _quiet_note(sums: ev.Totals) -> str:
+    if sums.quiet_s < 0.01:
+        return ""
+    parts = [
+        f"{seconds:.2f}s {what}"
+        for seconds, what in (
+            (sums.idle_s, "idle (workers waiting for work)"),
+            (sums.join_wait_s, "joining"),
+            (sums.result_wait_s, "waiting for results"),
+        )
+        if seconds >= 0.01
+    ]
+    return f" Not counted as contention: {', '.join(parts)}."
+
+
+def _names(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    more = len(names) - limit
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 def _unknown_holder_verdict(busy: float, io: float, wall: float) -> Verdict:
-    if busy + io < 0.05 * wall:
+    if busy + io < IDLE_SHARE * wall:
         return Verdict("idle", "inline", 1.0, "No thread did measurable work or waited on I/O.")
     if io >= busy:
         return Verdict(

@@ -1,0 +1,327 @@
+"""What a Profile says happened, in the terms verdicts are made of.
+
+verdict.py decides; this module only adds up: per-state seconds over the threads (with the
+wait reasons that are never contention kept apart), the threads that wanted the GIL, the
+most-waited lock, the event-loop threads kept busy inside a callback, and separate waits
+counted from the timeline. Pure functions of a Profile: no clocks, no probe.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Optional
+
+from .model import QUIET_STATES, Frame, LockStats, Profile, StackStats, ThreadStats
+
+# A thread "wants the GIL" when holding or awaiting it took this share of its wall time.
+WANTS_GIL_SHARE = 0.2
+# Without wait reasons (a /1 profile, no stacks), lock waits count as contention only for
+# threads that also worked this share of their time (a joining main thread or an idle
+# worker waits on locks without contending).
+WORKING_SHARE = 0.05
+# A timeline span in io_wait shorter than this is not counted as a separate wait.
+MIN_WAIT_SPAN_S = 0.001
+
+
+def busy_s(thread: ThreadStats) -> float:
+    """Seconds the thread ran: Python holding the GIL plus native code without it."""
+    return (thread.gil_held_s or 0.0) + (thread.native_s or 0.0)
+
+
+def quiet_s(thread: ThreadStats) -> Optional[float]:
+    """Seconds blocked for a reason that is never contention (idle, join, result); None
+    when no stack told the reasons."""
+    parts = (thread.idle_s, thread.join_wait_s, thread.result_wait_s)
+    if all(part is None for part in parts):
+        return None
+    return sum(part or 0.0 for part in parts)
+
+
+# Innermost frames of a lock wait that is a wait for work, a join or a result (a Condition,
+# an Event, a queue, a pool's plumbing), not a contended acquire. Used only when the probe
+# did not tell the wait reasons (a /1 profile): then the share of the functions' lock waits
+# spent in these stands for every thread's.
+_QUIET_WAIT_FILES = (
+    "/threading.py",
+    "/queue.py",
+    "/concurrent/futures/",
+    "/multiprocessing/",
+    "/asyncio/",
+    "/selectors.py",
+    "/subprocess.py",
+    "/gilwise/",
+)
+
+
+def _is_quiet_wait_file(path: str) -> bool:
+    path = path.replace("\\", "/")
+    return any(
+        marker in path if marker.endswith("/") else path.endswith(marker)
+        for marker in _QUIET_WAIT_FILES
+    )
+
+
+def contended_share(profile: Profile) -> Optional[float]:
+    """Without wait reasons: the share of the functions' lock-wait seconds spent acquiring
+    a lock in the program's own code (not in a Condition, Event, queue, join or pool);
+    None when no function recorded a lock wait."""
+    total = sum(f.lock_wait_s for f in profile.functions)
+    if total <= 0:
+        return None
+    quiet = sum(f.lock_wait_s for f in profile.functions if _is_quiet_wait_file(f.file))
+    return max(0.0, total - quiet) / total
+
+
+def contended_lock_s(thread: ThreadStats, share: Optional[float] = None) -> float:
+    """Seconds the thread waited to acquire a lock another thread held.
+
+    With wait reasons, lock_wait_s is exactly that. Without them it also holds joins and idle
+    workers' waits: ``share`` (see contended_share) scales it when the functions tell, else
+    it counts only for threads that also did work."""
+    lock = thread.lock_wait_s or 0.0
+    if quiet_s(thread) is not None:
+        return lock
+    if share is not None:
+        return lock * share
+    return lock if busy_s(thread) >= WORKING_SHARE * thread.wall_s else 0.0
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Seconds added up over a profile's threads, per kind of time."""
+
+    wall_s: float
+    held_s: float
+    gil_wait_s: float
+    native_s: float
+    io_s: float
+    lock_s: float  # contended lock acquires only
+    idle_s: float
+    join_wait_s: float
+    result_wait_s: float
+    reasons_known: bool  # some thread's wait reasons were told by its stacks
+
+    @property
+    def busy_s(self) -> float:
+        return self.held_s + self.native_s
+
+    @property
+    def active_s(self) -> float:
+        """Time threads worked or waited for something a change of model could affect."""
+        return self.busy_s + self.io_s + self.gil_wait_s + self.lock_s
+
+    @property
+    def quiet_s(self) -> float:
+        return self.idle_s + self.join_wait_s + self.result_wait_s
+
+
+def totals(profile: Profile) -> Totals:
+    threads = profile.threads
+    share = contended_share(profile)
+
+    def total(attr: str) -> float:
+        return sum(getattr(t, attr) or 0.0 for t in threads)
+
+    return Totals(
+        wall_s=max(profile.wall_s, 1e-9),
+        held_s=total("gil_held_s"),
+        gil_wait_s=total("gil_wait_s"),
+        native_s=total("native_s"),
+        io_s=total("io_wait_s"),
+        lock_s=sum(contended_lock_s(t, share) for t in threads),
+        idle_s=total("idle_s"),
+        join_wait_s=total("join_wait_s"),
+        result_wait_s=total("result_wait_s"),
+        reasons_known=any(quiet_s(t) is not None for t in threads),
+    )
+
+
+def wanting_gil(profile: Profile) -> list[ThreadStats]:
+    """Threads that spent at least WANTS_GIL_SHARE of their wall time holding or awaiting
+    the GIL and held it WORKING_SHARE of it, busiest first."""
+    wanting = [
+        t
+        for t in profile.threads
+        if (t.gil_held_s or 0.0) + (t.gil_wait_s or 0.0) >= WANTS_GIL_SHARE * t.wall_s > 0
+        # A thread that mostly waits for the GIL but has little Python of its own to run (a
+        # producer feeding a busy stage) gains nothing from a GIL of its own.
+        and (t.gil_held_s or 0.0) >= WORKING_SHARE * t.wall_s
+    ]
+    return sorted(wanting, key=lambda t: -(t.gil_held_s or 0.0))
+
+
+def lock_waiters(profile: Profile) -> list[ThreadStats]:
+    """Threads that waited on a contended lock a good share (WANTS_GIL_SHARE) of their time."""
+    share = contended_share(profile)
+    return [
+        t for t in profile.threads if contended_lock_s(t, share) >= WANTS_GIL_SHARE * t.wall_s > 0
+    ]
+
+
+def top_lock(profile: Profile) -> Optional[LockStats]:
+    """The contended lock threads waited on longest, if the probe grouped locks."""
+    return max(profile.locks, key=lambda lock: lock.wait_s, default=None)
+
+
+def io_share_of_holders(lock: LockStats) -> Optional[float]:
+    """Share of the other threads' non-quiet time spent in I/O while someone waited for
+    ``lock``; None when the probe did not record it."""
+    states = {s: v for s, v in lock.holder_states.items() if s not in QUIET_STATES}
+    states.pop("lock_wait", None)  # the other waiters, not the holder
+    working = sum(states.values())
+    if working <= 0:
+        return None
+    return states.get("io_wait", 0.0) / working
+
+
+def top_function(profile: Profile, attr: str = "gil_held_s") -> Optional[str]:
+    """``name (file:line)`` of the function with the most ``attr`` seconds, if any."""
+    best = max(profile.functions, key=lambda f: getattr(f, attr), default=None)
+    if best is None or getattr(best, attr) <= 0:
+        return None
+    return f"{best.function} ({_short_file(best.file)}:{best.line})"
+
+
+def frame_label(frame: Frame) -> str:
+    return f"{frame.function} ({_short_file(frame.file)}:{frame.line})"
+
+
+def _short_file(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+# --- separate waits (timeline) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waits:
+    """The I/O waits of the run as the timeline saw them."""
+
+    count: int
+    longest_s: float
+
+
+def io_waits(profile: Profile) -> Optional[Waits]:
+    """Separate io_wait stretches over all threads; None without a timeline."""
+    if not profile.timeline:
+        return None
+    spans = [s for s in profile.timeline if s.state == "io_wait"]
+    # A thread's consecutive spans (the timeline may split one wait) form one wait.
+    by_thread: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for span in spans:
+        by_thread[span.native_id].append((span.start_s, span.end_s))
+    count, longest = 0, 0.0
+    for stretches in by_thread.values():
+        stretches.sort()
+        current: Optional[list[float]] = None
+        merged: list[list[float]] = []
+        for start, end in stretches:
+            if current is not None and start <= current[1] + 1e-9:
+                current[1] = max(current[1], end)
+            else:
+                current = [start, end]
+                merged.append(current)
+        for start, end in merged:
+            if end - start >= MIN_WAIT_SPAN_S:
+                count += 1
+                longest = max(longest, end - start)
+    return Waits(count, longest)
+
+
+# --- asyncio event loops (stacks) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoopBlock:
+    """An event-loop thread's time inside one callback (a coroutine step) instead of
+    waiting in its selector."""
+
+    thread: ThreadStats
+    blocked_s: float
+    #: The coroutine or callback that ran (the first frame outside asyncio), and the
+    #: innermost frame outside asyncio (the blocking call site), with its state.
+    coroutine: str
+    innermost: str
+    state: str
+
+
+def _is_loop_step(frame: Frame) -> bool:
+    return frame.file.endswith(("asyncio/base_events.py", "asyncio\\base_events.py")) and (
+        frame.function.endswith("_run_once")
+    )
+
+
+def _is_asyncio(frame: Frame) -> bool:
+    return "/asyncio/" in frame.file or "\\asyncio\\" in frame.file
+
+
+def _user_frames(stack: StackStats) -> Optional[tuple[Frame, ...]]:
+    """The frames a loop's callback ran below ``_run_once``, without asyncio's own, or
+    None when the stack is not inside an event loop's callback."""
+    for index, frame in enumerate(stack.frames):
+        if _is_loop_step(frame):
+            below = stack.frames[index + 1 :]
+            user = tuple(f for f in below if not _is_asyncio(f))
+            # Selector waits (select/epoll) live in selectors.py, not in a callback.
+            if not user or all(f.file.endswith("selectors.py") for f in user):
+                return None
+            return user
+    return None
+
+
+def loop_blocks(profile: Profile) -> list[LoopBlock]:
+    """Per event-loop thread, its time in callbacks (any state but the quiet ones), with
+    the callback that took most of it; longest first. Empty without stacks."""
+    by_thread: dict[int, dict[tuple[Frame, Frame, str], float]] = defaultdict(
+        lambda: defaultdict(float)
+    )
+    for stack in profile.stacks:
+        if stack.state in QUIET_STATES:
+            continue
+        user = _user_frames(stack)
+        if user is None:
+            continue
+        by_thread[stack.native_id][(user[0], user[-1], stack.state)] += stack.seconds
+    blocks = []
+    threads = {t.native_id: t for t in profile.threads}
+    for native_id, per_site in by_thread.items():
+        thread = threads.get(native_id)
+        if thread is None:
+            continue
+        (coroutine, innermost, state), _ = max(per_site.items(), key=lambda item: item[1])
+        blocks.append(
+            LoopBlock(
+                thread,
+                sum(per_site.values()),
+                frame_label(coroutine),
+                frame_label(innermost),
+                state,
+            )
+        )
+    return sorted(blocks, key=lambda block: -block.blocked_s)
+
+
+# --- child processes --------------------------------------------------------------------
+
+
+def all_processes(profile: Profile) -> list[Profile]:
+    """The profile and every followed descendant process, parent first."""
+    found = [profile]
+    for child in profile.processes:
+        found.extend(all_processes(child))
+    return found
+
+
+def process_label(profile: Profile) -> str:
+    pid = "?" if profile.pid is None else str(profile.pid)
+    return f"pid {pid}"
+
+
+def io_share_of_threads(threads: list[ThreadStats]) -> float:
+    """Share of the threads' working time (I/O plus CPU) spent in I/O. CPU is the threads'
+    own CPU clock where measured: on a busy machine "native" also holds the time a thread
+    woke up but waited for a CPU, which is not work done while holding a lock."""
+    io = sum(t.io_wait_s or 0.0 for t in threads)
+    cpu = sum(t.cpu_s if t.cpu_s is not None else busy_s(t) for t in threads)
+    return io / (io + cpu) if io + cpu > 0 else 0.0
