@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from gilwise.model import StateSpan
+from gilwise.model import Frame, StateSpan
 from gilwise.probe._build import (
     attribute_functions,
     build_profile,
     cap_timeline,
     held_seconds,
+    split_by_stacks,
 )
-from gilwise.probe._procfs import FUTEX, GIL_HELD, GIL_WAIT, IO_WAIT, NATIVE, RUNNING
+from gilwise.probe._procfs import FUTEX, GIL_HELD, GIL_WAIT, IO_WAIT, LOCK_WAIT, NATIVE, RUNNING
 from gilwise.probe._stacks import FrameSeries
 from gilwise.runtime import RuntimeFacts
 
@@ -107,13 +108,125 @@ def test_an_unknown_gil_address_reports_none_not_zero():
     assert {span.state for span in profile.timeline} == {"unknown"}
 
 
+F = ("f", "/app/a.py", 1)
+G = ("g", "/app/a.py", 9)
+MAIN = ("<module>", "/app/a.py", 1)
+JOIN = ("Thread.join", "/usr/lib/python3.11/threading.py", 1100)
+TSTATE_LOCK = ("Thread._wait_for_tstate_lock", "/usr/lib/python3.11/threading.py", 1140)
+COND_WAIT = ("Condition.wait", "/usr/lib/python3.11/threading.py", 320)
+RESULT = ("Future.result", "/usr/lib/python3.11/concurrent/futures/_base.py", 428)
+BOOT = (
+    ("Thread._bootstrap", "/usr/lib/python3.11/threading.py", 990),
+    ("Thread._bootstrap_inner", "/usr/lib/python3.11/threading.py", 1030),
+    ("Thread.run", "/usr/lib/python3.11/threading.py", 970),
+)
+POOL_WORKER = ("_worker", "/usr/lib/python3.11/concurrent/futures/thread.py", 69)
+
+
 def test_functions_split_state_spans_at_frame_snapshots():
-    frames = FrameSeries([0.0, 0.25], [("f", "a.py", 1), ("g", "a.py", 9)])
-    spans = [(0.0, 0.5, GIL_HELD), (0.5, 1.0, GIL_WAIT)]
-    out = attribute_functions(spans, frames)
-    assert out[("f", "a.py", 1)][GIL_HELD] == pytest.approx(0.25)
-    assert out[("g", "a.py", 9)][GIL_HELD] == pytest.approx(0.25)
-    assert out[("g", "a.py", 9)][GIL_WAIT] == pytest.approx(0.5)
+    frames = FrameSeries([0.0, 0.25], [(MAIN, F), (MAIN, G)])
+    spans = [(0.0, 0.5, GIL_HELD, 0), (0.5, 1.0, GIL_WAIT, 0)]
+    out = attribute_functions(split_by_stacks(spans, frames))
+    assert out[F][GIL_HELD] == pytest.approx(0.25)
+    assert out[G][GIL_HELD] == pytest.approx(0.25)
+    assert out[G][GIL_WAIT] == pytest.approx(0.5)
+
+
+def test_a_blocked_span_takes_the_stack_read_inside_it_for_its_head():
+    # Running in f until 0.5, then blocked; the blocked stack (in g) is read at 0.6: the
+    # thread ran no Python after 0.5, so [0.5, 0.6) was g's too.
+    frames = FrameSeries([0.0, 0.6], [(MAIN, F), (MAIN, G)])
+    spans = [(0.0, 0.5, GIL_HELD, 0), (0.5, 1.0, IO_WAIT, 0)]
+    out = attribute_functions(split_by_stacks(spans, frames))
+    assert out[F] == {GIL_HELD: pytest.approx(0.5)}
+    assert out[G] == {IO_WAIT: pytest.approx(0.5)}
+
+
+def _stacked(threads, frames, holders=([0.0], [0])):
+    return build_profile(_result(threads, *holders), TWO_CORES, frames=frames)
+
+
+def test_stacks_are_folded_per_thread_and_state_root_first():
+    threads = {11: _series([0.0, 0.5], [GIL_HELD, GIL_WAIT])}
+    frames = {11: FrameSeries([0.0, 0.2, 0.4], [(MAIN, F), (MAIN, G), (MAIN, F)])}
+    profile = _stacked(threads, frames, ([0.0, 0.5], [11, 0]))
+    by_key = {(s.state, tuple(f.function for f in s.frames)): s for s in profile.stacks}
+    assert set(by_key) == {
+        ("gil_held", ("<module>", "f")),
+        ("gil_held", ("<module>", "g")),
+        ("gil_wait", ("<module>", "f")),
+    }
+    assert by_key[("gil_held", ("<module>", "f"))].seconds == pytest.approx(0.3)
+    assert by_key[("gil_held", ("<module>", "f"))].samples == 300
+    assert by_key[("gil_held", ("<module>", "g"))].seconds == pytest.approx(0.2)
+    assert by_key[("gil_wait", ("<module>", "f"))].seconds == pytest.approx(0.5)
+    assert profile.stacks[0].frames[0] == Frame("<module>", "/app/a.py", 1)
+
+
+def test_blocked_time_gets_its_reason_from_the_stack():
+    # One thread joins, one waits for a future's result, one is an idle pool worker, one
+    # acquires a lock in user code: only the last is lock_wait.
+    threads = {tid: _series([0.0], [LOCK_WAIT]) for tid in (11, 12, 13, 14)}
+    frames = {
+        11: FrameSeries([0.0], [(MAIN, JOIN, TSTATE_LOCK)]),
+        12: FrameSeries([0.0], [(MAIN, RESULT, COND_WAIT)]),
+        13: FrameSeries([0.0], [(*BOOT, POOL_WORKER)]),
+        14: FrameSeries([0.0], [(*BOOT, F)]),
+    }
+    profile = _stacked(threads, frames)
+    by_id = {t.native_id: t for t in profile.threads}
+    assert by_id[11].join_wait_s == pytest.approx(1.0) and by_id[11].lock_wait_s == 0.0
+    assert by_id[12].result_wait_s == pytest.approx(1.0) and by_id[12].lock_wait_s == 0.0
+    assert by_id[13].idle_s == pytest.approx(1.0) and by_id[13].lock_wait_s == 0.0
+    assert by_id[14].lock_wait_s == pytest.approx(1.0)
+    assert (by_id[14].idle_s, by_id[14].join_wait_s, by_id[14].result_wait_s) == (0.0,) * 3
+    assert {span.state for span in profile.timeline} == {
+        "join_wait",
+        "result_wait",
+        "idle",
+        "lock_wait",
+    }
+
+
+def test_threads_without_stacks_have_no_wait_reasons():
+    profile = build_profile(_result({11: _series([0.0], [LOCK_WAIT])}, [0.0], [0]), TWO_CORES)
+    stats = profile.threads[0]
+    assert (stats.idle_s, stats.join_wait_s, stats.result_wait_s) == (None,) * 3
+    assert stats.lock_wait_s == pytest.approx(1.0)
+    assert profile.stacks == () and profile.locks == ()
+
+
+def test_waits_on_one_lock_are_one_lock_with_its_holder():
+    # 11 holds the lock while sleeping in h; 12 waits on it [0.2, 1.0), 13 [0.5, 1.0); a
+    # lock 0xB waited on for less than the threshold is not listed.
+    H = ("h", "/app/a.py", 30)
+    threads = {
+        11: _series([0.0], [IO_WAIT]),
+        12: {**_series([0.0, 0.2], [GIL_HELD, LOCK_WAIT]), "locks": [0, 0xA]},
+        13: {**_series([0.0, 0.5, 0.505], [IO_WAIT, LOCK_WAIT, IO_WAIT]), "locks": [0, 0xB, 0]},
+    }
+    threads[13] = {
+        **_series([0.0, 0.5, 0.505, 0.6], [IO_WAIT, LOCK_WAIT, IO_WAIT, LOCK_WAIT]),
+        "locks": [0, 0xB, 0, 0xA],
+    }
+    frames = {
+        11: FrameSeries([0.0], [(*BOOT, H)]),
+        12: FrameSeries([0.0], [(*BOOT, F)]),
+        13: FrameSeries([0.0], [(*BOOT, G)]),
+    }
+    profile = _stacked(threads, frames, ([0.0, 0.2], [12, 0]))
+    (lock,) = profile.locks
+    assert lock.address == 0xA
+    assert lock.waiters == ("thread-12", "thread-13")
+    assert lock.wait_s == pytest.approx(0.8 + 0.4)
+    assert lock.longest_wait_s == pytest.approx(0.8)
+    assert lock.waiting_functions == ("f (a.py:1)", "g (a.py:9)")
+    assert lock.label == "f (a.py:1)"
+    # Meanwhile 11 slept, and 13 slept or waited on the other lock until it queued too.
+    assert lock.holder_states == pytest.approx({"io_wait": 0.8 + 0.3 + 0.095, "lock_wait": 0.005})
+    # Until 0.6, 11 and 13 could each hold it (neither had waited for it): not told; then
+    # only 11 could.
+    assert lock.held_across == "io_wait in h (a.py:30)"
 
 
 def test_a_long_timeline_is_resampled_to_the_cap_keeping_dominant_states():

@@ -1,18 +1,49 @@
-"""Turn raw samples (the sampler's result, the stack sampler's frames) into a model.Profile.
+"""Turn raw samples (the sampler's result, the stacks) into a model.Profile.
 
 Pure functions of plain data: no clocks, no /proc, so tests can feed fake probe results
 (a free-threaded run, an attach without the GIL's address) and check the Profile.
+
+Each thread's time is cut into pieces (begin, end, state, lock, stack): its run-length
+encoded states, split where its stack was read. A blocked thread runs no Python, so during
+a blocked span (GIL, lock, I/O wait) its stack cannot change: the whole span takes the
+first stack read inside it (the sampler reads a blocked thread's stack once after it
+blocks), not the one read while it was still running. Blocked pieces then get their wait
+reason from the stack (see _reasons); every figure (thread totals, timeline, functions,
+folded stacks, locks) is made from the same pieces.
 """
 
 from __future__ import annotations
 
+import os
+from bisect import bisect_right
 from collections import defaultdict
 from typing import Any, Iterable, Optional
 
 from gilwise import verdict as _verdict
-from gilwise.model import FunctionStats, Profile, PythonInfo, StateSpan, ThreadStats
-from gilwise.probe._procfs import FUTEX, RUNNING, STATE_NAMES, UNKNOWN
-from gilwise.probe._stacks import FrameSeries, FunctionKey
+from gilwise.model import (
+    Frame,
+    FunctionStats,
+    Profile,
+    PythonInfo,
+    StackStats,
+    StateSpan,
+    ThreadStats,
+)
+from gilwise.probe._locks import lock_stats
+from gilwise.probe._procfs import (
+    FUTEX,
+    GIL_WAIT,
+    IDLE,
+    IO_WAIT,
+    JOIN_WAIT,
+    LOCK_WAIT,
+    RESULT_WAIT,
+    RUNNING,
+    STATE_NAMES,
+    UNKNOWN,
+)
+from gilwise.probe._reasons import blocked_reason
+from gilwise.probe._stacks import GILWISE_DIR, FrameSeries, FunctionKey, Stack
 from gilwise.runtime import RuntimeFacts
 
 # A long run's timeline is resampled to at most this many spans (dominant state per bin),
@@ -20,8 +51,17 @@ from gilwise.runtime import RuntimeFacts
 MAX_TIMELINE_SPANS = 20_000
 # Keep the functions with the most GIL time.
 MAX_FUNCTIONS = 200
+# Keep the folded stacks with the most time (all of a short run's).
+MAX_STACKS = 5_000
 
-Span = tuple[float, float, int]  # (start_s, end_s, state code), absolute monotonic seconds
+Span = tuple[float, float, int, int]  # (start_s, end_s, state code, lock), monotonic seconds
+# (start_s, end_s, state code, lock address, stack root first or None when never read)
+Piece = tuple[float, float, int, int, Optional[Stack]]
+
+# States in which a thread runs no Python, so its stack stays put.
+_STEADY = frozenset((GIL_WAIT, IO_WAIT, LOCK_WAIT, FUTEX))
+# Frames shown in no stack: the profiler's own (monitor start/stop, the sampler thread).
+_PROBE_DIR = os.path.join(GILWISE_DIR, "probe", "")
 
 
 def thread_spans(
@@ -30,19 +70,85 @@ def thread_spans(
     """The state spans of one thread from its run-length encoded samples."""
     times: list[float] = series["times"]
     states: list[int] = series["states"]
+    locks: list[int] = series.get("locks") or [0] * len(states)
     end = min(series["last_s"] + interval_s, stop_s) if series["ended"] else stop_s
     spans = []
     for index, (begin, state) in enumerate(zip(times, states)):
         finish = times[index + 1] if index + 1 < len(times) else end
         begin = max(begin, start_s)
         if finish > begin:
-            spans.append((begin, finish, state))
+            spans.append((begin, finish, state, locks[index]))
     return spans
 
 
-def _totals(spans: Iterable[Span]) -> dict[int, float]:
+def split_by_stacks(spans: list[Span], frames: Optional[FrameSeries]) -> list[Piece]:
+    """Each span cut at the thread's stack reads, each piece with the stack in effect;
+    blocked spans take the first stack read inside them for their head (see the module
+    docstring). Blocked pieces keep their sampled state (see ``with_reasons``)."""
+    if frames is None or not frames.times:
+        return [(begin, end, state, lock, None) for begin, end, state, lock in spans]
+    times, stacks = frames.times, frames.stacks
+    count = len(times)
+    out: list[Piece] = []
+    for begin, end, state, lock in spans:
+        index = bisect_right(times, begin)
+        current = stacks[index - 1] if index > 0 else None
+        if state in _STEADY and index < count and times[index] < end:
+            current = stacks[index]
+        position = begin
+        while index < count and times[index] < end:
+            if times[index] > position:
+                out.append((position, times[index], state, lock, current))
+                position = times[index]
+            current = stacks[index]
+            index += 1
+        out.append((position, end, state, lock, current))
+    return out
+
+
+def with_reasons(pieces: list[Piece]) -> list[Piece]:
+    """Blocked pieces with the wait reason their stack tells (idle, join, result)."""
+    return [
+        (begin, end, blocked_reason(state, stack), lock if state == LOCK_WAIT else 0, stack)
+        if stack and state in (LOCK_WAIT, FUTEX, IO_WAIT)
+        else (begin, end, state, lock, stack)
+        for begin, end, state, lock, stack in pieces
+    ]
+
+
+def _own(key: FunctionKey) -> bool:
+    return key[1].startswith(GILWISE_DIR)
+
+
+def innermost(stack: Optional[Stack]) -> Optional[FunctionKey]:
+    """The function a piece's time belongs to: the innermost frame, unless it is gilwise's
+    own code (then none: gilwise never shows in the user's functions)."""
+    if not stack or _own(stack[-1]):
+        return None
+    return stack[-1]
+
+
+def shown_stack(stack: Optional[Stack]) -> Optional[tuple[Frame, ...]]:
+    """The frames a report shows (root first): without gilwise's and runpy's frames at the
+    root (the CLI and ``python -m`` plumbing); None when the innermost frame is the
+    profiler's own or nothing is left."""
+    if not stack or stack[-1][1].startswith(_PROBE_DIR):
+        return None
+    start = 0
+    while start < len(stack) and (_own(stack[start]) or _is_runpy(stack[start][1])):
+        start += 1
+    if start == len(stack):
+        return None
+    return tuple(Frame(name, filename, line) for name, filename, line in stack[start:])
+
+
+def _is_runpy(filename: str) -> bool:
+    return filename.endswith(("runpy.py", "<frozen runpy>"))
+
+
+def _totals(pieces: Iterable[Piece]) -> dict[int, float]:
     totals: dict[int, float] = defaultdict(float)
-    for begin, end, state in spans:
+    for begin, end, state, _lock, _stack in pieces:
         totals[state] += end - begin
     return totals
 
@@ -72,31 +178,33 @@ def held_seconds(
     return held, probe
 
 
-def attribute_functions(
-    spans: list[Span], frames: Optional[FrameSeries]
-) -> dict[FunctionKey, dict[int, float]]:
-    """Seconds per (function, state): each span is split at the thread's frame snapshots."""
+def attribute_functions(pieces: list[Piece]) -> dict[FunctionKey, dict[int, float]]:
+    """Seconds per (innermost function, state)."""
     out: dict[FunctionKey, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    if frames is None or not frames.keys:
-        return out
-    times, keys = frames.times, frames.keys
-    cursor = 0
-    for begin, end, state in spans:
-        while cursor + 1 < len(times) and times[cursor + 1] <= begin:
-            cursor += 1
-        position = begin
-        index = cursor
-        while position < end:
-            next_change = times[index + 1] if index + 1 < len(times) else end
-            piece_end = min(end, max(next_change, position))
-            key = keys[index]
-            if key is not None and piece_end > position:
-                out[key][state] += piece_end - position
-            if piece_end >= end:
-                break
-            position = piece_end
-            index += 1
+    for begin, end, state, _lock, stack in pieces:
+        key = innermost(stack)
+        if key is not None:
+            out[key][state] += end - begin
     return out
+
+
+def fold_stacks(tid: int, pieces: list[Piece], interval_s: float, shown_state) -> list[StackStats]:
+    """One StackStats per (state, shown stack) of a thread."""
+    seconds: dict[tuple[str, tuple[Frame, ...]], float] = defaultdict(float)
+    for begin, end, state, _lock, stack in pieces:
+        frames = shown_stack(stack)
+        if frames is not None:
+            seconds[(shown_state(state), frames)] += end - begin
+    return [
+        StackStats(
+            native_id=tid,
+            state=state,
+            frames=frames,
+            seconds=total,
+            samples=max(1, round(total / interval_s)) if interval_s > 0 else 0,
+        )
+        for (state, frames), total in seconds.items()
+    ]
 
 
 def cap_timeline(spans: list[StateSpan], wall_s: float, limit: int) -> list[StateSpan]:
@@ -135,9 +243,10 @@ def cap_timeline(spans: list[StateSpan], wall_s: float, limit: int) -> list[Stat
 
 
 def remote_frames(result: dict[str, Any]) -> dict[int, FrameSeries]:
-    """The frame series the sampler child read from the target's memory (see _frames)."""
+    """The stack series the sampler child read from the target's memory (see _frames)."""
+    table = [tuple(tuple(key) for key in stack) for stack in result.get("stack_table") or ()]
     return {
-        int(tid): FrameSeries(list(data["times"]), list(data["keys"]))
+        int(tid): FrameSeries(list(data["times"]), [table[i] for i in data["stacks"]])
         for tid, data in (result.get("frames") or {}).items()
     }
 
@@ -169,6 +278,9 @@ def build_profile(
     threads: list[ThreadStats] = []
     timeline: list[StateSpan] = []
     functions: dict[FunctionKey, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    stacks: list[StackStats] = []
+    all_pieces: dict[int, list[Any]] = {}
+    thread_names: dict[int, str] = {}
     attach_states: dict[str, dict[str, float]] = {}
     for tid, series in sorted(result["threads"].items()):
         tid = int(tid)
@@ -177,7 +289,9 @@ def build_profile(
         spans = thread_spans(series, start_s, stop_s, interval_s)
         if not spans:
             continue
-        totals = _totals(spans)
+        has_stacks = tid in frames and bool(frames[tid].times)
+        pieces = with_reasons(split_by_stacks(spans, frames.get(tid)))
+        totals = _totals(pieces)
         thread_wall = spans[-1][1] - spans[0][0]
         cpu_s = None
         if series["cpu_last_ns"] is not None and series["cpu_first_ns"] is not None:
@@ -185,9 +299,11 @@ def build_profile(
         cpu_wait_s = None
         if series.get("delay_last_ns") is not None and series.get("delay_first_ns") is not None:
             cpu_wait_s = max(0.0, (series["delay_last_ns"] - series["delay_first_ns"]) / 1e9)
+        name = names.get(tid) or series["name"] or f"thread-{tid}"
+        thread_names[tid] = name
         threads.append(
             ThreadStats(
-                name=names.get(tid) or series["name"] or f"thread-{tid}",
+                name=name,
                 native_id=tid,
                 wall_s=thread_wall,
                 cpu_s=cpu_s,
@@ -198,16 +314,22 @@ def build_profile(
                 lock_wait_s=totals[4] if (gil_known or not gil_enabled) else None,
                 unknown_s=totals[UNKNOWN],
                 cpu_wait_s=cpu_wait_s,
+                idle_s=totals[IDLE] if has_stacks else None,
+                join_wait_s=totals[JOIN_WAIT] if has_stacks else None,
+                result_wait_s=totals[RESULT_WAIT] if has_stacks else None,
             )
         )
         if not gil_known and gil_enabled:
             attach_states[str(tid)] = {"running_s": totals[RUNNING], "futex_wait_s": totals[FUTEX]}
-        for begin, end, state in spans:
-            shown = "unknown" if state in (RUNNING, FUTEX) else STATE_NAMES[state]
-            timeline.append(StateSpan(tid, shown, begin - start_s, end - start_s))  # type: ignore[arg-type]
-        for key, per_state in attribute_functions(spans, frames.get(tid)).items():
+        timeline.extend(_timeline(tid, pieces, start_s))
+        for key, per_state in attribute_functions(pieces).items():
             for state, seconds in per_state.items():
                 functions[key][state] += seconds
+        stacks.extend(fold_stacks(tid, pieces, interval_s, _shown_state))
+        all_pieces[tid] = [
+            (begin, end, state, lock, innermost(stack) if stack else None)
+            for begin, end, state, lock, stack in pieces
+        ]
 
     held_fraction: Optional[float] = None
     extra: dict[str, Any] = {
@@ -249,6 +371,8 @@ def build_profile(
         held_fraction=held_fraction,
         threads=tuple(threads),
         functions=_function_stats(functions),
+        stacks=_top_stacks(stacks),
+        locks=lock_stats(all_pieces, thread_names, interval_s) if frames else (),
         timeline=tuple(cap_timeline(timeline, wall_s, max_timeline_spans)),
         sample_interval_s=interval_s,
         samples=int(result["samples"]),
@@ -258,6 +382,27 @@ def build_profile(
         extra=extra,
     )
     return profile.with_verdict(_verdict.verdict_for_profile(profile, runtime))
+
+
+def _shown_state(state: int) -> str:
+    return "unknown" if state in (RUNNING, FUTEX) else STATE_NAMES[state]
+
+
+def _timeline(tid: int, pieces: list[Piece], start_s: float) -> list[StateSpan]:
+    """A thread's pieces as spans of shown states, neighbours in one state merged."""
+    spans: list[StateSpan] = []
+    for begin, end, state, _lock, _stack in pieces:
+        shown = _shown_state(state)
+        if spans and spans[-1].state == shown and spans[-1].end_s >= begin - start_s - 1e-12:
+            spans[-1] = StateSpan(tid, spans[-1].state, spans[-1].start_s, end - start_s)
+        else:
+            spans.append(StateSpan(tid, shown, begin - start_s, end - start_s))  # type: ignore[arg-type]
+    return spans
+
+
+def _top_stacks(stacks: list[StackStats]) -> tuple[StackStats, ...]:
+    stacks.sort(key=lambda stack: stack.seconds, reverse=True)
+    return tuple(stacks[:MAX_STACKS])
 
 
 def _function_stats(functions: dict[FunctionKey, dict[int, float]]) -> tuple[FunctionStats, ...]:

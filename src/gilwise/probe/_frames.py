@@ -18,8 +18,10 @@ an OSError, not a crash.
 
 The layout is plain data (JSON) handed to the sampler child, which walks, per sample:
 ``interp -> first thread state -> next ...``; per thread state the chain to its innermost
-frame, that frame's code object, and (once per code object) its qualified name, file name
-and first line.
+frame, then each frame's code object and the pointer to its caller's frame (``previous``
+on 3.11+, ``f_back`` before), up to MAX_STACK_DEPTH frames, and (once per code object) its
+qualified name, file name and first line. Frames that hold no code object (the C-stack
+entry frames of 3.12+) are skipped, not followed into.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ _CODE_SCAN = 256
 _MAX_NAME_CHARS = 512
 _MAX_THREADS = 4096  # a guard against walking a corrupted list forever
 _MAX_CACHED_KEYS = 100_000
+#: Frames read per stack: a deeper stack keeps its innermost frames under a TRUNCATED root.
+MAX_STACK_DEPTH = 128
+#: The root frame of a stack cut at MAX_STACK_DEPTH.
+TRUNCATED: FunctionKey = ("<truncated>", "", 0)
+# 3.12's C-stack entry frames hold a code object of this file name: skipped in stacks.
+_SHIM_FILENAME = "<shim>"
+_CALLER_HOPS = 4  # frames between a function and its Python caller (3.12's entry shims)
 _SHORT_NAME = 64
 _HEAD_ATTEMPTS = 20
 _FIRSTLINENO = 48611  # a first line number no other field of the probe code object has
@@ -67,7 +76,8 @@ class FrameLayout(Record):
     ``code`` and ``str`` types, used to reject torn reads. Unicode: the data of a compact
     ASCII string starts at ``ascii_data``, of other compact strings at ``compact_data``;
     ``state_offset`` holds the kind/compact/ascii bits. ``own_prefix``: code under this
-    directory (gilwise's own) is attributed to no function.
+    directory (gilwise's own) is attributed to no function. ``previous_offset``: the
+    caller's frame pointer inside a frame (-1: unknown, then stacks are one frame deep).
     """
 
     FIELDS = (
@@ -86,6 +96,7 @@ class FrameLayout(Record):
         ("ascii_data", REQUIRED),
         ("compact_data", REQUIRED),
         ("own_prefix", ""),
+        ("previous_offset", -1),
     )
     __slots__ = tuple(name for name, _ in FIELDS)
     if TYPE_CHECKING:
@@ -104,6 +115,7 @@ class FrameLayout(Record):
         ascii_data: int
         compact_data: int
         own_prefix: str
+        previous_offset: int
 
 
 # -- discovery, in the profiled process ------------------------------------------------------
@@ -267,6 +279,20 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
         if not candidates:
             raise OSError("no pointer chain from a thread state to its running frame was found")
         chain, code_offset = min(candidates, key=lambda item: (len(item[0]), item))
+        # 1b. The caller pointer: _second_probe was called directly by its thread's target (a
+        # lambda), so one hop from its frame leads to the lambda's frame; from probe.run
+        # (called through Thread.run's ``self._target(...)``, which may push a C-stack entry
+        # frame first) a few hops lead to Thread.run's frame.
+        frames_of = [_frame_of(memory, state, chain) for state in states]
+        lambda_code = id(helpers[1]._target.__code__)  # type: ignore[attr-defined]
+        run_code = id(threading.Thread.run.__code__)
+        previous = sorted(
+            offset
+            for offset in _caller_offsets(memory, frames_of[1], code_offset, lambda_code)
+            if _reaches(memory, frames_of[0], offset, code_offset, run_code)
+        )
+        if not previous:
+            raise OSError("the pointer from a frame to its caller's frame was not found")
         # 2. The thread list: interp -> head (the newest thread) -> next ... The program's
         # own threads may start and end meanwhile, so the head moves: the offsets must lead
         # from the interpreter through the list to both parked helpers, which cannot end.
@@ -306,6 +332,7 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
             state_offset=state_offset,
             ascii_data=ascii_data,
             compact_data=compact_data,
+            previous_offset=previous[0],
         )
         # 3. The reader the sampler child will use must see both helpers in the list and
         # read their functions right, and read strings of every kind.
@@ -325,6 +352,17 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
         for state, key in expected.items():
             if reader.code_key(reader.innermost_code(state)) != key:
                 raise OSError("reading a thread's function through the discovered layout failed")
+        run = threading.Thread.run.__code__
+        run_key = (getattr(run, "co_qualname", run.co_name), run.co_filename, run.co_firstlineno)
+        lambda_code = helpers[1]._target.__code__  # type: ignore[attr-defined]
+        lambda_key = (
+            getattr(lambda_code, "co_qualname", lambda_code.co_name),
+            lambda_code.co_filename,
+            lambda_code.co_firstlineno,
+        )
+        stack = reader.stack(states[1])
+        if stack[-2:] != (lambda_key, expected[states[1]]) or run_key not in stack[:-2]:
+            raise OSError("reading a thread's call stack through the discovered layout failed")
         for text in ("plain", "caf\xe9", "\u20ac-euro", "\U0001f600-emoji"):
             if reader.string(id(text)) != text:
                 raise OSError(
@@ -337,6 +375,39 @@ def _locate(memory: _Memory, tstate: int) -> FrameLayout:
                 helper.join(10)
     own_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
     return layout.replace(own_prefix=own_dir)
+
+
+def _frame_of(memory: _Memory, tstate: int, chain: tuple[int, ...]) -> int:
+    address: Optional[int] = tstate
+    for offset in chain:
+        address = memory.word(address + offset) if address else None
+    return address or 0
+
+
+def _caller_offsets(memory: _Memory, frame: int, code_offset: int, caller_code: int) -> set[int]:
+    """Offsets in ``frame`` of a pointer to a frame whose code is ``caller_code``."""
+    found = set()
+    for offset, pointer in _words(memory.read(frame, _HOP_SCAN)):
+        if (
+            offset != code_offset
+            and _pointer_like(pointer)
+            and memory.word(pointer + code_offset) == caller_code
+        ):
+            found.add(offset)
+    return found
+
+
+def _reaches(
+    memory: _Memory, frame: int, previous_offset: int, code_offset: int, code: int
+) -> bool:
+    """Whether following ``previous_offset`` from ``frame`` meets ``code`` within a few hops."""
+    for _ in range(_CALLER_HOPS):
+        frame = memory.word(frame + previous_offset) or 0 if frame else 0
+        if not frame:
+            return False
+        if memory.word(frame + code_offset) == code:
+            return True
+    return False
 
 
 def _walk_reaches(
@@ -366,6 +437,9 @@ class FrameReader:
         self._code_span = (
             max(layout.name_offset, layout.filename_offset, layout.firstlineno_offset) + 8
         )
+        self._frame_span = max(layout.code_offset, layout.previous_offset) + 8
+        # Per thread state: {frame address: (code address, key)} from its last stack read.
+        self._last_frames: dict[int, dict[int, tuple[int, Optional[FunctionKey]]]] = {}
 
     def _word(self, address: int) -> int:
         try:
@@ -393,9 +467,78 @@ class FrameReader:
                 return 0
         return self._word(address + self.layout.code_offset)
 
+    def innermost_frame(self, tstate: int) -> int:
+        """The address of the thread's innermost frame (0 when it has none)."""
+        address = tstate
+        for offset in self.layout.frame_chain:
+            address = self._word(address + offset)
+            if not address:
+                return 0
+        return address
+
+    def stack(self, tstate: int) -> tuple[FunctionKey, ...]:
+        """The thread's Python call stack, root first, gilwise's own frames included.
+
+        One read per frame (its code and caller pointers). A frame at the same address with
+        the same code object as at this thread's previous read reuses that read's key: a
+        live frame keeps its code alive, so only the innermost frame (which may be new code
+        at a reused address) has its code object read every time. Deeper stacks than
+        MAX_STACK_DEPTH keep their innermost frames under a TRUNCATED root. Frames holding
+        no code object (C-stack entry frames) are skipped.
+        """
+        layout = self.layout
+        previous_at = layout.previous_offset
+        code_at = layout.code_offset
+        span = self._frame_span
+        last = self._last_frames.get(tstate, {})
+        seen: dict[int, tuple[int, Optional[FunctionKey]]] = {}
+        keys: list[FunctionKey] = []
+        frame = self.innermost_frame(tstate)
+        depth = 0
+        while frame and depth < MAX_STACK_DEPTH:
+            try:
+                blob = self._read(frame, span)
+            except (OSError, OverflowError, ValueError):
+                break
+            if len(blob) < span:
+                break
+            code = struct.unpack_from("<Q", blob, code_at)[0]
+            cached = last.get(frame)
+            if depth and cached is not None and cached[0] == code:
+                key = cached[1]
+            else:
+                key = self.raw_key(code)
+            seen[frame] = (code, key)
+            if key is not None and key[1] != _SHIM_FILENAME:
+                keys.append(key)
+            depth += 1
+            if previous_at < 0:
+                break
+            frame = struct.unpack_from("<Q", blob, previous_at)[0]
+            if frame in seen:
+                break  # a torn read made a loop
+        if frame and depth >= MAX_STACK_DEPTH and previous_at >= 0:
+            keys.append(TRUNCATED)
+        if len(self._last_frames) >= _MAX_THREADS:
+            self._last_frames.clear()
+        self._last_frames[tstate] = seen
+        keys.reverse()
+        return tuple(keys)
+
+    def forget(self, tstate: int) -> None:
+        """Drop what the last stack read of ``tstate`` cached (the thread ended)."""
+        self._last_frames.pop(tstate, None)
+
     def code_key(self, code: int) -> Optional[FunctionKey]:
         """(qualified name, file, first line) of a code object; None if it is not one, or
-        it is gilwise's own code.
+        it is gilwise's own code."""
+        key = self.raw_key(code)
+        if key is not None and key[1].startswith(self.layout.own_prefix or "\0"):
+            return None
+        return key
+
+    def raw_key(self, code: int) -> Optional[FunctionKey]:
+        """(qualified name, file, first line) of a code object; None if it is not one.
 
         The code object's header and name are read every time (two small reads): a freed
         code object's address (and its name's) can be reused by another, so the cache is
@@ -422,8 +565,6 @@ class FrameReader:
         if filename is None:
             return None
         key: Optional[FunctionKey] = (name, filename, line)
-        if filename.startswith(layout.own_prefix or "\0"):
-            key = None
         if len(self._keys) >= _MAX_CACHED_KEYS:
             self._keys.clear()
         self._keys[identity] = key

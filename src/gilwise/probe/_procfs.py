@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 # Thread state codes; the order matches gilwise.model.THREAD_STATES. RUNNING and FUTEX are
 # used only when the GIL's address is unknown: then a running thread may or may not hold
 # the GIL and a futex may or may not be the GIL's.
+# IDLE, JOIN_WAIT and RESULT_WAIT are never sampled: the build gives them to blocked samples
+# whose Python stack tells the reason (see _reasons).
 GIL_HELD, GIL_WAIT, NATIVE, IO_WAIT, LOCK_WAIT, UNKNOWN, RUNNING, FUTEX = range(8)
+IDLE, JOIN_WAIT, RESULT_WAIT = 8, 9, 10
 STATE_NAMES = (
     "gil_held",
     "gil_wait",
@@ -27,6 +30,9 @@ STATE_NAMES = (
     "unknown",
     "running",
     "futex",
+    "idle",
+    "join_wait",
+    "result_wait",
 )
 
 # Syscalls a thread blocks in while waiting for I/O, a child or a timer (sleep counts: the

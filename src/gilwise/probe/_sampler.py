@@ -107,7 +107,8 @@ class ThreadSeries:
 
     ``quiet``: consecutive samples in the same blocked state; ``switches``: its schedstat run
     count at the last clock read; ``frame_switches``: the run count when its stack was last
-    read while blocked (-1: read while running).
+    read while blocked (-1: read while running). ``locks``: the futex address of each
+    lock_wait run (0 for other states): threads blocked on one lock share it.
     """
 
     __slots__ = (
@@ -119,6 +120,7 @@ class ThreadSeries:
         "first_s",
         "frame_switches",
         "last_s",
+        "locks",
         "name",
         "quiet",
         "seen_at_start",
@@ -134,6 +136,7 @@ class ThreadSeries:
         self.name = name
         self.times = array("d")
         self.states = array("b")
+        self.locks = array("Q")
         self.cpu_first_ns: Optional[int] = None
         self.cpu_last_ns: Optional[int] = None
         self.delay_first_ns: Optional[int] = None
@@ -143,10 +146,11 @@ class ThreadSeries:
         self.switches = -1
         self.frame_switches = -1
 
-    def record(self, now: float, state: int) -> None:
-        if not self.states or self.states[-1] != state:
+    def record(self, now: float, state: int, lock: int = 0) -> None:
+        if not self.states or self.states[-1] != state or self.locks[-1] != lock:
             self.times.append(now)
             self.states.append(state)
+            self.locks.append(lock)
             self.quiet = 0
         elif state in BLOCKED:
             self.quiet += 1
@@ -189,7 +193,11 @@ class Sampler:
         self.scheduling = "normal"
         self._cpu_at_start_s = 0.0
         self._frames: Optional[FrameReader] = None
-        self.frame_series: dict[int, tuple[array, list[Optional[FunctionKey]]]] = {}
+        # Per thread: (sample times, stack ids) run-length encoded; a stack id indexes
+        # stack_table (each stack a tuple of FunctionKeys, root first).
+        self.frame_series: dict[int, tuple[array, array]] = {}
+        self.stack_table: list[tuple[FunctionKey, ...]] = []
+        self._stack_ids: dict[tuple[FunctionKey, ...], int] = {}
         if config.frame_layout is not None and self._memory is not None:
             self._frames = FrameReader(
                 self._memory.read, FrameLayout.from_dict(config.frame_layout)
@@ -340,7 +348,8 @@ class Sampler:
             if syscall is None:
                 gone.append(tid)
                 continue
-            series.record(now, self.classify(syscall, holder == tid))
+            state = self.classify(syscall, holder == tid)
+            series.record(now, state, syscall[1] if state == LOCK_WAIT else 0)
         for tid in gone:
             self._readers.pop(tid).close()
             self.threads[tid].ended = True
@@ -355,7 +364,7 @@ class Sampler:
         return bool(self._readers)
 
     def _sample_frames(self, now: float) -> None:
-        """Record each Python thread's innermost function (read from the target's memory)."""
+        """Record each Python thread's call stack (read from the target's memory)."""
         assert self._frames is not None
         frames = self._frames
         if not self._tstates or now >= self._next_tstates_s:
@@ -386,14 +395,18 @@ class Sampler:
                     thread.frame_switches = sched[2] if sched is not None else -1
                 else:
                     thread.frame_switches = -1
-            key = frames.code_key(frames.innermost_code(tstate))
+            stack = frames.stack(tstate)
+            stack_id = self._stack_ids.get(stack)
+            if stack_id is None:
+                stack_id = self._stack_ids[stack] = len(self.stack_table)
+                self.stack_table.append(stack)
             series = self.frame_series.get(tid)
             if series is None:
-                series = self.frame_series[tid] = (array("d"), [])
-            times, keys = series
-            if not keys or keys[-1] != key:
+                series = self.frame_series[tid] = (array("d"), array("l"))
+            times, ids = series
+            if not ids or ids[-1] != stack_id:
                 times.append(now)
-                keys.append(key)
+                ids.append(stack_id)
 
     def run_until(self, should_stop, deadline_s: Optional[float] = None) -> None:
         """Sample at the configured rate until ``should_stop(timeout_s)`` returns True.
@@ -449,6 +462,7 @@ class Sampler:
                     "name": s.name,
                     "times": s.times.tolist(),
                     "states": s.states.tolist(),
+                    "locks": s.locks.tolist(),
                     "cpu_first_ns": s.cpu_first_ns,
                     "cpu_last_ns": s.cpu_last_ns,
                     "delay_first_ns": s.delay_first_ns,
@@ -458,11 +472,12 @@ class Sampler:
                 for tid, s in self.threads.items()
             },
             "frames": {
-                tid: {"times": times.tolist(), "keys": keys}
-                for tid, (times, keys) in self.frame_series.items()
+                tid: {"times": times.tolist(), "stacks": ids.tolist()}
+                for tid, (times, ids) in self.frame_series.items()
             }
             if self._frames is not None
             else None,
+            "stack_table": self.stack_table,
             "frame_samples": self.frame_samples,
             "quiet_subsampled": self.quiet_subsampled,
             "errors": list(self.errors),

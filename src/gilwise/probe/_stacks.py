@@ -1,9 +1,12 @@
-"""In-process attribution: which Python function each thread is in, sampled at a modest rate.
+"""In-process stacks: each thread's Python call stack, sampled at a modest rate.
 
 The fallback for when the sampler child cannot read stacks from our memory (see _frames). A
 daemon thread snapshots ``sys._current_frames()``; each snapshot takes the GIL, and on a
 GIL-bound program forces two hand-offs (~2.5% slower at 100 Hz on 2 cores), so the rate stays
-low. The thread-state samples of a thread are attributed to its latest innermost frame.
+low. The thread-state samples of a thread are attributed to its latest stack.
+
+A stack is a tuple of FunctionKeys, root first, gilwise's own frames included (the build
+decides what to show), at most MAX_STACK_DEPTH deep: the same form the remote reader gives.
 """
 
 from __future__ import annotations
@@ -15,35 +18,41 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from gilwise.probe._frames import FunctionKey
+from gilwise.probe._frames import MAX_STACK_DEPTH, TRUNCATED, FunctionKey
 
 _THREAD_NAME = "gilwise-stacks"
+
+Stack = tuple[FunctionKey, ...]
 
 
 @dataclass
 class FrameSeries:
-    """Run-length encoded innermost functions of one thread: ``keys[i]`` from ``times[i]`` on."""
+    """Run-length encoded call stacks of one thread: ``stacks[i]`` from ``times[i]`` on."""
 
     times: list[float] = field(default_factory=list)
-    keys: list[Optional[FunctionKey]] = field(default_factory=list)
+    stacks: list[Stack] = field(default_factory=list)
 
 
 # gilwise's package directory: src/gilwise/ (this file is src/gilwise/probe/_stacks.py).
-_GILWISE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+GILWISE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
-def _function_key(frame) -> Optional[FunctionKey]:
-    # Time a thread spends inside gilwise itself (the CLI, starting or stopping the monitor)
-    # is attributed to no function, so gilwise's own code never shows in the user's report.
-    if frame.f_code.co_filename.startswith(_GILWISE_DIR):
-        return None
-    code = frame.f_code
-    name = getattr(code, "co_qualname", code.co_name)
-    return (name, code.co_filename, code.co_firstlineno)
+def _stack_of(frame) -> Stack:
+    keys: list[FunctionKey] = []
+    while frame is not None and len(keys) < MAX_STACK_DEPTH:
+        code = frame.f_code
+        keys.append(
+            (getattr(code, "co_qualname", code.co_name), code.co_filename, code.co_firstlineno)
+        )
+        frame = frame.f_back
+    if frame is not None:
+        keys.append(TRUNCATED)
+    keys.reverse()
+    return tuple(keys)
 
 
 class StackSampler:
-    """Snapshots every thread's innermost frame ``rate_hz`` times a second until ``stop``.
+    """Snapshots every thread's call stack ``rate_hz`` times a second until ``stop``.
 
     ``native_id`` is the sampler thread's own id (exclude it from reports). Thread safe to
     start/stop from one controlling thread; results are read after ``stop``.
@@ -78,7 +87,7 @@ class StackSampler:
             self.snapshot()
 
     def snapshot(self) -> None:
-        """Record every thread's innermost frame now (also called once more at stop)."""
+        """Record every thread's stack now (also called once more at stop)."""
         now = time.monotonic()
         ident_to_native = {}
         for thread in threading.enumerate():
@@ -91,13 +100,13 @@ class StackSampler:
                 native = ident_to_native.get(ident)
                 if native is None or native == self.native_id:
                     continue
-                key = _function_key(frame)
+                stack = _stack_of(frame)
                 series = self.series.get(native)
                 if series is None:
                     series = self.series[native] = FrameSeries()
-                if not series.keys or series.keys[-1] != key:
+                if not series.stacks or series.stacks[-1] != stack:
                     series.times.append(now)
-                    series.keys.append(key)
+                    series.stacks.append(stack)
         finally:
             del frames
         self.snapshots += 1
