@@ -232,3 +232,63 @@ def stacked_profile() -> Profile:
         processes=(child,),
         exit_code=0,
     )
+
+
+def big_profile(threads: int = 10, wall_s: float = 10.0, stacks_per_thread: int = 800) -> Profile:
+    """A 10-thread, 10 s run at its most detailed: a state change every millisecond on every
+    thread, hundreds of distinct stacks per thread (depth 3 to 40, 400 functions in 40 files),
+    for the size limit of the HTML report."""
+    import random
+
+    rng = random.Random(13)
+    states = ("gil_held", "gil_wait", "native", "io_wait", "lock_wait", "idle")
+    functions = [
+        Frame(f"function_{i}_with_a_longish_name", f"/srv/app/package/module_{i % 40}.py", i)
+        for i in range(400)
+    ]
+    thread_stats = []
+    stacks = []
+    timeline = []
+    for t in range(threads):
+        native_id = 7000 + t
+        per_state = dict.fromkeys(states, 0.0)
+        for _ in range(stacks_per_thread):
+            depth = rng.randint(3, 40)
+            frames = (BOOT, RUN, *rng.sample(functions, depth - 2))
+            state = rng.choice(states)
+            seconds = wall_s / stacks_per_thread
+            per_state[state] += seconds
+            stacks.append(StackStats(native_id, state, frames, seconds, 10))
+        thread_stats.append(
+            ThreadStats(
+                f"worker-{t}",
+                native_id,
+                wall_s,
+                wall_s / 2,
+                per_state["gil_held"],
+                per_state["gil_wait"],
+                per_state["native"],
+                per_state["io_wait"],
+                per_state["lock_wait"],
+                idle_s=per_state["idle"],
+            )
+        )
+        step_s = 0.001
+        for k in range(int(wall_s / step_s)):
+            timeline.append(StateSpan(native_id, states[k % 4], k * step_s, (k + 1) * step_s))
+    return Profile(
+        python=PythonInfo("3.11.7", "CPython", True),
+        cores=2,
+        wall_s=wall_s,
+        held_fraction=0.9,
+        threads=tuple(thread_stats),
+        functions=tuple(
+            FunctionStats(f.function, f.file, f.line, 0.01 * (i % 7), 0.01)
+            for i, f in enumerate(functions)
+        ),
+        timeline=tuple(timeline),
+        stacks=tuple(stacks),
+        sample_interval_s=0.001,
+        samples=int(wall_s * 1000),
+        command="python big.py",
+    )

@@ -169,6 +169,22 @@ def header_facts(profile: Profile) -> list[tuple[str, str]]:
     return facts
 
 
+def state_seconds(stats: ThreadStats) -> dict[str, float]:
+    """The thread's measured seconds per state (unmeasured states left out)."""
+    values = {
+        "gil_held": stats.gil_held_s,
+        "gil_wait": stats.gil_wait_s,
+        "native": stats.native_s,
+        "io_wait": stats.io_wait_s,
+        "lock_wait": stats.lock_wait_s,
+        "idle": stats.idle_s,
+        "join_wait": stats.join_wait_s,
+        "result_wait": stats.result_wait_s,
+        "unknown": stats.unknown_s,
+    }
+    return {state: value for state, value in values.items() if value}
+
+
 def unavailable(profile: Profile) -> list[str]:
     """What the probe could not measure here (the probe's own notes), or ``["none"]``."""
     return list(profile.unavailable) if profile.unavailable else ["none"]

@@ -1,7 +1,9 @@
-"""The HTML report: one self-contained page with an inline SVG timeline and no script.
+"""The HTML report: one self-contained page: timeline, flame graphs, tables, locks, processes.
 
-Nothing is loaded from elsewhere (no script, font, stylesheet or image), so the file can be
-mailed or attached to a ticket. Every text from the profile passes through ``html.escape``.
+Nothing is loaded from elsewhere (no script file, font, stylesheet or image), so the file can
+be mailed or attached to a ticket. Every text from the profile passes through ``html.escape``
+(or, for the flame graphs' data, JSON with ``<``, ``>`` and ``&`` as \\u escapes; the inline
+script of _flame.py puts names into the page as text nodes only).
 Long timelines are drawn one pixel column at a time: each column takes the colour of the
 state that filled most of it, so the page stays small whatever the number of spans.
 """
@@ -15,6 +17,7 @@ from typing import Iterable, Optional
 
 from ..model import THREAD_STATES, Profile, StateSpan, ThreadStats
 from . import _figures as fig
+from ._flame import FLAME_CSS, FLAME_SCRIPT, FlameSet
 from ._formats import Format, RenderOptions
 
 PLOT_WIDTH_PX = 900
@@ -24,6 +27,9 @@ ROW_GAP_PX = 6
 AXIS_HEIGHT_PX = 28
 HTML_TOP_FUNCTIONS = 50
 _LABEL_CHARS = 24
+# Bars narrower than this (a busy timeline's flicker) are drawn as one path per state and
+# row, with one tooltip: a rect and a tooltip each would make such a page megabytes long.
+NARROW_BAR_PX = 3
 
 STATE_COLOURS: dict[str, str] = {
     "gil_held": "#d9534f",
@@ -60,12 +66,15 @@ dl.facts dd { margin: 0; font-weight: 600; }
 .verdict { background: #f6f8fa; border-left: 4px solid #8e44ad; padding: 10px 14px; }
 .verdict .kind { font-weight: 700; font-size: 16px; }
 .verdict .reason { margin: 6px 0 0; }
+section.process { margin: 36px 0 0; padding: 0 0 0 14px; border-left: 3px solid #ccc; }
+h2.process-title { font-size: 19px; border: 0; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right;
          white-space: nowrap; }
 th { background: #f6f8fa; font-weight: 600; }
 th.text, td.text { text-align: left; white-space: normal; word-break: break-all; }
 td.na { color: #999; font-style: italic; }
+table.locks td.text { word-break: normal; overflow-wrap: anywhere; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 16px; margin: 0 0 8px; padding: 0;
           list-style: none; }
 .legend li { display: flex; align-items: center; gap: 6px; }
@@ -78,8 +87,11 @@ svg .grid { stroke: #eee; stroke-width: 1; }
 
 
 def render_html(profile: Profile) -> str:
-    """The report as one HTML document (UTF-8, no external resources, no JavaScript)."""
+    """The report as one HTML document (UTF-8, no external resources; one inline script
+    draws the flame graphs)."""
     title = "gilwise profile" + (f": {profile.command}" if profile.command else "")
+    flames = FlameSet()
+    body = _sections(profile, flames, prefix="")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -87,20 +99,67 @@ def render_html(profile: Profile) -> str:
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title>",
-        f"<style>{_CSS}</style>",
+        f"<style>{_CSS}{FLAME_CSS}</style>",
         "</head>",
         "<body>",
         _header(profile),
-        _verdict(profile),
-        _timeline_section(profile),
-        _threads_section(profile),
-        _functions_section(profile),
-        '<h2 id="unavailable">Unavailable</h2>',
-        _unavailable(profile),
+        *body,
+        *_scripts(flames),
         "</body>",
         "</html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _scripts(flames: FlameSet) -> list[str]:
+    """The flame graphs' data and script; none at all for a page without flame graphs."""
+    if not flames.flames:
+        return []
+    return [
+        '<script type="application/json" id="gilwise-flames">'
+        f"{flames.to_json(STATE_COLOURS, STATE_LABELS)}</script>",
+        f"<script>{FLAME_SCRIPT}</script>",
+    ]
+
+
+def _sections(profile: Profile, flames: FlameSet, prefix: str) -> list[str]:
+    """The report's sections for one process; child processes follow, nested in order.
+    ``prefix`` keeps the element ids of a child's sections apart from its parent's."""
+    parts = [
+        _verdict(profile, prefix),
+        _timeline_section(profile, prefix),
+        _flame_section(profile, flames, prefix),
+        _threads_section(profile, prefix),
+        _functions_section(profile, prefix),
+        _locks_section(profile, prefix),
+        f'<h2 id="{prefix}unavailable">Unavailable</h2>',
+        _unavailable(profile),
+    ]
+    for child in profile.processes:
+        child_prefix = f"{prefix}pid{child.pid if child.pid is not None else 'x'}-"
+        parts.append(_process_header(child, child_prefix))
+        parts.extend(_sections(child, flames, child_prefix))
+        parts.append("</section>")
+    return parts
+
+
+def _process_header(profile: Profile, prefix: str) -> str:
+    pid = "?" if profile.pid is None else str(profile.pid)
+    title = f"Process {pid}" + (f": {profile.command}" if profile.command else "")
+    facts = list(fig.header_facts(profile))
+    if profile.parent_pid is not None:
+        facts.append(("parent pid", str(profile.parent_pid)))
+    if profile.exit_code is not None:
+        facts.append(("exit code", str(profile.exit_code)))
+    if profile.end_reason:
+        facts.append(("ended by", profile.end_reason))
+    items = "".join(
+        f"<div><dt>{escape(label)}</dt><dd>{escape(value)}</dd></div>" for label, value in facts
+    )
+    return (
+        f'<section class="process" id="{prefix}process">'
+        f'<h2 class="process-title">{escape(title)}</h2><dl class="facts">{items}</dl>'
+    )
 
 
 def _unavailable(profile: Profile) -> str:
@@ -119,7 +178,7 @@ def _header(profile: Profile) -> str:
     return f'<header><h1>gilwise profile</h1><dl class="facts">{facts}</dl></header>'
 
 
-def _verdict(profile: Profile) -> str:
+def _verdict(profile: Profile, prefix: str = "") -> str:
     verdict = profile.verdict
     if verdict is None:
         body = '<p class="note">No verdict: this profile was not judged.</p>'
@@ -132,7 +191,7 @@ def _verdict(profile: Profile) -> str:
             f'<p class="reason">{escape(verdict.reason)}</p>'
             "</div>"
         )
-    return f'<h2 id="verdict">Verdict</h2>{body}'
+    return f'<h2 id="{prefix}verdict">Verdict</h2>{body}'
 
 
 # --- timeline ----------------------------------------------------------------------------
@@ -150,17 +209,104 @@ class _Bar:
     purity: float  # share of the covered time that really was ``state``
 
 
-def _timeline_section(profile: Profile) -> str:
-    heading = '<h2 id="timeline">Timeline</h2>'
+def _timeline_section(profile: Profile, prefix: str = "") -> str:
+    heading = f'<h2 id="{prefix}timeline">Timeline</h2>'
     end_s = max([profile.wall_s, *(span.end_s for span in profile.timeline)])
     if not profile.timeline or end_s <= 0:
         return heading + '<p class="note">No timeline: the probe recorded no thread states.</p>'
-    legend = "".join(
+    return f"{heading}{_legend()}{timeline_svg(profile, end_s)}"
+
+
+def _legend() -> str:
+    items = "".join(
         f'<li><span class="swatch" style="background:{STATE_COLOURS[state]}"></span>'
         f'{escape(state)} <span class="note">({escape(STATE_LABELS[state])})</span></li>'
         for state in THREAD_STATES
     )
-    return f'{heading}<ul class="legend">{legend}</ul>{timeline_svg(profile, end_s)}'
+    return f'<ul class="legend">{items}</ul>'
+
+
+# --- flame graphs -----------------------------------------------------------------------
+
+
+def _flame_section(profile: Profile, flames: FlameSet, prefix: str) -> str:
+    heading = f'<h2 id="{prefix}flames">Flame graphs</h2>'
+    if not profile.stacks:
+        return heading + (
+            '<p class="note">No call stacks in this profile: it was recorded with '
+            "--stack-rate 0, by attaching without stacks, or before schema gilwise.profile/2."
+            "</p>"
+        )
+    added = flames.add(profile)
+    note = (
+        '<p class="note">One icicle per thread, callers above callees, each bar as wide as '
+        "the frame's time and split by the state it was spent in. Click a frame to zoom to "
+        "it, the top row to zoom back out; hover for seconds per state.</p>"
+        '<noscript><p class="note">The flame graphs are drawn by the page\'s own script, '
+        "which is disabled.</p></noscript>"
+    )
+    graphs = []
+    for index, flame in added:
+        folded = (
+            f' <span class="note">({flame.folded} of its smallest frames folded into their '
+            "callers to keep the page small)</span>"
+            if flame.folded
+            else ""
+        )
+        graphs.append(
+            f'<h3 class="flame-title">{escape(flame.name)} '
+            f'<span class="note">(tid {flame.native_id}, {fig.seconds(flame.total_s)} s)</span>'
+            f"{folded}</h3>"
+            f'<div class="flame" id="{prefix}flame-{index}" data-flame="{index}"></div>'
+        )
+    return heading + note + _legend() + "".join(graphs)
+
+
+# --- locks --------------------------------------------------------------------------------
+
+
+def _locks_section(profile: Profile, prefix: str) -> str:
+    heading = f'<h2 id="{prefix}locks">Locks</h2>'
+    if not profile.locks:
+        return heading + '<p class="note">No contended locks recorded.</p>'
+    head = "".join(
+        _th(h, numeric=numeric)
+        for h, numeric in (
+            ("lock", False),
+            ("waiters", False),
+            ("wait s", True),
+            ("longest wait s", True),
+            ("waiting in", False),
+            ("others meanwhile", False),
+            ("held across", False),
+        )
+    )
+    rows = []
+    for lock in sorted(profile.locks, key=lambda lock: -lock.wait_s):
+        meanwhile = ", ".join(
+            f"{state} {fig.seconds(seconds)} s"
+            for state, seconds in sorted(lock.holder_states.items(), key=lambda kv: -kv[1])
+        )
+        rows.append(
+            "<tr>"
+            + _cell(lock.label, numeric=False, title=f"futex 0x{lock.address:x}")
+            + _cell(", ".join(lock.waiters), numeric=False)
+            + _cell(fig.seconds(lock.wait_s), numeric=True)
+            + _cell(fig.seconds(lock.longest_wait_s), numeric=True)
+            + _cell(", ".join(lock.waiting_functions) or "-", numeric=False)
+            + _cell(meanwhile or "-", numeric=False)
+            + _cell(lock.held_across or "-", numeric=False)
+            + "</tr>"
+        )
+    note = (
+        '<p class="note">Threads blocked acquiring the same lock; "wait s" adds up every '
+        "waiter's blocked time.</p>"
+    )
+    body = "".join(rows)
+    return (
+        f'{heading}{note}<table class="locks"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
 
 
 def timeline_svg(profile: Profile, end_s: float) -> str:
@@ -192,13 +338,26 @@ def timeline_svg(profile: Profile, end_s: float) -> str:
             f'<text x="{LABEL_WIDTH_PX - 8}" y="{y + ROW_HEIGHT_PX - 5}" text-anchor="end">'
             f"{escape(label)}<title>{escape(name)} ({native_id})</title></text>"
         )
+        narrow: dict[str, list[str]] = {}
         for bar in pixel_bars(spans, scale):
+            x = LABEL_WIDTH_PX + bar.x_px
+            if bar.width_px < NARROW_BAR_PX:
+                narrow.setdefault(bar.state, []).append(
+                    f"M{x} {y}h{bar.width_px}v{ROW_HEIGHT_PX}h-{bar.width_px}z"
+                )
+                continue
             mostly = "" if bar.purity >= 0.995 else f"mostly ({bar.purity:.0%}) "
             out.append(
-                f'<rect x="{LABEL_WIDTH_PX + bar.x_px}" y="{y}" width="{bar.width_px}" '
+                f'<rect x="{x}" y="{y}" width="{bar.width_px}" '
                 f'height="{ROW_HEIGHT_PX}" fill="{STATE_COLOURS[bar.state]}">'
                 f"<title>{escape(name)}: {mostly}{escape(bar.state)} "
                 f"{bar.start_s:.4f}&#8211;{bar.end_s:.4f} s</title></rect>"
+            )
+        for state, parts in narrow.items():
+            out.append(
+                f'<path class="narrow" d="{"".join(parts)}" fill="{STATE_COLOURS[state]}">'
+                f"<title>{escape(name)}: {escape(state)} in {len(parts)} short stretches "
+                "(the threads table has its seconds)</title></path>"
             )
     out.append("</svg>")
     return "".join(out)
@@ -293,9 +452,9 @@ def _cell(value: str, *, numeric: bool, title: str = "") -> str:
     return f"<td{attr}>{escape(value)}</td>"
 
 
-def _threads_section(profile: Profile) -> str:
+def _threads_section(profile: Profile, prefix: str = "") -> str:
     heading = (
-        '<h2 id="threads">Threads</h2><p class="note">Seconds in each state; % of each '
+        f'<h2 id="{prefix}threads">Threads</h2><p class="note">Seconds in each state; % of each '
         "thread's own observed wall time.</p>"
     )
     if not profile.threads:
@@ -340,8 +499,8 @@ def _state_bar(thread: ThreadStats, width_px: int = 120) -> str:
     return "".join(out)
 
 
-def _functions_section(profile: Profile) -> str:
-    heading = '<h2 id="functions">Top functions</h2>'
+def _functions_section(profile: Profile, prefix: str = "") -> str:
+    heading = f'<h2 id="{prefix}functions">Top functions</h2>'
     top = fig.top_functions(profile, HTML_TOP_FUNCTIONS)
     if not top:
         return heading + '<p class="note">No functions recorded.</p>'

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from .. import __version__
 from ..model import Frame, Profile, StackStats, ThreadStats
+from . import _figures as fig
 from ._formats import Format, RenderOptions
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
@@ -127,22 +128,6 @@ def _threads(profile: Profile) -> list[tuple[int, str, Optional[ThreadStats]]]:
     return rows
 
 
-def state_seconds(stats: ThreadStats) -> dict[str, float]:
-    """The thread's measured seconds per state (unmeasured states left out)."""
-    values = {
-        "gil_held": stats.gil_held_s,
-        "gil_wait": stats.gil_wait_s,
-        "native": stats.native_s,
-        "io_wait": stats.io_wait_s,
-        "lock_wait": stats.lock_wait_s,
-        "idle": stats.idle_s,
-        "join_wait": stats.join_wait_s,
-        "result_wait": stats.result_wait_s,
-        "unknown": stats.unknown_s,
-    }
-    return {state: value for state, value in values.items() if value}
-
-
 def _samples(
     profile: Profile, native_id: int, stats: Optional[ThreadStats], frames: _FrameTable
 ) -> tuple[list[list[int]], list[float]]:
@@ -158,7 +143,7 @@ def _samples(
         weights.append(_round(stack.seconds))
         stacked_s[stack.state] = stacked_s.get(stack.state, 0.0) + stack.seconds
     if stats is not None:
-        for state, seconds in state_seconds(stats).items():
+        for state, seconds in fig.state_seconds(stats).items():
             residual_s = seconds - stacked_s.get(state, 0.0)
             if residual_s > _RESIDUAL_S:
                 samples.append([frames.state(state)])
@@ -168,7 +153,7 @@ def _samples(
 
 def _busy_s(profile: Profile, native_id: int, stats: Optional[ThreadStats]) -> float:
     if stats is not None:
-        seconds = state_seconds(stats)
+        seconds = fig.state_seconds(stats)
         return sum(seconds.get(state, 0.0) for state in _BUSY_STATES)
     return sum(
         s.seconds for s in profile.stacks if s.native_id == native_id and s.state in _BUSY_STATES
