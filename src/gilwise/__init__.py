@@ -27,9 +27,9 @@ _LAZY: dict[str, str] = {
     "Profile": "gilwise.model:Profile",
     "monitor": "gilwise.probe:monitor",
     "profile": "gilwise.probe:profile",
-    "classify": "gilwise.executor:classify",
-    "Executor": "gilwise.executor:Executor",
-    "map": "gilwise.executor:map",
+    "classify": "gilwise._executor:classify",
+    "Executor": "gilwise._executor:Executor",
+    "map": "gilwise._executor:map",
     "Pipeline": "gilwise.pipeline:Pipeline",
     # A public subpackage (nothing after the colon: the module itself), so that
     # `gilwise.pipeline.Retry(...)` works after a plain `import gilwise`.
@@ -38,6 +38,7 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:
     from . import errors
+    from ._executor import Executor, classify, map
     from .errors import (
         GilwiseError,
         NotPicklableError,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
         UnsupportedError,
         WorkerCrashedError,
     )
-    from .executor import Executor, classify, map
     from .model import Profile
     from .pipeline import Pipeline
     from .probe import monitor, profile

@@ -328,7 +328,7 @@ def test_peek_reads_a_running_calls_clocks():
 
 
 def test_a_running_pair_is_judged_only_when_clear():
-    from gilwise.executor import _busy_pair_so_far
+    from gilwise._chooser import busy_pair_so_far as _busy_pair_so_far
 
     def running(cpu_s, elapsed_s=0.05):
         return CallSample(elapsed_s, cpu_s, 0.0, elapsed_s)

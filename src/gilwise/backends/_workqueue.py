@@ -13,6 +13,7 @@ was interrupted (``abandon``) is not waited for.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import weakref
 from concurrent.futures import Future, InvalidStateError
@@ -59,9 +60,18 @@ def settle(future: Future, *, result: Any = None, exc: BaseException | None = No
         pass
 
 
+def exiting_after_interrupt() -> bool:
+    """True at interpreter exit when the program is ending on an uncaught KeyboardInterrupt
+    (then nothing may wait for busy work: the user pressed Ctrl-C)."""
+    last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    return isinstance(last, KeyboardInterrupt)
+
+
 def _stop_all_at_exit() -> None:
     for work in list(_live_queues):
         work.put(STOP)
+    if exiting_after_interrupt():
+        return
     me = threading.current_thread()
     for thread in list(_joined_at_exit):
         if thread is not me:

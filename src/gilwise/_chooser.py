@@ -1,0 +1,470 @@
+"""The one place that measures a function's calls, decides its backend and re-decides.
+
+Used by the Executor (``backend="auto"``, one Chooser per function) and by every Pipeline
+stage with ``backend="auto"``. A Chooser owns no thread and runs nothing: its driver runs
+the wrapped calls it hands out (``measured``) wherever it likes, files them (``record``),
+and asks what to do next. It holds:
+
+- what was measured (``_measure.FunctionProbe``), what to measure next (``next_step``), an
+  early judgement of calls still running (``peek``), the decision (``decide``: asks
+  ``verdict.decide_for_task``, then adjusts for coroutines, ``scale_out`` and a backend
+  that is unavailable here), and a drift watch that asks for a re-measure (``observe``);
+- the per-call time that sizes chunks (``chunksize``), so calls of any length are handed
+  over in units worth their round trip;
+- the crash memory: once a call crashed a process worker (os._exit, a signal), the function
+  is never measured or run in the caller again, only on processes;
+- ``warm_up_wanted``: the first sign that the function is CPU-bound, so the driver can start
+  the worker service while measuring goes on.
+
+Not thread safe: the driver guards a Chooser with its own lock. All times are seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional, Union
+
+from . import runtime as _runtime
+from ._measure import (
+    AMBIGUOUS_OVERLAP,
+    IO_SHARE,
+    CallSample,
+    DriftWatch,
+    FunctionProbe,
+    MeasuredCall,
+    MeasuredCoroutine,
+    waiting_so_far,
+)
+from .verdict import PROCESS_CHUNK_TARGET_S, TINY_CALL_S, Decision, TaskMeasurement, decide_for_task
+
+# Backends that ship work to other processes or machines: chunks must be worth a round trip.
+REMOTE_BACKENDS = frozenset({"process", "interpreter", "dask"})
+# A chunk on a local backend (inline, thread) should last about this long: long enough to
+# make the per-task bookkeeping negligible, short enough to keep results streaming.
+LOCAL_CHUNK_TARGET_S = 0.002
+MAX_CHUNKSIZE = 4096
+# How often one function is re-measured after its call durations drifted.
+MAX_RECHECKS = 3
+# A pair of busy calls is judged while running only after this long (less is noise).
+EARLY_CPU_AFTER_S = 0.035
+# ... and only when its overlap (cores busy) is outside this range: clearly turns or parallel.
+EARLY_CLEAR_OVERLAP = (1.1, 1.75)
+# Exceptions that mean "the worker process died", by name (the process backend defines them).
+_CRASH_ERRORS = ("WorkerCrashedError",)
+
+
+def label(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of a function (through partials), for messages and explain()."""
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    module = getattr(target, "__module__", None) or ""
+    name = str(getattr(target, "__qualname__", None) or type(target).__qualname__)
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+def key(fn: Callable[..., Any]) -> Any:
+    """Calls that share this key are assumed to behave alike (same code, e.g. one lambda line)."""
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    target = getattr(target, "__func__", target)  # bound methods are new objects per access
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        return code
+    try:
+        hash(target)
+    except TypeError:
+        return type(target)
+    return target
+
+
+def is_crash(error: Optional[BaseException]) -> bool:
+    """True for the error a backend reports when a worker process died under a call."""
+    return error is not None and any(cls.__name__ in _CRASH_ERRORS for cls in type(error).__mro__)
+
+
+@dataclass(eq=False)
+class Measure:
+    """A measured hand-over: the wrapper that timed the call, and its pair partner if any."""
+
+    call: Union[MeasuredCall, MeasuredCoroutine]
+    partner: Optional[Measure] = None
+    done: bool = False
+    ok: bool = True
+
+
+class Chooser:
+    """Measuring, deciding and re-deciding for one function.
+
+    ``max_workers``: the caller's cap on workers. ``scale_out``: send GIL-bound work to dask
+    instead of local processes. ``pair_first``: measure two calls together first (the
+    Executor, which usually has many calls queued) or one alone first (a pipeline stage,
+    whose items arrive one by one).
+    """
+
+    def __init__(
+        self,
+        label_text: str,
+        is_coroutine: bool = False,
+        *,
+        max_workers: Optional[int] = None,
+        scale_out: Any = None,
+        pair_first: bool = True,
+    ) -> None:
+        self.label = label_text
+        self.is_coroutine = is_coroutine
+        self.max_workers = max_workers
+        self.scale_out = scale_out
+        self.pair_first = pair_first
+        self.probe = FunctionProbe(is_coroutine)
+        self.generation = 0  # bumped by each re-measure, so stale peeks are ignored
+        self.measuring = 0
+        self.decision: Optional[Decision] = None
+        self.drift: Optional[DriftWatch] = None
+        self.rechecks = 0
+        self.early = False  # the decision came from a peek at calls still running
+        self.failed = False  # a measured call raised: decide from what succeeded
+        self.crashed = False  # a call killed a worker process: processes only, from now on
+        self.notes: list[str] = []
+        self.per_call_s: Optional[float] = None
+        self._warm_pair_done = False
+        self._warm_up_asked = False
+
+    # --- measuring ----------------------------------------------------------------------
+
+    @property
+    def deciding(self) -> bool:
+        """True while calls must be measured before (or to redo) a decision."""
+        return self.decision is None
+
+    def next_step(self) -> Optional[str]:
+        """ "single", "pair", or None once it is time to decide."""
+        probe = self.probe
+        if self.failed:
+            return None
+        if not probe.singles and not probe.pairs:
+            return "pair" if self.pair_first and not self.is_coroutine else "single"
+        step = probe.next_step()
+        if step is None and self._looks_like_waiting() and not self._warm_pair_done:
+            # A first call often pays for imports and a cold connection and looks more
+            # CPU-bound than the stream will be: measure one warm pair as two more singles.
+            return "pair"
+        return step
+
+    def _looks_like_waiting(self) -> bool:
+        probe = self.probe
+        return (
+            not self.is_coroutine
+            and bool(probe.singles)
+            and not probe.pairs
+            and min(sample.cpu_share for sample in probe.singles) < IO_SHARE
+        )
+
+    def measured(self, fns: list[Callable[..., Any]]) -> list[Measure]:
+        """Wrappers timing one call of each of ``fns`` (two: a pair started together)."""
+        if self.is_coroutine:
+            return [Measure(MeasuredCoroutine(fn)) for fn in fns]
+        if len(fns) == 2:
+            barrier = threading.Barrier(2)
+            pair = [Measure(MeasuredCall(fn, barrier)) for fn in fns]
+            pair[0].partner, pair[1].partner = pair[1], pair[0]
+            return pair
+        return [Measure(MeasuredCall(fn)) for fn in fns]
+
+    def record(self, measure: Measure, *, ok: bool, items: int = 1) -> bool:
+        """File a finished measured call. True when every measured call is in and it is time
+        to (re-)decide: the driver then calls ``decide``."""
+        self.measuring -= 1
+        measure.done = True
+        measure.ok = ok
+        sample = measure.call.sample
+        partner = measure.partner
+        if not ok:
+            self.failed = True
+        elif items > 1 and sample is not None:  # a chunk queued before a re-measure
+            sample = CallSample(
+                sample.wall_s / items, sample.cpu_s / items, sample.started_s, sample.ended_s
+            )
+            partner = None
+        if ok and sample is not None:
+            if partner is None:
+                self.probe.add_single(sample)
+            elif partner.done and partner.ok and partner.call.sample is not None:
+                if self._looks_like_waiting():
+                    self._warm_pair_done = True
+                    self.probe.add_single(partner.call.sample)
+                    self.probe.add_single(sample)
+                else:
+                    self.probe.add_pair(partner.call.sample, sample)
+        if self.measuring:
+            return False
+        if self.early:
+            return True
+        return self.decision is None and (
+            self.failed or self.next_step() is None or self.probe.calls >= 6
+        )
+
+    def warm_up_wanted(self) -> bool:
+        """True once (per Chooser) when a finished call looked CPU-bound and long enough for
+        processes: the driver may start process workers in the background now."""
+        if self._warm_up_asked or self.is_coroutine:
+            return False
+        samples = list(self.probe.singles)
+        for pair in self.probe.pairs:
+            samples.extend(pair)
+        if any(s.cpu_share >= IO_SHARE and s.idle_machine_wall_s >= TINY_CALL_S for s in samples):
+            self._warm_up_asked = True
+            return True
+        return False
+
+    def peek(self, generation: int, calls: list) -> Optional[TaskMeasurement]:
+        """Judge calls still running: a TaskMeasurement when they clearly wait or clearly
+        take turns/overlap (the driver then decides early), else None."""
+        if self.decision is not None or generation != self.generation:
+            return None
+        peeks = [call.peek() for call in calls]
+        if not peeks or any(sample is None for sample in peeks):
+            return None
+        if waiting_so_far(calls):
+            so_far = TaskMeasurement(
+                wall_s=min(sample.wall_s for sample in peeks),
+                cpu_s=sum(sample.cpu_s for sample in peeks) / len(peeks),
+                calls=0,
+            )
+            what = "I/O-bound (they were waiting)"
+        else:
+            busy = busy_pair_so_far(peeks)
+            if busy is None:
+                return None
+            so_far = busy
+            what = f"CPU-bound (two calls on two threads kept {busy.overlap:.2f} cores busy)"
+        self.notes.append(
+            f"judged {what} {so_far.wall_s * 1000:.1f} ms into its first calls, so queued "
+            f"calls started before those returned; decided again once they did"
+        )
+        return so_far
+
+    # --- deciding -----------------------------------------------------------------------
+
+    def decide(
+        self,
+        open_backend: Callable[[str, int], Any],
+        measured: Optional[TaskMeasurement] = None,
+        *,
+        early: bool = False,
+    ) -> tuple[Decision, Any]:
+        """Decide (from ``measured``, else what was measured) and open the backend with
+        ``open_backend(name, workers)``; an unavailable backend falls back to threads.
+        Returns the decision and whatever ``open_backend`` returned."""
+        if self.early and not early and measured is None:
+            self.early = False
+            redo = self._confirm_early()
+            if redo is None:
+                assert self.decision is not None
+                return self.decision, None
+        facts = _runtime.current()
+        if measured is None and self.probe.calls == 0:
+            decision = Decision(
+                "io-bound",
+                "asyncio" if self.is_coroutine else "thread",
+                self.max_workers or 4,
+                1.0,
+                "no measured call succeeded, so nothing is known: threads by default",
+                TaskMeasurement(wall_s=0.0, cpu_s=0.0),
+            )
+        else:
+            measured = measured or self.probe.measurement()
+            decision = decide_for_task(measured, facts, max_workers=self.max_workers)
+        if self.is_coroutine and decision.backend != "asyncio":
+            decision = replace(
+                decision,
+                backend="asyncio",
+                workers=max(decision.workers, facts.cores),
+                reason=decision.reason + " It is a coroutine function, so it runs on the "
+                "event loop all the same.",
+            )
+        if self.crashed and decision.backend != "process":
+            decision = replace(
+                decision,
+                backend="process",
+                reason=decision.reason + " But one of its calls crashed a worker process, so "
+                "it runs only in worker processes, never in this one.",
+            )
+        if decision.backend == "process" and self.scale_out is not None:
+            decision = replace(
+                decision,
+                backend="dask",  # type: ignore[arg-type]
+                reason=decision.reason + " Scaled out to the dask cluster given as scale_out.",
+            )
+        try:
+            opened = open_backend(decision.backend, decision.workers)
+        except (ImportError, RuntimeError, ValueError, TypeError, OSError) as exc:
+            # UnsupportedError (a RuntimeError), NoClusterError (a ValueError), a missing
+            # module or a refused connection: the work still runs, and explain() says why.
+            if self.crashed:
+                raise
+            decision = replace(
+                decision,
+                backend="thread",
+                reason=decision.reason + f" The {decision.backend} backend is unavailable "
+                f"here ({exc}), so threads run it.",
+            )
+            opened = open_backend("thread", decision.workers)
+        self.decision = decision
+        self.early = early
+        self.per_call_s = decision.measured.wall_s or None
+        # A function whose calls keep changing would be re-measured forever: stop watching.
+        if early or self.rechecks >= MAX_RECHECKS or self.crashed:
+            self.drift = None  # an early judgement is a lower bound: watch after the redo
+        else:
+            self.drift = DriftWatch(decision.measured.wall_s)
+        return decision, opened
+
+    def _confirm_early(self) -> Optional[bool]:
+        """The calls judged early have finished: None to keep the early decision (the full
+        pair is less clear than the part judged early, as on a busy machine), True to redo."""
+        full = self.probe.measurement() if self.probe.calls else None
+        early = self.decision
+        if (
+            full is not None
+            and early is not None
+            and early.kind != "io-bound"
+            and full.overlap is not None
+            and AMBIGUOUS_OVERLAP[0] <= full.overlap < AMBIGUOUS_OVERLAP[1]
+        ):
+            self.per_call_s = full.wall_s
+            if self.rechecks < MAX_RECHECKS:
+                self.drift = DriftWatch(full.wall_s)
+            return None
+        return True
+
+    def fall_back_to_threads(self, why: str) -> None:
+        """The chosen backend refused the function (e.g. it cannot be pickled)."""
+        note = f"{self.decision.backend if self.decision else 'the backend'} could not take it "
+        note += f"({why}); it runs on threads instead"
+        if note not in self.notes:
+            self.notes.append(note)
+        if self.decision is not None:
+            self.decision = replace(self.decision, backend="thread")
+
+    # --- after deciding -----------------------------------------------------------------
+
+    def observe(self, per_call_s: float, items: int = 1) -> bool:
+        """Track per-call durations; True when the function drifted and must be re-measured
+        (the Chooser is then reset to measuring)."""
+        previous = self.per_call_s
+        if previous is None or items >= 8:
+            # A chunk's average is already smooth, and a single call's duration carries the
+            # hand-over cost: trust chunks at once so chunk sizes converge in a few steps.
+            self.per_call_s = per_call_s
+        else:
+            self.per_call_s = 0.8 * previous + 0.2 * per_call_s
+        if self.drift is None or self.crashed or not self.drift.observe(per_call_s):
+            return False
+        self.rechecks += 1
+        self.notes.append(
+            f"re-measured after calls took {per_call_s * 1000:.2f} ms against "
+            f"{self.drift.reference_s * 1000:.2f} ms measured before"
+        )
+        self.decision = None
+        self.drift = None
+        self.early = False
+        self.failed = False
+        self._warm_pair_done = False
+        self.generation += 1
+        self.probe = FunctionProbe(self.is_coroutine)
+        return True
+
+    def note_crash(self, error: BaseException) -> bool:
+        """A call crashed a worker process. True the first time: from now on this function
+        runs only in processes (the driver must re-route it if it is not on processes)."""
+        if self.crashed:
+            return False
+        self.crashed = True
+        self.drift = None
+        self.notes.append(
+            f"a call crashed its worker process ({error}); from then on it runs only in "
+            "worker processes, never re-measured in this process"
+        )
+        return True
+
+    def chunksize(self, backend_name: str) -> int:
+        """Calls per hand-over for ``backend_name``, from the measured per-call time."""
+        per_call_s = self.per_call_s
+        if per_call_s is None or self.is_coroutine or backend_name == "asyncio":
+            return 1
+        decision = self.decision
+        if decision is not None and decision.chunksize > 1 and decision.measured.wall_s:
+            per_call_s = min(per_call_s, decision.measured.wall_s)
+        if backend_name in REMOTE_BACKENDS:
+            target_s = PROCESS_CHUNK_TARGET_S
+        else:
+            if backend_name == "thread" and per_call_s >= LOCAL_CHUNK_TARGET_S / 4:
+                return 1  # threads balance long calls better one by one
+            target_s = LOCAL_CHUNK_TARGET_S
+        return max(1, min(MAX_CHUNKSIZE, math.ceil(target_s / max(per_call_s, 1e-7))))
+
+    def explain(self) -> str:
+        """What was measured and decided, and why (needs a decision)."""
+        decision = self.decision
+        assert decision is not None
+        measured = decision.measured
+        lines = [
+            f"{self.label}: {decision.kind} -> {decision.backend} "
+            f"({decision.workers} worker{'s' if decision.workers != 1 else ''}"
+            f"{f', chunks of {decision.chunksize}' if decision.chunksize > 1 else ''}), "
+            f"expected {decision.expected_speedup:.2f}x"
+        ]
+        lines.append(
+            f"  measured {measured.calls} real call{'s' if measured.calls != 1 else ''}: one "
+            f"call {measured.wall_s * 1000:.3f} ms wall, {measured.cpu_s * 1000:.3f} ms CPU "
+            f"({measured.cpu_share:.0%} CPU)"
+        )
+        if measured.overlap is not None:
+            lines.append(
+                f"  two calls together on two threads kept {measured.overlap:.2f} cores busy "
+                f"(2.0: they overlap; 1.0: they take turns on the GIL)"
+            )
+        lines.append(f"  why: {decision.reason}")
+        lines.extend(f"  note: {note}" for note in self.notes)
+        return "\n".join(lines)
+
+
+def busy_pair_so_far(peeks: list) -> Optional[TaskMeasurement]:
+    """A pair still running that clearly overlaps or clearly takes turns, else None."""
+    if len(peeks) != 2:
+        return None
+    elapsed_s = min(sample.wall_s for sample in peeks)
+    if elapsed_s < EARLY_CPU_AFTER_S:
+        return None
+    wanted_share = sum(s.cpu_s + s.runqueue_s for s in peeks) / (2 * elapsed_s)
+    if wanted_share < 0.45:  # partly waiting: let the calls finish before judging
+        return None
+    overlap = sum(s.cpu_s / max(elapsed_s - s.runqueue_s, s.cpu_s, 1e-9) for s in peeks)
+    if EARLY_CLEAR_OVERLAP[0] <= overlap < EARLY_CLEAR_OVERLAP[1]:
+        return None
+    return TaskMeasurement(
+        wall_s=elapsed_s,
+        cpu_s=elapsed_s,
+        pair_wall_s=elapsed_s,
+        pair_cpu_s=overlap * elapsed_s,
+        calls=0,
+    )
+
+
+def run_measured(measure: Measure, *args: Any) -> Future:
+    """Run one measured call in this thread (a pipeline stage's submitter); its outcome goes
+    into a finished future (an exception too: the stage's error policy decides)."""
+    future: Future = Future()
+    try:
+        result = measure.call(*args)
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+    return future

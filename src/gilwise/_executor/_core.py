@@ -1,0 +1,723 @@
+"""The Executor: a concurrent.futures.Executor that dispatches each task to a backend.
+
+How a task moves: ``submit`` puts it on its function's queue (future PENDING, so ``cancel``
+works); the Executor hands it to a backend only when that backend has a free worker, and
+marks it RUNNING then; the backend's outcome settles the caller's future (after retries).
+So future states, cancellation, retries and timeouts behave the same on every backend.
+
+With ``backend="auto"`` each function's first calls are handed over wrapped for measuring
+(on threads, or the event loop for coroutines) and its Chooser (gilwise._chooser) decides
+where the rest run. ``map`` lives in _map.py; the one-liners in _api.py.
+
+Ctrl-C (KeyboardInterrupt) while the Executor waits, in a ``with`` block, or at interpreter
+exit after an uncaught Ctrl-C: ``_interrupt`` cancels what has not started, fails what is
+running with TaskInterruptedError and shuts every backend down with ``interrupt=True``
+(process workers are killed; threads are abandoned), without waiting.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import weakref
+from concurrent import futures as cf
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
+
+from .. import _params
+from .. import backends as _backends
+from .. import runtime as _runtime
+from .._chooser import REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
+from .._chunks import submit_chunk
+from .._retry import Retry, as_retry
+from ..backends._asyncio import is_coroutine_function
+from ..backends._workqueue import exiting_after_interrupt
+from ..errors import NotPicklableError, TaskInterruptedError, TaskTimeoutError
+from ..verdict import Decision
+from ._tasks import Lane, Plan, Task
+from ._timers import Timers
+
+# Threads the auto Executor measures first calls on (created on demand, reused).
+_MEASURE_THREADS = 64
+# When to look at first calls still running, to start queued I/O-bound calls early.
+PEEK_DELAYS_S = (0.004, 0.012, 0.04, 0.1)
+
+_live_executors: weakref.WeakSet = weakref.WeakSet()
+
+
+def _run_coroutine(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run an ``async def`` function to completion on a fresh event loop (non-asyncio backends)."""
+    import asyncio
+
+    return asyncio.run(fn(*args, **kwargs))
+
+
+def _interrupted_error(what: str) -> TaskInterruptedError:
+    return TaskInterruptedError(
+        f"{what} was interrupted (Ctrl-C or shutdown(interrupt=True)) before it finished"
+    )
+
+
+class Executor(cf.Executor):
+    """A concurrent.futures.Executor over gilwise's backends, with ``backend="auto"``.
+
+    ``backend``: "auto" (measure each function's first calls, then choose), or one of
+    "inline", "thread", "process", "asyncio", "interpreter", "dask". ``max_workers``: the
+    pool size, an int > 0 (auto: an upper bound for every pool it creates). ``retries``:
+    how many times a call that raised is run again before its exception is delivered (an
+    int, or a ``gilwise.pipeline.Retry`` for backoff and exception types; timeouts and
+    interrupts are not retried). ``timeout``: seconds per task; a task running longer
+    fails with TaskTimeoutError (a process worker is killed and replaced, a coroutine is
+    cancelled, a thread cannot be stopped: its result is discarded when it finishes).
+    ``scale_out``: a dask scheduler address (or a distributed.Client) that auto uses for
+    GIL-bound work instead of local processes. ``initializer``/``initargs`` (thread and
+    process backends) and other ``backend_options`` go to the backend; an option the
+    backend does not know raises TypeError.
+
+    Thread safe. Use as a context manager, or call ``shutdown``.
+    """
+
+    def __init__(
+        self,
+        backend: str = "auto",
+        max_workers: Optional[int] = None,
+        *,
+        retries: Union[int, Retry] = 0,
+        timeout: Optional[float] = None,
+        scale_out: Any = None,
+        **backend_options: Any,
+    ) -> None:
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a backend name (a str), got {backend!r}")
+        if backend != "auto":
+            _backends.backend_class(backend)  # ValueError naming the valid backends
+        self.max_workers = _params.workers(max_workers)
+        self._retry = as_retry(retries)
+        self.retries = self._retry.times
+        self.timeout_s = _params.seconds(timeout, "timeout")
+        self.backend_name = backend
+        self.scale_out = scale_out
+        self._backend_options = backend_options
+        self._check_options(backend, backend_options)
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._unfinished = 0
+        self._shutdown = False
+        self._closed = False
+        self._interrupted = False
+        self._pumping = False
+        self._lanes: dict[tuple[str, int], Lane] = {}
+        self._plans: dict[Any, Plan] = {}
+        self._ready: dict[Any, Plan] = {}  # plans with queued tasks, in arrival order
+        self._running: set[Task] = set()  # handed to a backend, not settled
+        self._timer_thread: Optional[Timers] = None
+        self._fixed: Optional[Plan] = None
+        self._fixed_lane: Optional[Lane] = None
+        if backend != "auto":
+            self._fixed_lane = self._lane(backend, max_workers, options=backend_options)
+            self._fixed = Plan(None, Chooser(backend))
+            self._fixed.lane = self._fixed_lane
+        _live_executors.add(self)
+
+    @staticmethod
+    def _check_options(backend: str, options: dict) -> None:
+        """TypeError now for an option no backend this Executor may use accepts."""
+        if backend != "auto":
+            _backends.backend_class(backend).check_options(options)
+            return
+        # auto gives the options to every pool it opens: each must know them all.
+        for name in ("thread", "process"):
+            _backends.backend_class(name).check_options(options)
+
+    # --- public API ---------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        """Schedule ``fn(*args, **kwargs)``; return its Future (PENDING until a worker is free).
+
+        Raises RuntimeError after shutdown, and at once the backend's error for a task it
+        cannot run (e.g. NotPicklableError for a process backend).
+        """
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable as its first argument, got {fn!r}")
+        if self._fixed_lane is not None:
+            if self._fixed_lane.name != "asyncio" and is_coroutine_function(fn):
+                fn, args = _run_coroutine, (fn, *args)  # its own event loop in the worker
+            self._fixed_lane.backend.validate(fn, args, kwargs)
+        return self._enqueue(fn, args, kwargs, key(fn) if self._fixed is None else None, fn)
+
+    async def submit_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``await`` the result of ``fn(*args, **kwargs)`` from async code (any backend)."""
+        import asyncio
+
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: Optional[float] = None,
+        chunksize: Union[int, str] = "auto",
+        buffersize: Union[int, str, None] = "auto",
+        progress: Any = False,
+    ) -> Iterator[Any]:
+        """Like ``builtins.map`` run concurrently; results in input order.
+
+        Lazy and bounded: inputs are read only as results are consumed, with at most
+        ``buffersize`` tasks in flight ("auto": twice the workers; None: read all input
+        now, as concurrent.futures does). ``chunksize`` batches calls into one task ("auto":
+        sized from measured call durations so tiny calls are cheap); a chunk keeps every
+        call's own outcome: results before a failing call are delivered, then its
+        exception is raised (a failing call is retried on its own under ``retries``).
+        ``timeout``: seconds from this call; a result not ready by then raises TimeoutError.
+        Closing the iterator cancels what has not started. ``progress``: True for a rich
+        progress bar on stderr, or a callable receiving ``(done, total)`` (total None when
+        the input has no length).
+        """
+        from ._map import map_results
+
+        return map_results(
+            self, fn, iterables, timeout, chunksize, buffersize, ordered=True, progress=progress
+        )
+
+    def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, interrupt: bool = False
+    ) -> None:
+        """Stop accepting tasks; optionally cancel queued ones; with ``wait``, finish the rest.
+
+        Idempotent. Without ``wait`` the queued tasks still run and the pools close when
+        they are done. After a waiting shutdown no thread or process of this Executor lives.
+        ``interrupt=True`` (what Ctrl-C does): cancel what has not started, fail what is
+        running with TaskInterruptedError, stop process workers, abandon busy threads, and
+        return at once.
+        """
+        if interrupt:
+            self._interrupt()
+            return
+        with self._lock:
+            self._shutdown = True
+            cancelled = self._take_queued() if cancel_futures else []
+        for task in cancelled:
+            task.future.cancel()
+        with self._lock:
+            self._unfinished -= len(cancelled)
+            idle = self._unfinished == 0
+        if idle:
+            self._close(wait=wait)
+            return
+        if wait:
+            try:
+                with self._settled:
+                    while self._unfinished:
+                        self._settled.wait()
+            except KeyboardInterrupt:  # Ctrl-C while waiting: stop everything now
+                self._interrupt()
+                raise
+            self._close(wait=True)
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._interrupt()  # Ctrl-C inside the block: nothing more is waited for
+        else:
+            self.shutdown(wait=True)
+        return False
+
+    @property
+    def decisions(self) -> dict[str, Decision]:
+        """The latest Decision per function label (auto mode; empty for a fixed backend)."""
+        with self._lock:
+            return {
+                plan.chooser.label: plan.chooser.decision
+                for plan in self._plans.values()
+                if plan.chooser.decision is not None
+            }
+
+    def explain(self, fn: Callable[..., Any]) -> str:
+        """A readable account of what was measured about ``fn`` and which backend it got, why."""
+        if self._fixed is not None:
+            return (
+                f"{label(fn)}: backend fixed to {self.backend_name!r} by the caller; nothing "
+                f"was measured. Use Executor(backend='auto') to let gilwise choose."
+            )
+        with self._lock:
+            plan = self._plans.get(key(fn))
+            if plan is None or plan.chooser.decision is None:
+                state = "measuring its first calls" if plan is not None else "never submitted"
+                return (
+                    f"{label(fn)}: no decision yet ({state}). The first calls submitted are "
+                    f"measured, then the rest run on the chosen backend."
+                )
+            return plan.chooser.explain()
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._shutdown else "running"
+        return f"<gilwise.Executor backend={self.backend_name!r} {state}>"
+
+    # --- queueing and dispatch ----------------------------------------------------------
+
+    def _plan_for(self, key_: Any, label_fn: Callable[..., Any]) -> Plan:
+        """Under the lock: the plan of ``key_`` (the fixed plan for a named backend)."""
+        if self._fixed is not None:
+            return self._fixed
+        plan = self._plans.get(key_)
+        if plan is None:
+            chooser = Chooser(
+                label(label_fn),
+                is_coroutine_function(label_fn),
+                max_workers=self.max_workers,
+                scale_out=self.scale_out,
+            )
+            plan = self._plans[key_] = Plan(key_, chooser)
+        return plan
+
+    def _enqueue(
+        self,
+        fn: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        key_: Any,
+        label_fn: Callable[..., Any],
+        items: int = 1,
+        *,
+        pump: bool = True,
+        tries: int = 0,
+    ) -> cf.Future:
+        future: cf.Future = cf.Future()
+        task = Task(future, fn, args, kwargs, key_, items)
+        task.tries = tries
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError(
+                    "cannot schedule new tasks after shutdown; create a new gilwise.Executor"
+                )
+            plan = self._plan_for(key_, label_fn)
+            plan.queue.append(task)
+            self._ready[plan.key] = plan
+            self._unfinished += 1
+        if pump:
+            self._pump()
+        return future
+
+    def _pump(self) -> None:
+        """Hand queued tasks to backends with free workers. One thread pumps at a time."""
+        with self._lock:
+            if self._pumping:
+                return
+            self._pumping = True
+        batch: list[tuple[Task, Lane, Optional[Measure]]] = []
+        handed = 0
+        try:
+            while True:
+                with self._lock:
+                    batch = self._take_ready()
+                    handed = 0
+                    if not batch:
+                        self._pumping = False
+                        return
+                for task, lane, measure in batch:
+                    handed += 1
+                    self._hand_over(task, lane, measure)
+        except BaseException:  # e.g. Ctrl-C inside an inline task: requeue the rest, re-raise
+            with self._lock:
+                self._pumping = False
+                for task, lane, measure in reversed(batch[handed:]):
+                    lane.in_flight -= 1
+                    self._running.discard(task)
+                    owner = self._owner(task)
+                    if measure is not None:
+                        owner.chooser.measuring -= 1
+                    owner.queue.appendleft(task)
+                    self._ready[owner.key] = owner
+            raise
+
+    def _owner(self, task: Task) -> Plan:
+        return self._fixed if self._fixed is not None else self._plans[task.key]
+
+    def _take_ready(self) -> list[tuple[Task, Lane, Optional[Measure]]]:
+        """Under the lock: pop every task that may start now, marking it RUNNING."""
+        batch: list[tuple[Task, Lane, Optional[Measure]]] = []
+        if self._interrupted:
+            return batch
+        for plan in list(self._ready.values()):
+            if plan.lane is not None:
+                lane = plan.lane
+                while plan.queue and lane.in_flight < lane.capacity:
+                    task = plan.queue.popleft()
+                    if self._start(task):
+                        lane.in_flight += 1
+                        self._running.add(task)
+                        batch.append((task, lane, None))
+            elif plan.chooser.measuring == 0:
+                self._take_for_measuring(plan, batch)
+            if not plan.queue:
+                del self._ready[plan.key]
+        return batch
+
+    def _start(self, task: Task) -> bool:
+        if task.started:
+            return True
+        if task.future.set_running_or_notify_cancel():
+            task.started = True
+            return True
+        self._unfinished -= 1  # cancelled while queued
+        if self._unfinished == 0:
+            self._settled.notify_all()
+        return False
+
+    def _take_for_measuring(self, plan: Plan, batch: list) -> None:
+        chooser = plan.chooser
+        step = chooser.next_step()
+        pairs_allowed = self.max_workers is None or self.max_workers >= 2
+        wanted = 2 if step == "pair" and pairs_allowed and len(plan.queue) >= 2 else 1
+        started: list[Task] = []
+        while plan.queue and len(started) < wanted:
+            task = plan.queue.popleft()
+            if self._start(task):
+                started.append(task)
+        if not started:
+            return
+        lane = self._measure_lane(chooser.is_coroutine)
+        measures = chooser.measured([task.fn for task in started])
+        for task, measure in zip(started, measures):
+            chooser.measuring += 1
+            lane.in_flight += 1
+            self._running.add(task)
+            batch.append((task, lane, measure))
+        if not chooser.is_coroutine and plan.queue and not self._closed:
+            # Others are waiting: if these calls turn out to be mostly waiting, say so early.
+            calls = [measure.call for measure in measures]
+            now_s = time.monotonic()
+            for delay_s in PEEK_DELAYS_S:
+                self._timers().add(
+                    now_s + delay_s,
+                    functools.partial(self._peek, plan, chooser.generation, calls),
+                )
+
+    def _hand_over(self, task: Task, lane: Lane, measure: Optional[Measure]) -> None:
+        timeout_s = self.timeout_s
+        task.handed_at_s = time.perf_counter()
+        task.tries += 1
+        try:
+            if measure is not None:
+                per_task_s = None if timeout_s is None else timeout_s * task.items
+                backend_future = lane.backend.submit(
+                    measure.call, task.args, task.kwargs, timeout_s=per_task_s
+                )
+            elif task.items > 1:
+                fn, items, spread = task.args
+                backend_future = submit_chunk(
+                    lane.backend, lane.name in REMOTE_BACKENDS, fn, items, spread, timeout_s
+                )
+            else:
+                backend_future = lane.backend.submit(
+                    task.fn, task.args, task.kwargs, timeout_s=timeout_s
+                )
+        except NotPicklableError as exc:
+            crashed = self._fixed is None and self._owner(task).chooser.crashed
+            if self._fixed is None and lane.name != "thread" and not crashed:
+                self._reroute_to_threads(task, lane, measure, exc)
+                return
+            self._finish_hand_over_failure(task, lane, measure, exc)
+            return
+        except BaseException as exc:
+            self._finish_hand_over_failure(task, lane, measure, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if timeout_s is not None and not lane.backend.enforces_timeout:
+            self._watch(task, timeout_s * task.items)
+        backend_future.add_done_callback(
+            functools.partial(self._on_backend_done, task, lane, measure)
+        )
+
+    def _finish_hand_over_failure(
+        self, task: Task, lane: Lane, measure: Optional[Measure], exc: BaseException
+    ) -> None:
+        with self._lock:
+            lane.in_flight -= 1
+            self._running.discard(task)
+            if measure is not None:
+                self._plans[task.key].chooser.measuring -= 1
+        self._settle(task, exc=exc)
+
+    def _reroute_to_threads(
+        self, task: Task, lane: Lane, measure: Optional[Measure], exc: NotPicklableError
+    ) -> None:
+        with self._lock:
+            lane.in_flight -= 1
+            self._running.discard(task)
+            plan = self._plans[task.key]
+            plan.lane = self._lane("thread", lane.capacity)
+            plan.chooser.fall_back_to_threads(str(exc))
+            task.tries -= 1
+            plan.queue.appendleft(task)
+            self._ready[plan.key] = plan
+
+    def _on_backend_done(
+        self, task: Task, lane: Lane, measure: Optional[Measure], backend_future: cf.Future
+    ) -> None:
+        duration_s = time.perf_counter() - task.handed_at_s
+        try:
+            exc = backend_future.exception()
+        except cf.CancelledError as cancelled:
+            exc = cancelled
+        warm: Optional[Lane] = None
+        with self._lock:
+            lane.in_flight -= 1
+            self._running.discard(task)
+            if self._interrupted:
+                retry_in_s = None
+            else:
+                plan = self._owner(task)
+                chooser = plan.chooser
+                if measure is not None:
+                    if chooser.record(measure, ok=exc is None, items=task.items):
+                        self._decide(plan)
+                    if chooser.warm_up_wanted():
+                        warm = self._process_lane_to_warm()
+                elif (
+                    plan.lane is not None
+                    and (chooser.decision is not None or plan is self._fixed)
+                    and chooser.observe(duration_s / task.items, task.items)
+                ):
+                    plan.lane = None  # re-measure: the next calls go to the measure lane
+                if is_crash(exc) and self._fixed is None and chooser.note_crash(exc):  # type: ignore[arg-type]
+                    self._keep_on_processes(plan)
+                retry_in_s = None
+                if exc is not None and task.items == 1 and not task.future.done():
+                    retry_in_s = self._retry.delay_before_retry(exc, task.tries)
+                if retry_in_s == 0.0:
+                    plan.queue.appendleft(task)
+                    self._ready[plan.key] = plan
+        if warm is not None:
+            warm.backend.warm_up()
+        if retry_in_s is None:
+            if exc is None:
+                self._settle(task, result=backend_future.result())
+            else:
+                self._settle(task, exc=exc)
+        elif retry_in_s > 0:
+            self._timers_add(retry_in_s, functools.partial(self._requeue, task))
+        del backend_future
+        # Whoever queues a task pumps (or leaves it to the thread pumping now), so an empty
+        # ready set needs no pump here; a non-empty one may fit into the worker just freed.
+        if self._ready:
+            self._pump()
+
+    def _requeue(self, task: Task) -> None:
+        """Timer thread: a retry's back-off is over."""
+        with self._lock:
+            if self._interrupted or task.future.done():
+                return
+            plan = self._owner(task)
+            plan.queue.appendleft(task)
+            self._ready[plan.key] = plan
+        self._pump()
+
+    def _settle(
+        self, task: Task, *, result: Any = None, exc: Optional[BaseException] = None
+    ) -> None:
+        future = task.future
+        try:
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+        except cf.InvalidStateError:  # already settled by its timeout or an interrupt
+            return
+        with self._lock:
+            self._unfinished -= 1
+            done = self._unfinished == 0
+            if done:
+                self._settled.notify_all()
+            close_now = done and self._shutdown and not self._closed
+        if close_now:
+            self._close(wait=False)
+
+    # --- deciding (auto): the Chooser measures and decides, this opens the lanes --------
+
+    def _decide(self, plan: Plan, measured: Any = None, *, early: bool = False) -> None:
+        """Under the lock: ask the plan's Chooser, open the lane it picked, wake map windows."""
+        decision, lane = plan.chooser.decide(
+            lambda name, workers: self._lane(name, workers), measured, early=early
+        )
+        if lane is not None:
+            plan.lane = lane
+        if plan.queue:
+            self._ready[plan.key] = plan
+        listeners, plan.listeners = plan.listeners, []
+        for listener in listeners:
+            listener()
+        if decision.backend == "process" and lane is not None:
+            lane.backend.warm_up()
+
+    def _peek(self, plan: Plan, generation: int, calls: list) -> None:
+        """Timer thread: decide while the first calls are still running, when clear."""
+        with self._lock:
+            if self._closed or plan.chooser.decision is not None:
+                return
+            so_far = plan.chooser.peek(generation, calls)
+            if so_far is None:
+                return
+            self._decide(plan, so_far, early=True)
+        self._pump()
+
+    def _process_lane_to_warm(self) -> Optional[Lane]:
+        """Under the lock: the process lane auto would pick, to start its workers early."""
+        facts = _runtime.current()
+        if self.scale_out is not None or facts.cores < 2 or not facts.gil_enabled:
+            return None
+        try:
+            return self._lane("process", min(facts.cores, self.max_workers or facts.cores))
+        except (ImportError, RuntimeError, ValueError, TypeError, OSError):
+            return None
+
+    def _keep_on_processes(self, plan: Plan) -> None:
+        """Under the lock: a call crashed a worker process; never run it here again."""
+        if plan.lane is not None and plan.lane.name == "process":
+            return
+        self._decide(plan)
+
+    def _measure_lane(self, is_coroutine: bool) -> Lane:
+        if is_coroutine:
+            return self._lane("asyncio", None)
+        return self._lane("thread", _MEASURE_THREADS, key_=("measure", 0))
+
+    def _lane(
+        self,
+        name: str,
+        workers: Optional[int],
+        *,
+        options: Optional[dict] = None,
+        key_: Optional[tuple[str, int]] = None,
+    ) -> Lane:
+        """The lane (a backend instance) for ``name`` with ``workers``, created on first use."""
+        if workers is not None and self.max_workers is not None and key_ is None:
+            workers = min(workers, self.max_workers)
+        lane_key = key_ or (name, workers or 0)
+        lane = self._lanes.get(lane_key)
+        if lane is None:
+            if options is None:
+                options = {} if key_ is not None else dict(self._backend_options)
+                if name in ("inline", "asyncio", "interpreter", "dask"):
+                    options = {}  # initializer & co. are for the thread and process pools
+                if name == "dask" and self.scale_out is not None:
+                    scale_key = "address" if isinstance(self.scale_out, str) else "client"
+                    options.setdefault(scale_key, self.scale_out)
+            backend = _backends.create(name, workers, **options)
+            lane = Lane(name, backend)
+            self._lanes[lane_key] = lane
+        return lane
+
+    # --- timeouts, closing, interrupting ------------------------------------------------
+
+    def _timers(self) -> Timers:
+        """Under the lock: the timer thread, started on first use."""
+        if self._timer_thread is None:
+            self._timer_thread = Timers()
+        return self._timer_thread
+
+    def _timers_add(self, delay_s: float, callback: Callable[[], None]) -> None:
+        with self._lock:
+            timers = self._timers()
+        timers.add(time.monotonic() + delay_s, callback)
+
+    def _watch(self, task: Task, timeout_s: float) -> None:
+        self._timers_add(timeout_s, functools.partial(self._expire, task, timeout_s))
+
+    def _expire(self, task: Task, timeout_s: float) -> None:
+        if task.future.done():
+            return
+        self._settle(
+            task,
+            exc=TaskTimeoutError(
+                f"task {label(task.fn)} did not finish within its timeout of {timeout_s} s; its "
+                f"thread cannot be stopped and its result will be discarded. Raise timeout=, or "
+                f"use backend='process' to have slow tasks killed."
+            ),
+        )
+
+    def _take_queued(self) -> list[Task]:
+        """Under the lock: remove and return every queued task that has not started."""
+        cancelled: list[Task] = []
+        plans = [self._fixed] if self._fixed is not None else list(self._plans.values())
+        for plan in plans:
+            # A retry waiting for a worker has started already: it stays.
+            cancelled.extend(task for task in plan.queue if not task.started)
+            plan.queue = type(plan.queue)(task for task in plan.queue if task.started)
+            if not plan.queue:
+                self._ready.pop(plan.key, None)
+        return cancelled
+
+    def _interrupt(self) -> None:
+        """Ctrl-C: cancel what has not started, fail what runs, stop every pool; no waiting."""
+        with self._lock:
+            self._shutdown = True
+            self._interrupted = True
+            queued = self._take_queued()
+            started_queued = [task for plan in self._all_plans() for task in plan.queue]
+            for plan in self._all_plans():
+                plan.queue.clear()
+            self._ready.clear()
+            running = list(self._running) + started_queued
+            lanes = list(self._lanes.values())
+            self._closed = True
+            timers, self._timer_thread = self._timer_thread, None
+        for task in queued:
+            if task.future.cancel():
+                self._forget_one()
+        for task in running:
+            self._settle(task, exc=_interrupted_error(f"task {label(task.fn)}"))
+        if timers is not None:
+            timers.stop(wait=False)
+        for lane in lanes:
+            _shutdown_interrupting(lane.backend)
+
+    def _all_plans(self) -> list[Plan]:
+        return [self._fixed] if self._fixed is not None else list(self._plans.values())
+
+    def _forget_one(self) -> None:
+        with self._lock:
+            self._unfinished -= 1
+            if self._unfinished == 0:
+                self._settled.notify_all()
+
+    def _close(self, wait: bool) -> None:
+        with self._lock:
+            if self._closed:
+                lanes: list[Lane] = []
+            else:
+                self._closed = True
+                lanes = list(self._lanes.values())
+            timers, self._timer_thread = self._timer_thread, None
+        if timers is not None:
+            timers.stop(wait=wait)
+        for lane in lanes:
+            lane.backend.shutdown(wait=wait)
+        if wait and not self._interrupted:
+            # a pool closed without waiting (by its last task) may still be ending
+            for lane in list(self._lanes.values()):
+                lane.backend.shutdown(wait=True)
+
+
+def _shutdown_interrupting(backend: _backends.Backend) -> None:
+    try:
+        backend.shutdown(wait=False, interrupt=True)
+    except TypeError:  # a backend still on protocol v1 (no interrupt): stop waiting for it
+        backend.shutdown(wait=False)
+
+
+def _interrupt_all_at_exit() -> None:
+    """At interpreter exit after an uncaught Ctrl-C: nothing of gilwise waits for busy work."""
+    if exiting_after_interrupt():
+        for executor in list(_live_executors):
+            executor._interrupt()
+
+
+_register_atexit = getattr(threading, "_register_atexit", None)
+if _register_atexit is not None:
+    _register_atexit(_interrupt_all_at_exit)
+
+__all__ = ["Executor"]

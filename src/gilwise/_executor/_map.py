@@ -1,0 +1,291 @@
+"""Executor.map and gilwise.map: a lazy, bounded window of tasks over an input stream.
+
+Inputs are read only as results are consumed: at most ``buffersize`` tasks (calls or
+chunks) are in flight. Before a function is decided the window stays small; once its
+Chooser decides (maybe while the first calls still run) the window grows at once.
+
+A chunk's outcome is one entry per call (gilwise._chunks): values are yielded in order up
+to a failed call, which is retried on its own under the Executor's retry policy, else its
+exception is raised, naming the call's index in the input. The iterator keeps no reference
+to a result it has yielded (as concurrent.futures, bpo-14406).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from concurrent import futures as cf
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
+
+from .. import _params
+from .._chooser import key, label
+from .._chunks import Failure, run_calls
+from ..backends._asyncio import is_coroutine_function
+from ._progress import with_progress
+
+if TYPE_CHECKING:
+    from ._core import Executor
+
+
+class _Entry:
+    """One task in the window: its future, whether it is a chunk, its first input index."""
+
+    __slots__ = ("chunk", "first", "future", "inputs")
+
+    def __init__(self, future: cf.Future, chunk: bool, first: int, inputs: list) -> None:
+        self.future = future
+        self.chunk = chunk
+        self.first = first
+        self.inputs = inputs  # a chunk's items (to retry one call on its own)
+
+
+def map_results(
+    executor: Executor,
+    fn: Callable[..., Any],
+    iterables: tuple,
+    timeout: Optional[float],
+    chunksize: Union[int, str],
+    buffersize: Union[int, str, None],
+    *,
+    ordered: bool,
+    progress: Any = False,
+    total: Optional[int] = None,
+) -> Iterator[Any]:
+    """The iterator behind Executor.map (first tasks submitted now, like concurrent.futures)."""
+    if not callable(fn):
+        raise TypeError(f"map() needs a callable as its first argument, got {fn!r}")
+    if not iterables:
+        raise TypeError("map() needs at least one iterable")
+    _params.sized(chunksize, "chunksize", ("auto",))
+    _params.sized(buffersize, "buffersize", ("auto", None))
+    end_s = None if timeout is None else time.monotonic() + _params.seconds(timeout, "timeout")
+    if total is None and len(iterables) == 1 and hasattr(iterables[0], "__len__"):
+        total = len(iterables[0])
+    spread = len(iterables) != 1
+    inputs = zip(*iterables) if spread else iter(iterables[0])
+    results = _Window(executor, fn, inputs, spread, end_s, chunksize, buffersize, ordered)
+    results.refill()
+    iterator = results.results()
+    if progress:
+        iterator = with_progress(iterator, total, progress, label(fn))
+    return iterator
+
+
+class _Window:
+    def __init__(
+        self,
+        executor: Executor,
+        fn: Callable[..., Any],
+        inputs: Iterator[Any],
+        spread: bool,
+        end_s: Optional[float],
+        chunksize: Union[int, str],
+        buffersize: Union[int, str, None],
+        ordered: bool,
+    ) -> None:
+        self.executor = executor
+        self.fn = fn
+        self.inputs = inputs
+        self.spread = spread
+        self.end_s = end_s
+        self.chunksize = chunksize
+        self.buffersize = buffersize
+        self.key = key(fn) if executor._fixed is None else None
+        self.call = fn
+        self.coroutine = is_coroutine_function(fn)
+        fixed = executor._fixed_lane
+        if self.coroutine and fixed is not None and fixed.name != "asyncio":
+            from ._core import _run_coroutine
+
+            self.call = functools.partial(_run_coroutine, fn)
+        self.window: deque[_Entry] = deque()
+        self.arrivals: Optional[queue.SimpleQueue] = None if ordered else queue.SimpleQueue()
+        self.read = 0  # inputs read so far
+
+    # --- submitting ---------------------------------------------------------------------
+
+    def _chunksize(self) -> int:
+        if self.chunksize != "auto":
+            return int(self.chunksize)
+        if self.coroutine:
+            return 1  # a chunk runs its calls synchronously; coroutines need the loop
+        executor = self.executor
+        with executor._lock:
+            plan = executor._fixed if executor._fixed is not None else executor._plans.get(self.key)
+            if plan is None or plan.lane is None:
+                return 1
+            return plan.chooser.chunksize(plan.lane.name)
+
+    def _limit(self) -> int:
+        if self.buffersize is None:
+            return sys.maxsize
+        if self.buffersize != "auto":
+            return int(self.buffersize)
+        executor = self.executor
+        with executor._lock:
+            plan = executor._fixed if executor._fixed is not None else executor._plans.get(self.key)
+            lane = plan.lane if plan is not None else None
+            workers = lane.capacity if lane is not None else 2
+        return max(4, 2 * workers)
+
+    def _submit_one(self) -> bool:
+        size = self._chunksize()
+        batch = list(itertools.islice(self.inputs, size))
+        if not batch:
+            return False
+        executor = self.executor
+        first = self.read
+        self.read += len(batch)
+        if len(batch) == 1:
+            args = batch[0] if self.spread else (batch[0],)
+            if executor._fixed_lane is not None:
+                executor._fixed_lane.backend.validate(self.call, args, {})
+            future = executor._enqueue(self.call, args, {}, self.key, self.fn, pump=False)
+            entry = _Entry(future, False, first, batch)
+        else:
+            future = executor._enqueue(
+                run_calls,
+                (self.fn, batch, self.spread),
+                {},
+                self.key,
+                self.fn,
+                items=len(batch),
+                pump=False,
+            )
+            entry = _Entry(future, True, first, batch)
+        self.window.append(entry)
+        if self.arrivals is not None:
+            future.add_done_callback(functools.partial(_put_entry, self.arrivals, entry))
+        return True
+
+    def refill(self) -> None:
+        # Queue the whole refill, then dispatch: the first calls of a new function then
+        # arrive together and can be measured as a pair.
+        try:
+            limit = self._limit()
+            while len(self.window) < limit:
+                if not self._submit_one():
+                    return
+        finally:
+            self.executor._pump()
+
+    # --- waiting ------------------------------------------------------------------------
+
+    def _listen_for_decision(self, listener: Callable[[], None]) -> bool:
+        """Call ``listener`` once the function is decided; True if it already is."""
+        executor = self.executor
+        if executor._fixed is not None:
+            return True
+        with executor._lock:
+            plan = executor._plans.get(self.key)
+            if plan is None or plan.lane is not None:
+                return True
+            plan.listeners.append(listener)
+            return False
+
+    def _await_or_refill(self, future: cf.Future) -> None:
+        """Wait for ``future``; if the function gets decided meanwhile, refill the window."""
+        wake = threading.Event()
+        future.add_done_callback(lambda _future: wake.set())
+        while not future.done():
+            if self._listen_for_decision(wake.set):
+                return
+            remaining = None if self.end_s is None else max(0.0, self.end_s - time.monotonic())
+            if not wake.wait(remaining):
+                return  # timed out: the caller's result() raises
+            wake.clear()
+            self.refill()
+
+    def results(self) -> Iterator[Any]:
+        window = self.window
+        listening = False
+        arrivals = self.arrivals
+        try:
+            while window:
+                remaining = None if self.end_s is None else max(0.0, self.end_s - time.monotonic())
+                if arrivals is None:
+                    entry = window[0]
+                    if not entry.future.done() and self.executor._fixed is None:
+                        self._await_or_refill(entry.future)
+                    try:
+                        value = entry.future.result(remaining)
+                    except Exception as error:
+                        if entry.future.done() and not entry.future.cancelled():
+                            _name_the_call(error, self.fn, entry.first)
+                        raise
+                    window.popleft()
+                else:
+                    if not listening:
+                        listening = not self._listen_for_decision(
+                            functools.partial(arrivals.put, None)
+                        )
+                    try:
+                        entry = arrivals.get(timeout=remaining)
+                    except queue.Empty:
+                        raise cf.TimeoutError() from None
+                    if entry is None:  # a decision: more may be in flight now
+                        listening = False
+                        self.refill()
+                        continue
+                    window.remove(entry)
+                    try:
+                        value = entry.future.result()
+                    except Exception as error:
+                        _name_the_call(error, self.fn, entry.first)
+                        raise
+                self.refill()
+                if not entry.chunk:
+                    del entry
+                    yield value
+                    del value
+                    continue
+                values = value
+                del value
+                values.reverse()  # popped one by one: nothing yielded stays referenced
+                index = entry.first
+                while values:
+                    outcome = values.pop()
+                    if type(outcome) is Failure:
+                        outcome = self._retry_or_raise(entry, index, outcome)
+                    yield outcome
+                    del outcome
+                    index += 1
+                del entry, values
+        finally:
+            for entry in window:
+                entry.future.cancel()
+
+    def _retry_or_raise(self, entry: _Entry, index: int, failure: Failure) -> Any:
+        """A call of a chunk failed: retry it on its own (retry policy), else raise."""
+        error = failure.error()
+        executor = self.executor
+        item = entry.inputs[index - entry.first]
+        args = tuple(item) if self.spread else (item,)
+        if executor._retry.delay_before_retry(error, 1) is not None and not executor._shutdown:
+            # The retry is a task of its own that has used one try (the policy counts on).
+            retry = executor._enqueue(self.fn, args, {}, self.key, self.fn, tries=1)
+            return retry.result()
+        _name_the_call(error, self.fn, index)
+        raise error
+
+
+def _name_the_call(error: BaseException, fn: Callable[..., Any], index: int) -> None:
+    add_note = getattr(error, "add_note", None)  # Python 3.11+
+    note = f"gilwise: raised by {label(fn)} on map input #{index}"
+    if add_note is not None and note not in getattr(error, "__notes__", ()):
+        add_note(note)
+    with contextlib.suppress(AttributeError):  # some exception types refuse attributes
+        error.gilwise_index = index  # type: ignore[attr-defined]
+
+
+def _put_entry(arrivals: queue.SimpleQueue, entry: _Entry, _future: cf.Future) -> None:
+    arrivals.put(entry)
+
+
+__all__ = ["map_results"]
