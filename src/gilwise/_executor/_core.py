@@ -665,11 +665,12 @@ class Executor(cf.Executor):
             lanes = list(self._lanes.values())
             self._closed = True
             timers, self._timer_thread = self._timer_thread, None
+        # Running tasks first: a queued task's cancellation may let a running one finish.
+        for task in running:
+            self._settle(task, exc=_interrupted_error(f"task {label(task.fn)}"))
         for task in queued:
             if task.future.cancel():
                 self._forget_one()
-        for task in running:
-            self._settle(task, exc=_interrupted_error(f"task {label(task.fn)}"))
         if timers is not None:
             timers.stop(wait=False)
         for lane in lanes:
