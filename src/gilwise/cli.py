@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gilwise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_profile, _add_report):
+    for add in (_add_demo, _add_profile, _add_report, _add_diff):
         add(sub)
     return parser
 
@@ -184,7 +184,7 @@ def _add_format(p: argparse.ArgumentParser, names: Optional[Sequence[str]] = Non
         "--format",
         choices=tuple(names or format_names()),
         default=None,
-        help=f"report format (default: from -o FILE's suffix: {suffix_help()}; "
+        help=f"report format (default: from -o FILE's suffix: {suffix_help(names)}; "
         "any other name, or no -o: text)",
     )
 
@@ -214,12 +214,57 @@ def _run_report(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, TypeError) as error:
         print(f"gilwise report: cannot read {args.profile_json}: {error}", file=sys.stderr)
         return 2
-    text = render(profile, choose_format(args.format, args.output))
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+    _write(render(profile, choose_format(args.format, args.output)), args.output)
+    return 0
+
+
+# --- diff -----------------------------------------------------------------------------
+
+
+def _add_diff(sub: argparse._SubParsersAction) -> None:
+    from .report import DIFF_FORMATS
+
+    p = sub.add_parser(
+        "diff",
+        help="compare two saved JSON profiles of one program (before and after a change)",
+        description="Wall time, the GIL's share, per-thread and per-function changes and the "
+        "two verdicts side by side. Profile, change the model, profile again: "
+        "gilwise profile -o before.json app.py; ...; gilwise profile -o after.json app.py; "
+        "gilwise diff before.json after.json",
+    )
+    p.add_argument("before", metavar="BEFORE.json", help="the earlier gilwise profile (JSON)")
+    p.add_argument("after", metavar="AFTER.json", help="the later gilwise profile (JSON)")
+    _add_format(p, DIFF_FORMATS)
+    p.add_argument("-o", "--output", metavar="FILE", help="write the comparison to FILE")
+    p.set_defaults(run=_run_diff)
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .model import Profile
+    from .report import DIFF_FORMATS, choose_format, render_diff
+
+    profiles = []
+    for path in (args.before, args.after):
+        try:
+            profiles.append(Profile.from_json(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            print(f"gilwise diff: cannot read {path}: {error}", file=sys.stderr)
+            return 2
+    fmt = choose_format(args.format, args.output, names=DIFF_FORMATS)
+    _write(render_diff(profiles[0], profiles[1], fmt), args.output)
+    return 0
+
+
+def _write(text: str, output: Optional[str]) -> None:
+    """``text`` to the file ``output``, or to stdout."""
+    from pathlib import Path
+
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
 
 
 # --- entry point ------------------------------------------------------------------------

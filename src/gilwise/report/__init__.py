@@ -1,6 +1,8 @@
 """Renderers of a Profile, one module per format: text (rich), json, html (self-contained),
 speedscope and trace (Chrome/Perfetto); ``_formats`` is their registry.
 
+``render_diff`` compares two profiles of one program (text, json or html).
+
 Renderers never measure: they turn a ``gilwise.model.Profile`` into a string. Numbers that
 were not measured (None) read as ``n/a``, never as 0.
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 from typing import Optional
 
 from ..model import Profile
+from ._diff import ProfileDiff, compare, diff_document, render_diff_json, render_diff_text
+from ._diff_html import render_diff_html
 from ._formats import (
     DEFAULT_FORMAT,
     Format,
@@ -34,6 +38,31 @@ FORMATS: tuple[str, ...] = format_names()
 
 #: The file suffix each format is usually saved with.
 SUFFIXES: dict[str, str] = {name: get_format(name).suffixes[0] for name in FORMATS}
+
+
+#: What ``render_diff`` writes (``gilwise diff --format``).
+DIFF_FORMATS: tuple[str, ...] = ("text", "json", "html")
+
+
+def render_diff(
+    before: Profile, after: Profile, fmt: str = DEFAULT_FORMAT, *, width: Optional[int] = None
+) -> str:
+    """The comparison of two profiles of one program as ``fmt`` (one of DIFF_FORMATS): wall
+    time, the GIL's share, per-thread and per-function changes and both verdicts."""
+    for name, value in (("before", before), ("after", after)):
+        if not isinstance(value, Profile):
+            raise TypeError(
+                f"render_diff() needs gilwise Profiles, got {type(value).__name__} for {name}; "
+                "load a saved one with Profile.from_json(text)"
+            )
+    diff = compare(before, after)
+    if fmt == "text":
+        return render_diff_text(diff, width=width or DEFAULT_WIDTH)
+    if fmt == "json":
+        return render_diff_json(diff)
+    if fmt == "html":
+        return render_diff_html(diff)
+    raise ValueError(f"unknown diff format {fmt!r}; choose one of: {', '.join(DIFF_FORMATS)}")
 
 
 def render(
@@ -59,14 +88,19 @@ def render(
 
 __all__ = [
     "DEFAULT_FORMAT",
+    "DIFF_FORMATS",
     "FORMATS",
     "SUFFIXES",
     "Format",
+    "ProfileDiff",
     "RenderOptions",
     "choose_format",
+    "compare",
+    "diff_document",
     "format_for_path",
     "get_format",
     "render",
+    "render_diff",
     "render_html",
     "render_json",
     "render_speedscope",

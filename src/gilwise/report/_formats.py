@@ -18,7 +18,7 @@ import pkgutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePath
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 from ..model import Profile
 
@@ -77,11 +77,16 @@ def get_format(name: str) -> Format:
     return registry[name]
 
 
-def format_for_path(path: Union[str, PurePath]) -> Optional[Format]:
-    """The format whose suffix ends ``path``'s file name (the longest match), else None."""
+def format_for_path(
+    path: Union[str, PurePath], names: Optional[Sequence[str]] = None
+) -> Optional[Format]:
+    """The format whose suffix ends ``path``'s file name (the longest match), else None;
+    ``names`` limits the candidates (``gilwise diff`` writes text, html and json only)."""
     file_name = PurePath(path).name.lower()
     best: Optional[tuple[int, Format]] = None
     for fmt in _registry().values():
+        if names is not None and fmt.name not in names:
+            continue
         for suffix in fmt.suffixes:
             if file_name.endswith(suffix) and (best is None or len(suffix) > best[0]):
                 best = (len(suffix), fmt)
@@ -89,20 +94,32 @@ def format_for_path(path: Union[str, PurePath]) -> Optional[Format]:
 
 
 def choose_format(
-    explicit: Optional[str], output: Union[str, PurePath, None], *, default: str = DEFAULT_FORMAT
+    explicit: Optional[str],
+    output: Union[str, PurePath, None],
+    *,
+    default: str = DEFAULT_FORMAT,
+    names: Optional[Sequence[str]] = None,
 ) -> str:
-    """The format to write: ``explicit`` when given, else the one ``output``'s suffix implies,
-    else ``default``. Raises ValueError for an unknown explicit name."""
+    """The format to write: ``explicit`` when given, else the one ``output``'s suffix implies
+    (among ``names`` when given), else ``default``. Raises ValueError for an unknown
+    explicit name."""
     if explicit is not None:
+        if names is not None and explicit not in names:
+            raise ValueError(f"unknown format {explicit!r}; choose one of: {', '.join(names)}")
         return get_format(explicit).name
     if output is not None:
-        implied = format_for_path(output)
+        implied = format_for_path(output, names)
         if implied is not None:
             return implied.name
     return get_format(default).name
 
 
-def suffix_help() -> str:
+def suffix_help(names: Optional[Sequence[str]] = None) -> str:
     """``.html -> html, .json -> json, ...``: how ``-o`` picks a format, for ``--help``."""
-    pairs = [f"{suffix} -> {fmt.name}" for fmt in _registry().values() for suffix in fmt.suffixes]
+    pairs = [
+        f"{suffix} -> {fmt.name}"
+        for fmt in _registry().values()
+        if names is None or fmt.name in names
+        for suffix in fmt.suffixes
+    ]
     return ", ".join(pairs)

@@ -54,7 +54,7 @@ STATE_LABELS: dict[str, str] = {
     "result_wait": "waiting for a result",
 }
 
-_CSS = """
+PAGE_CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        color: #222; margin: 24px auto; max-width: 1140px; padding: 0 16px; }
 h1 { font-size: 22px; margin: 0 0 8px; }
@@ -92,6 +92,12 @@ def render_html(profile: Profile) -> str:
     title = "gilwise profile" + (f": {profile.command}" if profile.command else "")
     flames = FlameSet()
     body = _sections(profile, flames, prefix="")
+    return html_page(title, PAGE_CSS + FLAME_CSS, [_header(profile), *body, *_scripts(flames)])
+
+
+def html_page(title: str, css: str, body: list[str]) -> str:
+    """A whole HTML document: ``title`` (escaped here), an inline stylesheet and the body's
+    parts (already HTML)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -99,12 +105,10 @@ def render_html(profile: Profile) -> str:
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title>",
-        f"<style>{_CSS}{FLAME_CSS}</style>",
+        f"<style>{css}</style>",
         "</head>",
         "<body>",
-        _header(profile),
         *body,
-        *_scripts(flames),
         "</body>",
         "</html>",
     ]
@@ -464,23 +468,17 @@ def _threads_section(profile: Profile, prefix: str = "") -> str:
     rows = []
     for thread in profile.threads:
         cells = "".join(_cell(c.cell(thread), numeric=c.numeric) for c in columns)
-        rows.append(f"<tr>{cells}<td>{_state_bar(thread)}</td></tr>")
+        rows.append(f"<tr>{cells}<td>{state_bar(thread)}</td></tr>")
     return (
         f"{heading}<table><thead><tr>{head}<th>share of wall</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 
-def _state_bar(thread: ThreadStats, width_px: int = 120) -> str:
+def state_bar(thread: ThreadStats, width_px: int = 120) -> str:
     """A small stacked bar of the thread's measured states over its wall time."""
-    values = (
-        ("gil_held", thread.gil_held_s),
-        ("gil_wait", thread.gil_wait_s),
-        ("native", thread.native_s),
-        ("io_wait", thread.io_wait_s),
-        ("lock_wait", thread.lock_wait_s),
-        ("unknown", thread.unknown_s),
-    )
+    measured = fig.state_seconds(thread)
+    values = [(state, measured.get(state)) for state in THREAD_STATES]
     out = [f'<svg width="{width_px}" height="10" role="img" aria-label="states">']
     x = 0.0
     for state, value in values:

@@ -6,8 +6,6 @@ called ``[red]x`` prints as written.
 
 from __future__ import annotations
 
-from io import StringIO
-
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -15,6 +13,7 @@ from rich.text import Text
 
 from ..model import Profile
 from . import _figures as fig
+from ._console import plain_text
 from ._formats import Format, RenderOptions
 
 DEFAULT_WIDTH = 120
@@ -24,19 +23,7 @@ FULL_WIDTH = 112
 
 def render_text(profile: Profile, *, width: int = DEFAULT_WIDTH) -> str:
     """The report as plain text (no colour, no escape codes), ``width`` columns wide."""
-    console = Console(
-        file=StringIO(),
-        width=width,
-        force_terminal=False,
-        color_system=None,
-        no_color=True,
-        emoji=False,
-        highlight=False,
-        legacy_windows=False,
-    )
-    render_to_console(profile, console)
-    output = console.file.getvalue()  # type: ignore[attr-defined]
-    return "\n".join(line.rstrip() for line in output.splitlines()) + "\n"
+    return plain_text(report_renderable(profile, width=width), width)
 
 
 def render_to_console(profile: Profile, console: Console) -> None:
