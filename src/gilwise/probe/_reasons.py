@@ -6,9 +6,11 @@ thread acquiring a contended lock, a pool worker waiting for work, ``Thread.join
 (``Lock.acquire``, ``SimpleQueue.get``), so the innermost *Python* frame is the caller of
 the blocking call; the reason is read from it and its callers:
 
+0. A frame that calls a user's callable (``Thread.run``, a pool's worker) as the innermost
+   frame means the user's work is a C function and it is what blocks: no change.
 1. Walk outwards from the innermost frame through "plumbing" (the standard library's
-   threading, queue, concurrent.futures, multiprocessing and subprocess modules, and
-   gilwise's own code) while no user frame is met; the first frame that names a reason
+   threading, queue, concurrent.futures, multiprocessing, subprocess, selectors and asyncio
+   modules, and gilwise's own code) while no user frame is met; the first frame that names a reason
    decides: ``Thread.join``, ``Process.join``, ``Popen.wait``, ``Queue.join`` and
    interpreter shutdown -> join_wait; ``Future.result``/``exception``, ``wait``,
    ``as_completed``, ``AsyncResult.get``/``wait``, ``imap``'s ``next`` -> result_wait;
@@ -128,7 +130,12 @@ _PLUMBING = (
     "concurrent/futures/thread.py",
     "concurrent/futures/process.py",
     "subprocess.py",
+    "selectors.py",
 )
+# Packages whose every module is plumbing. An asyncio loop waiting in select is plumbing too:
+# with no user frame on its thread (gilwise's loop thread, Thread(target=loop.run_forever)) it
+# is idle; under a user's asyncio.run(main()) it stays io_wait (an I/O-bound asyncio program).
+_PLUMBING_PACKAGES = ("/multiprocessing/", "/asyncio/")
 _MODULES = sorted(
     {module for module, _ in (*_RULES, *_SIGNAL_WAITS, *_WORK_CALLERS)}, key=len, reverse=True
 )
@@ -147,7 +154,7 @@ def _module(filename: str) -> Optional[str]:
 
 def _is_plumbing(filename: str) -> bool:
     path = filename.replace(os.sep, "/")
-    if filename.startswith(GILWISE_DIR) or "/multiprocessing/" in path:
+    if filename.startswith(GILWISE_DIR) or any(package in path for package in _PLUMBING_PACKAGES):
         return True
     return any(path.endswith("/" + module) for module in _PLUMBING)
 
