@@ -93,7 +93,12 @@ def test_short_native_bursts_between_long_sleeps_are_all_seen():
     # a few ms after each long sleep add up to its working time.
     (busy,), profile = _profile(workloads.run_threads, bursts_between_sleeps, 1, 12)
     (worker,) = _workers(profile)
-    assert worker.native_s + worker.gil_held_s == pytest.approx(busy, abs=0.012)
+    # After each sleep the thread is runnable before it runs again: on a busy machine it
+    # waits for a CPU there, which the kernel (and so the profile) counts as running, not
+    # sleeping; the thread's own clock starts only when it runs. The kernel's figure of
+    # that wait (cpu_wait_s, also spent inside the bursts) bounds the difference.
+    working = worker.native_s + worker.gil_held_s
+    assert busy - 0.012 <= working <= busy + (worker.cpu_wait_s or 0.0) + 0.012
     assert profile.extra["quiet_subsampled"] is False
 
 
