@@ -303,6 +303,7 @@ def thread_cell(change: ThreadChange, column: ThreadColumn) -> str:
     return before_after(old, new)
 
 
+TEXT_FUNCTION_COLUMNS = 5
 FUNCTION_DIFF_HEADINGS = (
     "function",
     "file:line",
@@ -400,13 +401,16 @@ def _renderable(diff: ProfileDiff) -> RenderableType:
             f"({len(changed)} of {len(diff.functions)})"
         )
         assert isinstance(functions, Table)
-        for index, heading in enumerate(FUNCTION_DIFF_HEADINGS):
+        # Text keeps the first five columns: a terminal has no room for held and wait
+        # before -> after beside a path (HTML and JSON have them).
+        for index, heading in enumerate(FUNCTION_DIFF_HEADINGS[:TEXT_FUNCTION_COLUMNS]):
             numeric = index >= 2
             functions.add_column(
                 heading, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric
             )
         for change in changed:
-            functions.add_row(*(Text(cell) for cell in function_cells(change)))
+            cells = function_cells(change)[:TEXT_FUNCTION_COLUMNS]
+            functions.add_row(*(Text(cell) for cell in cells))
     else:
         functions = Text("functions: no change of 0.5 ms or more", style="dim")
 
