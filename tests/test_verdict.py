@@ -407,3 +407,40 @@ def test_many_waits_in_a_row_overlap():
     assert verdict.kind == "io-bound"
     # 40 waits of 50 ms with 2 ms of CPU each: at best the CPU and one wait remain.
     assert 10 < verdict.expected_speedup <= 2.01 / 0.08
+
+
+def test_lock_holder_waking_for_a_core_on_a_busy_machine_still_counts_as_io():
+    """The holder's "native" time here is a wake-up from fsync queued for a core: its CPU
+    clock says it hardly ran, so the lock is held across I/O."""
+    threads = [replace(t, cpu_s=0.004) for t in _lock_threads(4)]
+    lock = LockStats(
+        0x7F00,
+        "write_record (app.py:12)",
+        tuple(t.name for t in threads),
+        3.0,
+        0.05,
+        holder_states={"io_wait": 0.3, "native": 0.5, "gil_held": 0.01, "lock_wait": 3.0},
+    )
+    profile = _evidence_profile(*threads, held_fraction=0.02, locks=(lock,))
+    assert verdict_for_profile(profile, TWO_CORES).kind == "lock-held-across-io"
+    ran = [replace(t, cpu_s=0.2) for t in threads]
+    profile = replace(profile, threads=tuple(ran))
+    assert verdict_for_profile(profile, TWO_CORES).kind == "lock-contention"
+
+
+def test_io_against_cpu_really_used_on_a_busy_machine():
+    """Downloads on a loaded machine: native time is mostly waiting for a core."""
+    main = replace(
+        _waiter("MainThread", held=0.17, native=0.30, io=0.53), cpu_s=0.12, cpu_wait_s=0.35
+    )
+    verdict = verdict_for_profile(_evidence_profile(main, held_fraction=0.17), TWO_CORES)
+    assert verdict.kind == "io-bound"
+
+
+def test_a_thread_without_stack_evidence_among_told_ones_is_judged_by_its_work():
+    """One idle pool worker whose stack was never read keeps its wait in lock_wait_s."""
+    stage = _waiter("crunch-stage", held=0.95)
+    told = [_waiter(f"worker-{i}", idle=1.0) for i in range(10)]
+    unread = _thread("worker-10", lock=0.9)
+    profile = _evidence_profile(stage, *told, unread, held_fraction=0.95)
+    assert verdict_for_profile(profile, TWO_CORES).kind == "serial"

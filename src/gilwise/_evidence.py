@@ -65,7 +65,11 @@ def _is_quiet_wait_file(path: str) -> bool:
 def contended_share(profile: Profile) -> Optional[float]:
     """Without wait reasons: the share of the functions' lock-wait seconds spent acquiring
     a lock in the program's own code (not in a Condition, Event, queue, join or pool);
-    None when no function recorded a lock wait."""
+    None when no function recorded a lock wait or the probe told the reasons."""
+    if any(quiet_s(t) is not None for t in profile.threads):
+        # The probe told reasons: the functions' lock waits are contended acquires already,
+        # and a thread it could not read (no stack yet) is judged by its own work.
+        return None
     total = sum(f.lock_wait_s for f in profile.functions)
     if total <= 0:
         return None
@@ -101,10 +105,18 @@ class Totals:
     join_wait_s: float
     result_wait_s: float
     reasons_known: bool  # some thread's wait reasons were told by its stacks
+    #: Runnable but waiting for a CPU (a busy machine): also inside held_s or native_s.
+    cpu_wait_s: float = 0.0
 
     @property
     def busy_s(self) -> float:
         return self.held_s + self.native_s
+
+    @property
+    def work_s(self) -> float:
+        """Seconds threads really ran on a CPU: busy time less the time they were runnable
+        but waited for a core (on a loaded machine "native" is mostly that)."""
+        return max(self.busy_s - self.cpu_wait_s, 0.0)
 
     @property
     def active_s(self) -> float:
@@ -134,6 +146,7 @@ def totals(profile: Profile) -> Totals:
         join_wait_s=total("join_wait_s"),
         result_wait_s=total("result_wait_s"),
         reasons_known=any(quiet_s(t) is not None for t in threads),
+        cpu_wait_s=total("cpu_wait_s"),
     )
 
 
@@ -164,15 +177,22 @@ def top_lock(profile: Profile) -> Optional[LockStats]:
     return max(profile.locks, key=lambda lock: lock.wait_s, default=None)
 
 
-def io_share_of_holders(lock: LockStats) -> Optional[float]:
-    """Share of the other threads' non-quiet time spent in I/O while someone waited for
-    ``lock``; None when the probe did not record it."""
-    states = {s: v for s, v in lock.holder_states.items() if s not in QUIET_STATES}
-    states.pop("lock_wait", None)  # the other waiters, not the holder
-    working = sum(states.values())
-    if working <= 0:
+def io_share_of_holders(lock: LockStats, threads: list[ThreadStats]) -> Optional[float]:
+    """Share of the other threads' working time spent in I/O while someone waited for
+    ``lock``; None when the probe did not record it.
+
+    Running time counts at most the CPU the lock's ``threads`` really used (their CPU
+    clocks): on a busy machine a holder that woke from its I/O often waits for a core, which
+    the states count as running native code."""
+    states = lock.holder_states
+    io = states.get("io_wait", 0.0)
+    running = states.get("gil_held", 0.0) + states.get("native", 0.0)
+    clocks = [t.cpu_s for t in threads]
+    if threads and all(cpu is not None for cpu in clocks):
+        running = min(running, sum(cpu or 0.0 for cpu in clocks))
+    if io + running <= 0:
         return None
-    return states.get("io_wait", 0.0) / working
+    return io / (io + running)
 
 
 def top_function(profile: Profile, attr: str = "gil_held_s") -> Optional[str]:

@@ -181,7 +181,11 @@ def _judge(profile: Profile, facts: RuntimeFacts) -> Verdict:
         if gil_bound.expected_speedup >= MIN_GIL_BOUND_SPEEDUP:
             return gil_bound
 
-    if sums.io_s >= sums.busy_s and sums.io_s >= 0.5 * (sums.io_s + sums.busy_s + sums.gil_wait_s):
+    # Against I/O, count the CPU really used: on a loaded machine threads that woke from a
+    # wait queue for a core, which reads as running.
+    if sums.io_s >= max(sums.work_s, MIN_WORK_S) and sums.io_s >= 0.5 * (
+        sums.io_s + sums.work_s + sums.gil_wait_s
+    ):
         return _io_verdict(profile, sums, facts)
 
     if sums.native_s >= 0.5 * sums.busy_s:
@@ -307,14 +311,15 @@ def _lock_verdict(profile: Profile, sums: ev.Totals) -> Verdict:
     lock = ev.top_lock(profile)
     waiters = ev.lock_waiters(profile)
     names = _names([t.name for t in waiters]) if waiters else "threads"
-    io_share = ev.io_share_of_holders(lock) if lock is not None else None
+    involved = [t for t in profile.threads if lock is None or t.name in lock.waiters]
+    io_share = ev.io_share_of_holders(lock, involved) if lock is not None else None
     if io_share is None:
         # No holder evidence: the waiting threads' own time says what they do when they
         # get the lock.
         io_share = ev.io_share_of_threads(waiters or list(profile.threads))
     which = f"lock {lock.label}" if lock is not None else "a lock"
-    longest = f", longest single wait {lock.longest_wait_s:.2f}s" if lock is not None else ""
-    held = f" (held across {lock.held_across})" if lock is not None and lock.held_across else ""
+    longest = f" (longest single wait {lock.longest_wait_s:.2f}s)" if lock is not None else ""
+    held = f"; held across {lock.held_across}" if lock is not None and lock.held_across else ""
     if io_share >= LOCK_IO_SHARE:
         return Verdict(
             "lock-held-across-io",
@@ -322,16 +327,19 @@ def _lock_verdict(profile: Profile, sums: ev.Totals) -> Verdict:
             1.0,
             f"Lock held across I/O: {names} spent {sums.lock_s:.2f}s waiting for {which}"
             f"{longest} while its holder was blocked in I/O ({io_share:.0%} of the holders' "
-            f"time){held}. The lock serialises the I/O: more threads (or processes) cannot "
+            f"working time{held}). The lock serialises the I/O: more threads (or processes) cannot "
             f"help. Shrink the critical section: do the I/O outside the lock, or give each "
             f"thread its own file or connection.",
         )
+    contended = (
+        f" (held across {lock.held_across})" if lock is not None and lock.held_across else ""
+    )
     return Verdict(
         "lock-contention",
         "thread",
         1.0,
         f"Lock contention: {names} spent {sums.lock_s:.2f}s waiting for {which}{longest} "
-        f"against {sums.busy_s:.2f}s of work{held}. No backend fixes this: hold the lock "
+        f"against {sums.busy_s:.2f}s of work{contended}. No backend fixes this: hold the lock "
         f"for less time or give each thread its own data.",
     )
 

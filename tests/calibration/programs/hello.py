@@ -1,0 +1,3 @@
+"""The smallest program. True verdict: too-short."""
+
+print("hi")
