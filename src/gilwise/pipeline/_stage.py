@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from .. import backends
-from ..errors import NotPicklableError, RemoteTraceback, StageError
-from . import _auto
-from ._calls import ChunkCall, StageCall, outputs_of
+from .._chooser import REMOTE_BACKENDS, Chooser, run_measured
+from .._chunks import Failure, submit_chunk
+from ..errors import NotPicklableError, StageError
+from ._calls import StageCall, outputs_of
 from ._channel import END, POLL_S, STOPPED, TIMEOUT, Channel, Failed
 from ._policy import DeadLetter, ErrorPolicy, Retry, final_action
 from ._stats import StageCounters
@@ -37,8 +38,6 @@ PROBE_IN_FLIGHT = 3
 PAIR_PARTNER_WAIT_S = 0.1
 # Most items one task carries to a worker process (auto picks fewer for longer calls).
 MAX_CHUNK = 64
-# Backends whose hand-over is a round trip to another process: worth sending chunks.
-_REMOTE_BACKENDS = ("process", "interpreter", "dask")
 
 
 def max_in_flight(workers: int, chunksize: int = 1) -> int:
@@ -162,7 +161,9 @@ class StageRunner:
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._handed_over = threading.Event()
         self._slots = _Slots(PROBE_IN_FLIGHT)
-        self._probe = _auto.AutoProbe()
+        self._chooser = Chooser(
+            getattr(spec.fn, "__qualname__", spec.name), max_workers=spec.workers, pair_first=False
+        )
         self._chunk = 1
         self._ready: dict[int, Any] = {}  # collector: outputs waiting for their turn
         self._next_seq = 0
@@ -188,19 +189,20 @@ class StageRunner:
         if self._backend is not None:
             self._backend.shutdown(wait=True)
 
-    def _use(self, name: str, workers: Optional[int], reason: str, chunksize: int = 1) -> None:
+    def _use(self, name: str, workers: Optional[int], reason: str) -> backends.Backend:
         backend = backends.create(name, workers, **self.spec.backend_options)
         self._backend = backend
         if self.spec.chunksize is not None:
             self._chunk = self.spec.chunksize
-        elif name in _REMOTE_BACKENDS:
-            self._chunk = max(1, min(chunksize, MAX_CHUNK))
+        elif name in REMOTE_BACKENDS:
+            self._chunk = max(1, min(self._chooser.chunksize(name), MAX_CHUNK))
         else:
             self._chunk = 1
         self.counters.backend = name
         self.counters.workers = backend.max_workers
         self.counters.reason = reason
         self._slots.set_limit(max_in_flight(backend.max_workers, self._chunk))
+        return backend
 
     # -- submitter -----------------------------------------------------------------------
 
@@ -242,7 +244,7 @@ class StageRunner:
                     return
                 if pending is not None:
                     self._measure_alone(pending)
-                if self._backend is None and self._probe.probe.calls:
+                if self._backend is None and self._chooser.probe.calls:
                     self._decide()  # so the stats say what the stage would have used
                 self._done.put(_EndOfInput(seq, end=value))
                 return
@@ -266,7 +268,7 @@ class StageRunner:
                     return
                 self._done.put(_EndOfInput(seq, end=end))
                 return
-            if self._probe.next_step() == "single":
+            if self._chooser.next_step() == "single":
                 self._measure_alone(task)
             elif pending is None:
                 pending = task
@@ -296,16 +298,23 @@ class StageRunner:
             return
         backend = self._backend
         assert backend is not None
-        if not self._validated:
-            backend.validate(self._call, (tasks[0].item,), {})  # NotPicklableError stops the run
-            self._validated = True
+        self._validate(backend, tasks[0].item)  # NotPicklableError stops the run
+        items = [task.item for task in tasks]
         try:
-            future = backend.submit(ChunkCall(self._call), ([t.item for t in tasks],), {})
+            remote = self.counters.backend in REMOTE_BACKENDS
+            future = submit_chunk(backend, remote, self._call, items, False)
         except Exception as exc:
             future = Future()
             future.set_exception(exc)
         done = self._done
         future.add_done_callback(lambda finished: done.put((tasks, finished)))
+
+    def _validate(self, backend: backends.Backend, item: Any) -> None:
+        """NotPicklableError naming the user's function (not the stage's wrapper)."""
+        if not self._validated:
+            backend.validate(self.spec.fn, (item,), {})  # type: ignore[arg-type]
+            backend.validate(self._call, (item,), {})
+            self._validated = True
 
     def _go_inline(self, handed: int) -> bool:
         """Let the collector finish the ``handed`` tasks it has, then run calls here."""
@@ -335,35 +344,57 @@ class StageRunner:
             return self._emit(outputs_of(self.spec.kind, task.item, value))
 
     def _measure_alone(self, task: _Task) -> None:
+        chooser = self._chooser
+        (measure,) = chooser.measured([self._call])
+        chooser.measuring += 1
         with self._control.measure_lock:
-            timed = _auto.run_measured(self._call, task.item)
-        self._probe.record_single(timed)
-        if self._probe.next_step() is None:
+            future = run_measured(measure, task.item)
+        if chooser.record(measure, ok=future.exception() is None):
             self._decide()
-        self._deliver(task, timed.future)
+        self._deliver(task, future)
 
     def _measure_pair(self, first: _Task, second: _Task) -> None:
+        """Two calls at once, one here and one on a helper thread, started together."""
+        chooser = self._chooser
+        measures = chooser.measured([self._call, self._call])
+        chooser.measuring += 2
+        outcomes: list[Future] = []
         with self._control.measure_lock:
-            pair = _auto.run_pair_measured(self._call, first.item, second.item)
-        self._probe.record_pair(*pair)
-        if self._probe.next_step() is None:
+            helper = threading.Thread(
+                target=lambda: outcomes.append(run_measured(measures[1], second.item)),
+                name="gilwise-pipeline-measure",
+            )
+            helper.start()
+            try:
+                mine = run_measured(measures[0], first.item)
+            finally:
+                helper.join()
+        chooser.record(measures[0], ok=mine.exception() is None)
+        if chooser.record(measures[1], ok=outcomes[0].exception() is None):
             self._decide()
-        self._deliver(first, pair[0].future)
-        self._deliver(second, pair[1].future)
+        self._deliver(first, mine)
+        self._deliver(second, outcomes[0])
 
     def _decide(self) -> None:
         # Decided before any measured failure is delivered, so a retry always has a backend.
-        decision = self._probe.decide(self.spec.workers)
-        workers = self.spec.workers or decision.workers
-        self._use(decision.backend, workers, decision.reason, decision.chunksize)
-        if decision.backend in _REMOTE_BACKENDS:
+        chooser = self._chooser
+
+        def open_backend(name: str, workers: int) -> backends.Backend:
+            return self._use(name, self.spec.workers or workers, "")
+
+        decision, backend = chooser.decide(open_backend)
+        self.counters.reason = decision.reason
+        if decision.backend != self.counters.backend:  # fell back (unavailable here)
+            self.counters.backend = decision.backend
+        if decision.backend in REMOTE_BACKENDS:
             try:
-                self._backend.validate(self._call, (None,), {})  # type: ignore[union-attr]
+                self._validate(backend, None)
             except NotPicklableError as exc:
-                self._backend.shutdown(wait=True)  # type: ignore[union-attr]
+                backend.shutdown(wait=True)
+                chooser.fall_back_to_threads(str(exc))
                 self._use(
                     "thread",
-                    workers,
+                    self.spec.workers or decision.workers,
                     f"{decision.reason} But the function cannot be "
                     f"sent to another process ({exc}), so threads run it instead.",
                 )
@@ -372,9 +403,7 @@ class StageRunner:
     def _submit(self, task: _Task) -> None:
         backend = self._backend
         assert backend is not None
-        if not self._validated:
-            backend.validate(self._call, (task.item,), {})  # NotPicklableError stops the run
-            self._validated = True
+        self._validate(backend, task.item)  # NotPicklableError stops the run
         try:
             future = backend.submit(self._call, (task.item,), {})
         except Exception as exc:  # e.g. a dead pool: the item fails, its policy decides
@@ -441,18 +470,16 @@ class StageRunner:
         if isinstance(tasks, _Task):
             return [(tasks, self._outcome(tasks, future))]
         error = future.exception()
-        if error is not None:  # the whole chunk failed (a crashed worker): each item did
+        if error is not None:  # the chunk could not run at all (e.g. the pool is gone)
             return [(task, self._failure(task, error)) for task in tasks]
         results = []
         for task, outcome in zip(tasks, future.result()):
-            if outcome[0]:
-                value, busy_s = outcome[1]
+            if type(outcome) is Failure:  # this item failed on its own: only it does
+                results.append((task, self._failure(task, outcome.error())))
+            else:
+                value, busy_s = outcome
                 self.counters.busy_s += busy_s
                 results.append((task, outputs_of(self.spec.kind, task.item, value)))
-            else:
-                item_error = outcome[1]
-                item_error.__cause__ = RemoteTraceback(outcome[2])
-                results.append((task, self._failure(task, item_error)))
         return results
 
     def _place(self, task: _Task, outputs: Any) -> Optional[int]:
