@@ -7,6 +7,9 @@ import threading
 import psutil
 import pytest
 
+# pytester runs pytest inside tests (tests/integrations/test_pytest_plugin.py).
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def no_leaks():

@@ -223,6 +223,19 @@ class Profile:
     def with_verdict(self, verdict: Verdict) -> Profile:
         return replace(self, verdict=verdict)
 
+    def __repr__(self) -> str:
+        """Short, for a REPL: the full value is ``to_dict()``, the report ``gilwise.report``."""
+        held = "n/a" if self.held_fraction is None else f"{self.held_fraction:.0%}"
+        verdict = f", verdict {self.verdict.kind}" if self.verdict is not None else ""
+        threads = f"{len(self.threads)} thread{'s' if len(self.threads) != 1 else ''}"
+        return f"<gilwise.Profile {self.wall_s:.2f} s, {threads}, GIL held {held}{verdict}>"
+
+    def _repr_html_(self) -> str:
+        """The HTML report, inline in a Jupyter notebook."""
+        from gilwise._ipython import notebook_html
+
+        return notebook_html(self)
+
     def thread(self, name_or_id: str | int) -> ThreadStats:
         """The thread with this name or native id; raises KeyError naming the known threads."""
         for stats in self.threads:

@@ -338,6 +338,9 @@ def build_profile(
         "sampler_scheduling": result.get("scheduling", "normal"),
         "sampler_cpu_s": result.get("sampler_cpu_s"),
         "quiet_subsampled": bool(result.get("quiet_subsampled", False)),
+        # The clock (time.monotonic, system-wide) at the timeline's 0: lets a caller place
+        # its own events on the timeline (the pytest plugin's test boundaries).
+        "start_monotonic_s": start_s,
     }
     if gil_known and wall_s > 0:
         held_s, probe_s = held_seconds(result, excluded_ids, handoff_s=2.5 * interval_s)

@@ -17,6 +17,9 @@ def plain_text(renderable: RenderableType, width: int) -> str:
         file=StringIO(),
         width=width,
         force_terminal=False,
+        # In a Jupyter kernel rich would otherwise display the report itself and leave the
+        # string empty (found by tests/integrations/test_ipython.py's notebook test).
+        force_jupyter=False,
         color_system=None,
         no_color=True,
         emoji=False,
