@@ -70,11 +70,12 @@ def _fixup_public_names(module_name: str, namespace: dict[str, Any]) -> None:
     """Make every name in a public subpackage's ``__all__`` report that subpackage.
 
     A public subpackage calls this at its end, e.g. ``gilwise.pipeline`` so that
-    ``gilwise.pipeline.Retry`` reads as such rather than ``gilwise.pipeline._policy.Retry``.
+    ``gilwise.pipeline.Retry`` reads as such rather than ``gilwise._retry.Retry``.
     """
     for public_name in namespace.get("__all__", ()):
         member = namespace[public_name]
-        if str(getattr(member, "__module__", "")).startswith(module_name + "."):
+        defined_in = str(getattr(member, "__module__", ""))
+        if any(part.startswith("_") for part in defined_in.split(".")[1:]):  # a private module
             _fixup_module(member, module_name)
 
 
