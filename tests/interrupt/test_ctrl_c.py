@@ -108,11 +108,12 @@ def _assert_interrupted(exit_s: float, code: int, stderr: str, left: list) -> No
     )
 
 
-# (scenario, tasks that must have started before the SIGINT). The process and thread
-# backends' scenarios (executor-with-process, executor-without-with-process,
-# executor-with-thread, executor-without-with-thread, pipeline-process-stage) join as issue
-# 12's interrupting shutdown lands in them.
+# (scenario, tasks that must have started before the SIGINT). The process backend's
+# scenarios (executor-with-process, executor-without-with-process, pipeline-process-stage)
+# join as issue 12's interrupting shutdown lands in it.
 SCENARIOS = [
+    ("executor-with-thread", 2),
+    ("executor-without-with-thread", 2),
     ("executor-auto", 6),
     ("gilwise-map", 6),
 ]

@@ -35,10 +35,10 @@ from typing import Any, Optional
 import gilwise
 from gilwise.errors import WorkerCrashedError
 
-# Modes whose crash semantics are in main. The others join as they land: "map-batches" and
-# "pipeline-batches" with issue 12's per-call batch outcomes, "auto-*" and "pipeline-auto"
-# once auto never lets a crashing call reach the caller (issue 10).
-MODES = ("submit",)
+# Modes whose crash semantics are in main. The others join as they land: "auto-map" and
+# "auto-submit" once auto never lets a call reach the caller after it was on processes
+# (issue 10), the Pipeline's when its batches keep per-call outcomes (issue 12).
+MODES = ("map-batches", "submit")
 ALL_MODES = (
     "map-batches",
     "submit",
