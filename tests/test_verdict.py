@@ -276,7 +276,7 @@ def test_lock_held_across_io_from_the_lock_evidence():
     verdict = verdict_for_profile(profile, TWO_CORES)
     assert (verdict.kind, verdict.expected_speedup) == ("lock-held-across-io", 1.0)
     assert "lock write_record (app.py:12)" in verdict.reason
-    assert "held across io_wait in write_record (app.py:14)" in verdict.reason
+    assert "the lock is held across I/O in write_record (app.py:14)" in verdict.reason
     assert "Shrink the critical section" in verdict.reason
     assert "writer-0, writer-1, writer-2 and 1 more" in verdict.reason
 

@@ -345,3 +345,67 @@ def io_share_of_threads(threads: list[ThreadStats]) -> float:
     io = sum(t.io_wait_s or 0.0 for t in threads)
     cpu = sum(t.cpu_s if t.cpu_s is not None else busy_s(t) for t in threads)
     return io / (io + cpu) if io + cpu > 0 else 0.0
+
+
+# --- the evidence as a report shows it --------------------------------------------------
+
+# An evidence line is shown when its seconds reach this share of the wall time.
+SHOWN_SHARE = 0.01
+
+
+def evidence_lines(profile: Profile) -> list[tuple[str, str]]:
+    """The figures a verdict is made of, as (label, sentence) pairs for a report: the time
+    threads worked, what they waited for (and what was not contention), the busiest thread
+    and, for a whole program, the processes followed. Seconds add up over threads."""
+    sums = totals(profile)
+    shown = SHOWN_SHARE * sums.wall_s
+    lines = [
+        (
+            "work",
+            f"{sums.held_s:.2f}s running Python (GIL held), {sums.native_s:.2f}s native code "
+            f"(GIL released), {sums.io_s:.2f}s in I/O or sleep",
+        )
+    ]
+    waits = [
+        f"{seconds:.2f}s {what}"
+        for seconds, what in (
+            (sums.gil_wait_s, "waiting for the GIL"),
+            (sums.lock_s, "acquiring contended locks"),
+        )
+        if seconds >= shown
+    ]
+    if waits:
+        lines.append(("contention", ", ".join(waits)))
+    quiet = [
+        f"{seconds:.2f}s {what}"
+        for seconds, what in (
+            (sums.idle_s, "idle (waiting for work)"),
+            (sums.join_wait_s, "joining"),
+            (sums.result_wait_s, "waiting for results"),
+        )
+        if seconds >= shown
+    ]
+    if quiet:
+        lines.append(("not contention", ", ".join(quiet)))
+    if profile.threads:
+        busiest = max(profile.threads, key=busy_s)
+        if busy_s(busiest) >= shown:
+            where = top_function(profile, "gil_held_s") or top_function(profile, "native_s")
+            lines.append(
+                (
+                    "busiest thread",
+                    f"{busiest.name}: {busy_s(busiest):.2f}s running "
+                    f"({busy_s(busiest) / max(busiest.wall_s, 1e-9):.0%} of its time)"
+                    + (f"; busiest function {where}" if where else ""),
+                )
+            )
+    if sums.cpu_wait_s >= 0.05 * sums.wall_s:
+        lines.append(("machine", f"{sums.cpu_wait_s:.2f}s runnable but waiting for a CPU"))
+    children = all_processes(profile)[1:]
+    if children:
+        said = ", ".join(
+            f"{process_label(child)} ({child.verdict.kind if child.verdict else 'not judged'})"
+            for child in children
+        )
+        lines.append(("processes", f"{len(children)} followed: {said}"))
+    return lines

@@ -319,7 +319,10 @@ def _lock_verdict(profile: Profile, sums: ev.Totals) -> Verdict:
         io_share = ev.io_share_of_threads(waiters or list(profile.threads))
     which = f"lock {lock.label}" if lock is not None else "a lock"
     longest = f" (longest single wait {lock.longest_wait_s:.2f}s)" if lock is not None else ""
-    held = f"; held across {lock.held_across}" if lock is not None and lock.held_across else ""
+    # held_across reads "<state> in <function> (<file:line>)": the I/O verdict names the
+    # function (the state sampled there may be a wake-up waiting for a core).
+    site = lock.held_across.split(" in ", 1)[-1] if lock is not None and lock.held_across else ""
+    held = f"; the lock is held across I/O in {site}" if site else ""
     if io_share >= LOCK_IO_SHARE:
         return Verdict(
             "lock-held-across-io",

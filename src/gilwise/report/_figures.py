@@ -115,14 +115,31 @@ CPU_WAIT_COLUMN = Column("CPU wait s", lambda t: seconds(t.cpu_wait_s))
 CPU_WAIT_SHOWN = 0.05  # of a thread's wall time
 
 
+# Blocked for a reason that is never contention (schema /2): each shown only when some
+# thread spent at least CPU_WAIT_SHOWN of its wall time so.
+WAIT_REASON_COLUMNS: tuple[tuple[str, Column], ...] = (
+    ("idle_s", Column("idle s", lambda t: seconds(t.idle_s))),
+    ("join_wait_s", Column("join s", lambda t: seconds(t.join_wait_s))),
+    ("result_wait_s", Column("result s", lambda t: seconds(t.result_wait_s))),
+)
+
+
 def thread_columns(profile: Profile) -> tuple[Column, ...]:
-    """THREAD_COLUMNS, plus CPU_WAIT_COLUMN when some thread waited for a CPU noticeably."""
-    if any(
-        t.cpu_wait_s is not None and t.cpu_wait_s > CPU_WAIT_SHOWN * max(t.wall_s, 1e-9)
-        for t in profile.threads
-    ):
-        return (*THREAD_COLUMNS, CPU_WAIT_COLUMN)
-    return THREAD_COLUMNS
+    """THREAD_COLUMNS, plus the wait-reason columns (idle, join, result) and CPU_WAIT_COLUMN
+    each when some thread spent a noticeable share of its time that way."""
+
+    def noticeable(attr: str) -> bool:
+        return any(
+            getattr(t, attr) is not None and getattr(t, attr) > CPU_WAIT_SHOWN * max(t.wall_s, 1e-9)
+            for t in profile.threads
+        )
+
+    columns = THREAD_COLUMNS + tuple(
+        column for attr, column in WAIT_REASON_COLUMNS if noticeable(attr)
+    )
+    if noticeable("cpu_wait_s"):
+        columns += (CPU_WAIT_COLUMN,)
+    return columns
 
 
 def function_cells(function: FunctionStats, location_chars: int = 48) -> tuple[str, ...]:

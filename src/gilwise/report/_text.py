@@ -1,4 +1,5 @@
-"""The terminal report: a header, the threads and top-functions tables, the verdict (rich).
+"""The terminal report: a header, the threads, top-functions and locks tables, the verdict
+with its evidence (rich).
 
 Every name from the profile goes in as a ``rich.text.Text``, never as markup, so a thread
 called ``[red]x`` prints as written.
@@ -11,7 +12,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..model import Profile
+from .._evidence import evidence_lines
+from ..model import LockStats, Profile
 from . import _figures as fig
 from ._console import plain_text
 from ._formats import Format, RenderOptions
@@ -40,6 +42,8 @@ def report_renderable(profile: Profile, *, width: int = DEFAULT_WIDTH) -> Render
         Text(""),
         _functions_table(profile),
         Text(""),
+        _locks(profile),
+        Text(""),
         _verdict(profile),
         Text(""),
         _unavailable(profile),
@@ -62,8 +66,11 @@ def _threads_table(profile: Profile, width: int) -> RenderableType:
     if not profile.threads:
         return Text("threads: none observed", style="dim")
     # The % columns are the first to go on a narrow terminal: the seconds say it all.
-    with_shares = width >= FULL_WIDTH
-    columns = [c for c in fig.thread_columns(profile) if with_shares or not c.heading.endswith("%")]
+    every = fig.thread_columns(profile)
+    # Each column beyond the base set (wait reasons, CPU wait) needs about 8 more characters.
+    extra = len(every) - len(fig.THREAD_COLUMNS) - 1
+    with_shares = width >= FULL_WIDTH + 8 * max(extra, 0)
+    columns = [c for c in every if with_shares or not c.heading.endswith("%")]
     table = Table(
         title="threads (seconds"
         + ("; % of each thread's own observed wall time)" if with_shares else ")"),
@@ -119,10 +126,11 @@ def _unavailable(profile: Profile) -> Text:
 
 
 def _verdict(profile: Profile) -> Text:
+    """The verdict, its reason, then the evidence it was made of (one line per figure)."""
     verdict = profile.verdict
     if verdict is None:
         return Text.assemble(("verdict: ", "bold"), "none (this profile was not judged)")
-    return Text.assemble(
+    text = Text.assemble(
         ("verdict: ", "bold"),
         (verdict.kind, "bold magenta"),
         "  recommended backend: ",
@@ -131,6 +139,69 @@ def _verdict(profile: Profile) -> Text:
         (fig.speedup(verdict.expected_speedup), "bold"),
         "\n",
         verdict.reason,
+    )
+    lines = evidence_lines(profile)
+    if lines:
+        text.append("\nevidence:", style="bold")
+        for label, sentence in lines:
+            text.append(f"\n  {label}: ", style="dim")
+            text.append(sentence)
+    return text
+
+
+# The locks table lists at most this many locks, the most waited first.
+TOP_LOCKS = 10
+
+
+def _locks(profile: Profile) -> RenderableType:
+    """Contended locks: who waited, how long, and what the holder did meanwhile."""
+    if not profile.locks:
+        return Text("locks: no contended locks recorded", style="dim")
+    ranked = sorted(profile.locks, key=lambda lock: -lock.wait_s)[:TOP_LOCKS]
+    table = Table(
+        title=f"locks ({len(ranked)} of {len(profile.locks)} contended, most waited first)",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for heading, numeric in LOCK_HEADINGS:
+        table.add_column(
+            heading,
+            justify="right" if numeric else "left",
+            overflow="fold",
+            no_wrap=numeric,
+        )
+    for lock in ranked:
+        table.add_row(*(Text(cell) for cell in lock_cells(lock)))
+    return table
+
+
+LOCK_HEADINGS = (
+    ("lock", False),
+    ("waiters", False),
+    ("wait s", True),
+    ("longest s", True),
+    ("others meanwhile", False),
+    ("held across", False),
+)
+
+
+def lock_cells(lock: LockStats) -> tuple[str, ...]:
+    """One locks-table row: label, waiting threads, total and longest wait, the other
+    threads' states while someone waited (largest first), and the holder's state."""
+    meanwhile = ", ".join(
+        f"{state} {seconds:.2f}s"
+        for state, seconds in sorted(lock.holder_states.items(), key=lambda kv: -kv[1])
+        if seconds >= 0.005
+    )
+    return (
+        lock.label,
+        ", ".join(lock.waiters),
+        fig.seconds(lock.wait_s),
+        fig.seconds(lock.longest_wait_s),
+        meanwhile or "-",
+        lock.held_across or "-",
     )
 
 
