@@ -1,8 +1,8 @@
 """A user's program, type-checked with ``mypy --strict`` by tests/test_typing.py.
 
 It uses the public surface the way the README shows (Executor, map, Pipeline, monitor,
-profile, classify, the errors) and pins the types a user gets back with ``assert_type``-like
-annotations: a regression in the library's hints fails the test. It is never run.
+profile, classify, the errors) and pins the types a user gets back with ``assert_type``: a
+hint that loosens to ``Any`` fails the test. It is never run.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from concurrent.futures import Future
+from typing import assert_type
 
 import gilwise
 from gilwise.pipeline import Retry, RunStats
@@ -34,10 +35,12 @@ async def fetch(url: str) -> bytes:
 
 def with_executor() -> int:
     with gilwise.Executor(max_workers=2) as executor:
-        future: Future[int] = executor.submit(square, 3)
-        first: int = future.result()
-        squares: Iterator[int] = executor.map(square, range(10))
-        return first + sum(squares)
+        future = executor.submit(square, 3)
+        assert_type(future, Future[int])
+        assert_type(executor.submit(fetch, "http://127.0.0.1/"), Future[bytes])
+        squares = executor.map(square, range(10))
+        assert_type(squares, Iterator[int])
+        return future.result() + sum(squares)
 
 
 def with_fixed_backend() -> list[int]:
@@ -47,13 +50,16 @@ def with_fixed_backend() -> list[int]:
 
 async def from_async_code() -> bytes:
     with gilwise.Executor("asyncio") as executor:
-        data: bytes = await executor.submit_async(fetch, "http://127.0.0.1/")
+        data = await executor.submit_async(fetch, "http://127.0.0.1/")
+        assert_type(data, bytes)
         return data
 
 
 def with_map() -> int:
-    total: int = sum(gilwise.map(square, range(100), backend="thread", workers=2))
-    return total
+    results = gilwise.map(square, range(100), backend="thread", workers=2)
+    assert_type(results, Iterator[int])
+    assert_type(gilwise.map(fetch, ["a", "b"]), Iterator[bytes])
+    return sum(results)
 
 
 def with_pipeline() -> RunStats:
@@ -65,8 +71,11 @@ def with_pipeline() -> RunStats:
         .map(str.upper, backend="thread", on_error=Retry(times=2))
         .batch(2)
     )
-    batches: list[list[str]] = list(pipeline)
-    assert batches
+    assert_type(pipeline, gilwise.Pipeline[list[str]])
+    for batch in pipeline:
+        assert_type(batch, list[str])
+    fetched = gilwise.Pipeline(["u1", "u2"]).map(fetch, backend="asyncio")
+    assert_type(fetched, gilwise.Pipeline[bytes])
     return pipeline.run()
 
 

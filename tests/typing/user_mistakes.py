@@ -24,3 +24,8 @@ def held_may_be_none() -> float:
     with gilwise.monitor() as mon:
         square(3)
     return mon.profile.held_fraction  # E: Incompatible return value type (got "float | None"
+
+
+def wrong_arguments() -> None:
+    with gilwise.Executor() as executor:
+        executor.submit(square, "3")  # E: No overload variant of "submit"

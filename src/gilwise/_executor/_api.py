@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Optional
+from collections.abc import Awaitable
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, overload
 
 from .. import _params
 from .. import runtime as _runtime
@@ -10,6 +11,30 @@ from ..verdict import Decision, decide_for_task
 from . import _progress
 from ._core import Executor
 from ._map import map_results
+
+R = TypeVar("R")
+
+
+@overload
+def map(
+    fn: Callable[..., Awaitable[R]],
+    iterable: Iterable[Any],
+    backend: str = "auto",
+    workers: Optional[int] = None,
+    ordered: bool = True,
+    progress: Any = None,
+) -> Iterator[R]: ...
+
+
+@overload
+def map(
+    fn: Callable[..., R],
+    iterable: Iterable[Any],
+    backend: str = "auto",
+    workers: Optional[int] = None,
+    ordered: bool = True,
+    progress: Any = None,
+) -> Iterator[R]: ...
 
 
 def map(

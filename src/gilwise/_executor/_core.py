@@ -21,8 +21,20 @@ import functools
 import threading
 import time
 import weakref
+from collections.abc import Awaitable
 from concurrent import futures as cf
-from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterable,
+    Iterator,
+    Literal,
+    Optional,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from .. import _params
 from .. import backends as _backends
@@ -36,6 +48,12 @@ from ..errors import NotPicklableError, TaskInterruptedError, TaskTimeoutError
 from ..verdict import Decision
 from ._tasks import Lane, Plan, Task
 from ._timers import Timers
+
+if TYPE_CHECKING:  # for type checkers only: ParamSpec is typing's from 3.10
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+R = TypeVar("R")
 
 # Threads the auto Executor measures first calls on (created on demand, reused).
 _MEASURE_THREADS = 64
@@ -131,7 +149,15 @@ class Executor(cf.Executor):
 
     # --- public API ---------------------------------------------------------------------
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+    @overload
+    def submit(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> cf.Future[R]: ...
+
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> cf.Future[R]: ...
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         """Schedule ``fn(*args, **kwargs)``; return its Future (PENDING until a worker is free).
 
         Raises RuntimeError after shutdown, and at once the backend's error for a task it
@@ -145,13 +171,43 @@ class Executor(cf.Executor):
             self._fixed_lane.backend.validate(fn, args, kwargs)
         return self._enqueue(fn, args, kwargs, key(fn) if self._fixed is None else None, fn)
 
+    @overload
+    async def submit_async(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+
+    @overload
+    async def submit_async(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
     async def submit_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``await`` the result of ``fn(*args, **kwargs)`` from async code (any backend)."""
         import asyncio
 
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
-    def map(  # type: ignore[override]
+    @overload  # type: ignore[override]
+    def map(
+        self,
+        fn: Callable[..., Awaitable[R]],
+        *iterables: Iterable[Any],
+        timeout: Optional[float] = None,
+        chunksize: Union[int, str] = "auto",
+        buffersize: Union[int, str, None] = "auto",
+        progress: Any = False,
+    ) -> Iterator[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: Optional[float] = None,
+        chunksize: Union[int, str] = "auto",
+        buffersize: Union[int, str, None] = "auto",
+        progress: Any = False,
+    ) -> Iterator[R]: ...
+
+    def map(
         self,
         fn: Callable[..., Any],
         *iterables: Iterable[Any],

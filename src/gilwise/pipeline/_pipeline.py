@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, Callable, Optional
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
+from typing import Any, Callable, Generic, Optional, TypeVar, Union, overload
 
 from .. import backends
 from . import _progress
@@ -15,13 +15,17 @@ from ._run import Run
 from ._stage import StageSpec
 from ._stats import RunStats
 
+# The item type flowing out of a pipeline, and of the stage being added (for type checkers).
+T = TypeVar("T")
+R = TypeVar("R")
+
 DEFAULT_QUEUE_SIZE = 64
 # The async consumer polls the output between these bounds while it is empty.
 _ASYNC_POLL_MIN_S = 0.0005
 _ASYNC_POLL_MAX_S = 0.02
 
 
-class Pipeline:
+class Pipeline(Generic[T]):
     """A lazy, bounded stream: ``Pipeline(source).map(fetch).map(parse).filter(keep)``.
 
     Each stage runs its function on its own backend ("auto" measures the first items and asks
@@ -43,7 +47,12 @@ class Pipeline:
     cancelled).
     """
 
-    def __init__(self, source: Any, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        source: Union[Iterable[T], AsyncIterable[T]],
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+    ) -> None:
         if not (hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
             raise TypeError(
                 f"Pipeline needs an iterable or async iterable source, got "
@@ -58,9 +67,10 @@ class Pipeline:
 
     # -- building ------------------------------------------------------------------------
 
+    @overload
     def map(
         self,
-        fn: Callable[[Any], Any],
+        fn: Callable[[T], Awaitable[R]],
         backend: str = "auto",
         workers: Optional[int] = None,
         ordered: bool = True,
@@ -69,7 +79,34 @@ class Pipeline:
         name: Optional[str] = None,
         chunksize: Optional[int] = None,
         **backend_options: Any,
-    ) -> Pipeline:
+    ) -> Pipeline[R]: ...
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[T], R],
+        backend: str = "auto",
+        workers: Optional[int] = None,
+        ordered: bool = True,
+        on_error: ErrorPolicy = "raise",
+        *,
+        name: Optional[str] = None,
+        chunksize: Optional[int] = None,
+        **backend_options: Any,
+    ) -> Pipeline[R]: ...
+
+    def map(
+        self,
+        fn: Callable[[T], Any],
+        backend: str = "auto",
+        workers: Optional[int] = None,
+        ordered: bool = True,
+        on_error: ErrorPolicy = "raise",
+        *,
+        name: Optional[str] = None,
+        chunksize: Optional[int] = None,
+        **backend_options: Any,
+    ) -> Pipeline[Any]:
         """Add a stage that emits ``fn(item)`` for each item.
 
         ``backend``: "auto" (measure the first items, then threads, processes or inline) or a
@@ -88,7 +125,7 @@ class Pipeline:
 
     def filter(
         self,
-        pred: Callable[[Any], Any],
+        pred: Callable[[T], object],
         backend: str = "auto",
         workers: Optional[int] = None,
         ordered: bool = True,
@@ -97,7 +134,7 @@ class Pipeline:
         name: Optional[str] = None,
         chunksize: Optional[int] = None,
         **backend_options: Any,
-    ) -> Pipeline:
+    ) -> Pipeline[T]:
         """Add a stage that keeps the items for which ``pred(item)`` is true."""
         return self._add(
             "filter", pred, backend, workers, ordered, on_error, name, chunksize, backend_options
@@ -105,7 +142,7 @@ class Pipeline:
 
     def flat_map(
         self,
-        fn: Callable[[Any], Any],
+        fn: Callable[[T], Iterable[R]],
         backend: str = "auto",
         workers: Optional[int] = None,
         ordered: bool = True,
@@ -114,7 +151,7 @@ class Pipeline:
         name: Optional[str] = None,
         chunksize: Optional[int] = None,
         **backend_options: Any,
-    ) -> Pipeline:
+    ) -> Pipeline[R]:
         """Add a stage that emits every item of the iterable ``fn(item)`` (built in the worker)."""
         return self._add(
             "flat_map", fn, backend, workers, ordered, on_error, name, chunksize, backend_options
@@ -122,7 +159,7 @@ class Pipeline:
 
     def batch(
         self, size: int, timeout_s: Optional[float] = None, *, name: Optional[str] = None
-    ) -> Pipeline:
+    ) -> Pipeline[list[T]]:
         """Add a stage that emits lists of ``size`` items; with ``timeout_s``, a shorter list
         once its first item has waited that long. The last list may be shorter."""
         if not isinstance(size, int) or size < 1:
@@ -148,7 +185,7 @@ class Pipeline:
         name: Optional[str],
         chunksize: Optional[int],
         backend_options: dict[str, Any],
-    ) -> Pipeline:
+    ) -> Pipeline[Any]:
         if not callable(fn):
             raise TypeError(f"{kind}() needs a callable, got {fn!r}")
         if inspect.iscoroutinefunction(fn):
@@ -189,14 +226,14 @@ class Pipeline:
             number += 1
         return f"{name}#{number}"
 
-    def _with(self, spec: StageSpec) -> Pipeline:
-        new = Pipeline(self._source, queue_size=self._queue_size)
+    def _with(self, spec: StageSpec) -> Pipeline[Any]:
+        new: Pipeline[Any] = Pipeline(self._source, queue_size=self._queue_size)
         new._stages = (*self._stages, spec)
         return new
 
     # -- consuming -----------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[T]:
         """Run the pipeline and yield its outputs; ``break`` stops every stage cleanly."""
         run = self._start()
         try:
@@ -213,7 +250,7 @@ class Pipeline:
         finally:
             run.close()
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncIterator[T]:
         """Like ``__iter__`` for ``async for``: waiting for an output never blocks the loop."""
         run = self._start()
         try:
