@@ -145,3 +145,26 @@ def test_a_screenshot_shows_the_flame_graphs(page: Path, tmp_path: Path):
     # tens of thousands of red pixels, far more than the legend and table swatches.
     assert counts[STATE_COLOURS["gil_held"]] > 40_000
     assert counts[STATE_COLOURS["gil_wait"]] > 40_000
+
+
+def test_reports_embedded_side_by_side_each_draw_their_own(tmp_path: Path):
+    # As a notebook shows two profiles: two fragments in one page of someone else's.
+    from report_profiles import hostile_profile
+
+    from gilwise.report._html import render_html
+
+    page = tmp_path / "notebook.html"
+    page.write_text(
+        "<!DOCTYPE html><html><body><h1>notebook</h1>"
+        + render_html(stacked_profile(), fragment=True)
+        + render_html(hostile_profile(), fragment=True)
+        + "</body></html>",
+        encoding="utf-8",
+    )
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri())
+    first, second = dom.split('<div class="gilwise-report">')[1:]
+    assert [len(_node_widths(body)) for body in _flames(first).values()] == [3, 6, 7, 3]
+    # The hostile profile: one frame under each thread's root (and the second thread's 0.1 s
+    # of GIL held that no stack explains), with its own names.
+    assert [len(_node_widths(body)) for body in _flames(second).values()] == [2, 3]
+    assert "&lt;/script&gt;&lt;!--" in second and "&lt;/script&gt;&lt;!--" not in first

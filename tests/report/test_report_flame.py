@@ -93,7 +93,7 @@ def test_html_of_a_10_thread_10_s_program_stays_under_a_megabyte():
 def test_names_cannot_end_the_script_element_and_read_back_exactly():
     page = render(hostile_profile(), "html")
     data = re.search(
-        r'<script type="application/json" id="gilwise-flames">(.*?)</script>', page, re.S
+        r'<script type="application/json" class="gilwise-flames">(.*?)</script>', page, re.S
     )
     assert data is not None
     assert "<" not in data.group(1) and ">" not in data.group(1) and "&" not in data.group(1)

@@ -75,7 +75,7 @@ def test_page_is_well_formed_and_self_contained(any_profile: Profile):
     # Scripts only inline, and only to draw flame graphs: the flame data and its drawing code.
     scripts = re.findall(r"<script([^>]*)>", page)
     assert scripts == (
-        [' type="application/json" id="gilwise-flames"', ""] if any_profile.stacks else []
+        [' type="application/json" class="gilwise-flames"', ""] if any_profile.stacks else []
     )
     for needle in ("src=", "href=", "url(", "@import", "@font-face"):
         assert needle not in page
@@ -218,3 +218,17 @@ def test_installed_code_is_shortened_with_the_full_path_on_hover():
         '<td class="text" title="/opt/py/lib/python3.12/threading.py:320">threading.py:320</td>'
         in page
     )
+
+
+def test_a_fragment_is_one_div_whose_styles_stay_inside_it(any_profile: Profile):
+    from gilwise.report._html import render_html
+
+    fragment = render_html(any_profile, fragment=True)
+    assert fragment.startswith('<div class="gilwise-report">')
+    assert fragment.rstrip().endswith("</div>")
+    assert "<html" not in fragment and "<body" not in fragment
+    css = re.search(r"<style>(.*?)</style>", fragment, re.S).group(1)
+    selectors = [
+        s.strip() for rule in css.split("}") if "{" in rule for s in rule.split("{")[0].split(",")
+    ]
+    assert selectors and all(s.startswith(".gilwise-report") for s in selectors)

@@ -385,35 +385,50 @@ def _renderable(diff: ProfileDiff) -> RenderableType:
     for row in run_rows(diff):
         run.add_row(Text(row.label), Text(row.before), Text(row.after), Text(row.change))
 
-    threads = _table("threads (seconds, before → after; - where the thread did not exist)")
-    threads.add_column("thread", overflow="fold", min_width=12)
+    return Group(
+        headline,
+        Text(""),
+        run,
+        _threads_table(diff),
+        _functions_table(diff),
+        Text(""),
+        _verdicts_table(diff),
+    )
+
+
+def _threads_table(diff: ProfileDiff) -> Table:
+    table = _table("threads (seconds, before → after; - where the thread did not exist)")
+    table.add_column("thread", overflow="fold", min_width=12)
     for column in THREAD_DIFF_COLUMNS:
-        threads.add_column(column.heading, justify="right", no_wrap=True)
-    for change in diff.threads:
-        threads.add_row(
-            Text(change.name), *(Text(thread_cell(change, c)) for c in THREAD_DIFF_COLUMNS)
+        table.add_column(column.heading, justify="right", no_wrap=True)
+    for thread in diff.threads:
+        table.add_row(
+            Text(thread.name), *(Text(thread_cell(thread, c)) for c in THREAD_DIFF_COLUMNS)
         )
+    return table
 
+
+def _functions_table(diff: ProfileDiff) -> RenderableType:
     changed = changed_functions(diff, DIFF_FUNCTIONS)
-    if changed:
-        functions: RenderableType = _table(
-            f"functions, largest change of {fig.FUNCTION_RANKING} first "
-            f"({len(changed)} of {len(diff.functions)})"
+    if not changed:
+        return Text("functions: no change of 0.5 ms or more", style="dim")
+    table = _table(
+        f"functions, largest change of {fig.FUNCTION_RANKING} first "
+        f"({len(changed)} of {len(diff.functions)})"
+    )
+    # Text keeps the first five columns: a terminal has no room for held and wait
+    # before -> after beside a path (HTML and JSON have them).
+    for index, heading in enumerate(FUNCTION_DIFF_HEADINGS[:TEXT_FUNCTION_COLUMNS]):
+        numeric = index >= 2
+        table.add_column(
+            heading, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric
         )
-        assert isinstance(functions, Table)
-        # Text keeps the first five columns: a terminal has no room for held and wait
-        # before -> after beside a path (HTML and JSON have them).
-        for index, heading in enumerate(FUNCTION_DIFF_HEADINGS[:TEXT_FUNCTION_COLUMNS]):
-            numeric = index >= 2
-            functions.add_column(
-                heading, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric
-            )
-        for change in changed:
-            cells = function_cells(change)[:TEXT_FUNCTION_COLUMNS]
-            functions.add_row(*(Text(cell) for cell in cells))
-    else:
-        functions = Text("functions: no change of 0.5 ms or more", style="dim")
+    for function in changed:
+        table.add_row(*(Text(cell) for cell in function_cells(function)[:TEXT_FUNCTION_COLUMNS]))
+    return table
 
+
+def _verdicts_table(diff: ProfileDiff) -> Table:
     verdicts = _table("verdicts")
     verdicts.add_column("")
     verdicts.add_column("before", overflow="fold", ratio=1)
@@ -421,7 +436,7 @@ def _renderable(diff: ProfileDiff) -> RenderableType:
     old, new = verdict_lines(diff.before), verdict_lines(diff.after)
     for label, b, a in zip(("kind", "recommended", "expected speedup", "reason"), old, new):
         verdicts.add_row(Text(label), Text(b), Text(a))
-    return Group(headline, Text(""), run, threads, functions, Text(""), verdicts)
+    return verdicts
 
 
 # --- json ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Optional
 from ..model import ThreadStats
 from . import _diff as d
 from . import _figures as fig
-from ._html import PAGE_CSS, html_page, state_bar
+from ._html import PAGE_CSS, html_page, report_block, state_bar
 
 DIFF_HTML_FUNCTIONS = 50
 
@@ -36,7 +36,7 @@ def render_diff_html(diff: d.ProfileDiff) -> str:
         _threads_section(diff),
         _functions_section(diff),
     ]
-    return html_page("gilwise diff", PAGE_CSS + _DIFF_CSS, body)
+    return html_page("gilwise diff", report_block(PAGE_CSS + _DIFF_CSS, body))
 
 
 def _header(diff: d.ProfileDiff) -> str:

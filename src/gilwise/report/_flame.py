@@ -120,8 +120,8 @@ def _add_unexplained(
     """Hang the thread's time that no stack explains under "(no Python stack)"."""
     explained_us = [0] * len(THREAD_STATES)
     for node in nodes:
-        for state, us in node.self_us.items():
-            explained_us[state] += us
+        for code, us in node.self_us.items():
+            explained_us[code] += us
     no_stack: Optional[int] = None
     for state, seconds in fig.state_seconds(stats).items():
         index = state_index[state]
@@ -226,18 +226,21 @@ class FlameSet:
 
 
 # The page's flame graph script. It reads the JSON of FlameSet.to_json from the element
-# #gilwise-flames and fills every element .flame[data-flame=N] with an SVG icicle. Names go
+# just before it and fills every .flame[data-flame=N] of its own report with an SVG icicle. Names go
 # into the page as text nodes only (never as markup).
 FLAME_SCRIPT = r"""
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg", ROW = 18;
-  var source = document.getElementById("gilwise-flames");
-  if (!source) { return; }
+  // This script follows its data inside its report's div: several reports on one page (a
+  // notebook) each draw only their own graphs.
+  var me = document.currentScript, root = me && me.parentNode;
+  var source = me && me.previousElementSibling;
+  if (!root || !source || source.className !== "gilwise-flames") { return; }
   var data = JSON.parse(source.textContent), S = data.states.length;
   var tip = document.createElement("div");
   tip.className = "flame-tip";
-  document.body.appendChild(tip);
+  root.appendChild(tip);
 
   function seconds(s) { return s.toFixed(3) + " s"; }
   function share(part, whole) { return whole > 0 ? (100 * part / whole).toFixed(1) + "%" : "n/a"; }
@@ -388,7 +391,7 @@ FLAME_SCRIPT = r"""
   }
 
   var draws = [];
-  var holders = document.querySelectorAll(".flame[data-flame]");
+  var holders = root.querySelectorAll(".flame[data-flame]");
   for (var h = 0; h < holders.length; h++) {
     var index = Number(holders[h].getAttribute("data-flame"));
     if (data.flames[index]) { draws.push(Flame(holders[h], data.flames[index], index)); }

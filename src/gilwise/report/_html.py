@@ -55,7 +55,7 @@ STATE_LABELS: dict[str, str] = {
 }
 
 PAGE_CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+.gilwise-report { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        color: #222; margin: 24px auto; max-width: 1140px; padding: 0 16px; }
 h1 { font-size: 22px; margin: 0 0 8px; }
 h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
@@ -86,18 +86,44 @@ svg .grid { stroke: #eee; stroke-width: 1; }
 """
 
 
-def render_html(profile: Profile) -> str:
+def render_html(profile: Profile, *, fragment: bool = False) -> str:
     """The report as one HTML document (UTF-8, no external resources; one inline script
-    draws the flame graphs)."""
+    draws the flame graphs). ``fragment=True`` gives the report alone, for embedding in a
+    page of its own (a notebook's output): one ``div.gilwise-report`` whose styles apply
+    to nothing outside it and whose script draws only its own flame graphs."""
     title = "gilwise profile" + (f": {profile.command}" if profile.command else "")
     flames = FlameSet()
     body = _sections(profile, flames, prefix="")
-    return html_page(title, PAGE_CSS + FLAME_CSS, [_header(profile), *body, *_scripts(flames)])
+    block = report_block(PAGE_CSS + FLAME_CSS, [_header(profile), *body, *_scripts(flames)])
+    return block + "\n" if fragment else html_page(title, block)
 
 
-def html_page(title: str, css: str, body: list[str]) -> str:
-    """A whole HTML document: ``title`` (escaped here), an inline stylesheet and the body's
-    parts (already HTML)."""
+def report_block(css: str, body: list[str]) -> str:
+    """``body`` (already HTML) in a ``div.gilwise-report`` with ``css`` inside it, every
+    selector scoped to that div."""
+    return "\n".join(
+        ['<div class="gilwise-report">', f"<style>{scoped_css(css)}</style>", *body, "</div>"]
+    )
+
+
+def scoped_css(css: str) -> str:
+    """Each rule of ``css`` limited to ``.gilwise-report`` (rules naming it are kept as is):
+    a report embedded in someone else's page must not restyle that page."""
+    rules = []
+    for rule in css.split("}"):
+        if "{" not in rule:
+            continue
+        selectors, declarations = rule.split("{", 1)
+        scoped = [
+            sel if sel.startswith(".gilwise-report") else f".gilwise-report {sel}"
+            for sel in (part.strip() for part in selectors.split(","))
+        ]
+        rules.append(f"{', '.join(scoped)} {{{declarations.strip()}}}")
+    return "\n".join(rules)
+
+
+def html_page(title: str, block: str) -> str:
+    """A whole HTML document around ``block`` (see report_block); ``title`` is escaped here."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -105,10 +131,9 @@ def html_page(title: str, css: str, body: list[str]) -> str:
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title>",
-        f"<style>{css}</style>",
         "</head>",
         "<body>",
-        *body,
+        block,
         "</body>",
         "</html>",
     ]
@@ -120,7 +145,7 @@ def _scripts(flames: FlameSet) -> list[str]:
     if not flames.flames:
         return []
     return [
-        '<script type="application/json" id="gilwise-flames">'
+        '<script type="application/json" class="gilwise-flames">'
         f"{flames.to_json(STATE_COLOURS, STATE_LABELS)}</script>",
         f"<script>{FLAME_SCRIPT}</script>",
     ]
