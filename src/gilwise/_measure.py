@@ -148,7 +148,7 @@ class MeasuredCall:
         self.sample: Optional[CallSample] = None
         self._started: Optional[tuple[int, int, tuple[float, float, float]]] = None
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         if self.start_barrier is not None:
             with contextlib.suppress(threading.BrokenBarrierError):
                 self.start_barrier.wait(PAIR_START_TIMEOUT_S)
@@ -188,7 +188,7 @@ class MeasuredCoroutine:
         self.fn = fn
         self.sample: Optional[CallSample] = None
 
-    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    async def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         start = _clocks()
         try:
             return await self.fn(*args, **kwargs)

@@ -63,7 +63,7 @@ PEEK_DELAYS_S = (0.004, 0.012, 0.04, 0.1)
 _live_executors: weakref.WeakSet = weakref.WeakSet()
 
 
-def _run_coroutine(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _run_coroutine(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Run an ``async def`` function to completion on a fresh event loop (non-asyncio backends)."""
     import asyncio
 

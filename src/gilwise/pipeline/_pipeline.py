@@ -7,7 +7,7 @@ import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
 from typing import Any, Callable, Generic, Optional, TypeVar, Union, overload
 
-from .. import backends
+from .. import _params, backends
 from . import _progress
 from ._channel import END, STOPPED, TIMEOUT, Failed
 from ._policy import DeadLetter, ErrorPolicy, check_policy
@@ -41,10 +41,13 @@ class Pipeline(Generic[T]):
     A stage failing under ``on_error="raise"`` stops the run and the consumer gets
     ``gilwise.StageError`` (``.stage``, ``.item``, the original exception as ``__cause__``).
 
-    Leaving the loop (``break``, an exception, Ctrl-C) stops every stage, waits for the calls
-    already running, and shuts every pool down. A synchronous source blocked inside its
-    ``next()`` cannot be interrupted: leaving waits for it to yield (async sources are
-    cancelled).
+    Leaving the loop (``break``, an exception) stops every stage, waits for the calls
+    already running, and shuts every pool down. Ctrl-C while the pipeline is consumed
+    (``run()``, or waiting for the next output) interrupts instead: process workers are
+    killed, calls on threads or inline are abandoned (their threads are daemon threads), and
+    KeyboardInterrupt reaches the caller without waiting for them. A synchronous source
+    blocked inside its ``next()`` cannot be interrupted: leaving normally waits for it to
+    yield (async sources are cancelled).
     """
 
     def __init__(
@@ -58,8 +61,7 @@ class Pipeline(Generic[T]):
                 f"Pipeline needs an iterable or async iterable source, got "
                 f"{type(source).__name__}; wrap a single value in a list"
             )
-        if not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError(f"queue_size must be a positive int, got {queue_size!r}")
+        _params.count(queue_size, "queue_size", minimum=1)
         self._source = source
         self._queue_size = queue_size
         self._stages: tuple[StageSpec, ...] = ()
@@ -162,10 +164,10 @@ class Pipeline(Generic[T]):
     ) -> Pipeline[list[T]]:
         """Add a stage that emits lists of ``size`` items; with ``timeout_s``, a shorter list
         once its first item has waited that long. The last list may be shorter."""
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(f"batch size must be a positive int, got {size!r}")
-        if timeout_s is not None and timeout_s <= 0:
-            raise ValueError(f"batch timeout_s must be positive or None, got {timeout_s!r}")
+        _params.count(size, "batch size", minimum=1)
+        _params.seconds(timeout_s, "batch timeout_s")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {name!r}")
         spec = StageSpec(
             name=self._unique_name(name or "batch"),
             kind="batch",
@@ -194,13 +196,19 @@ class Pipeline(Generic[T]):
                 f"functions. Call it with asyncio.run inside a plain function, or feed the "
                 f"pipeline from an async iterable instead"
             )
-        if backend != "auto" and backend not in backends.names():
-            valid = ", ".join(repr(n) for n in ("auto", *backends.names()))
-            raise ValueError(f"unknown backend {backend!r}; choose one of {valid}")
-        if workers is not None and (not isinstance(workers, int) or workers < 1):
-            raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-        if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
-            raise ValueError(f"chunksize must be a positive int or None, got {chunksize!r}")
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a backend name (a str), got {backend!r}")
+        if backend != "auto":
+            backends.backend_class(backend)  # ValueError: unknown backend, naming the valid ones
+        _params.workers(workers, "workers")
+        _params.sized(chunksize, "chunksize", (None,))
+        if not isinstance(ordered, bool):
+            raise TypeError(f"ordered must be True or False, got {ordered!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {name!r}")
+        # An option the stage's backend (auto: both pools it may open) does not know.
+        for known in (backend,) if backend != "auto" else ("thread", "process"):
+            backends.backend_class(known).check_options(backend_options)
         default = getattr(fn, "__name__", "") or kind
         if default == "<lambda>":
             default = kind
@@ -247,6 +255,9 @@ class Pipeline(Generic[T]):
                     return
                 run.delivered_items += 1
                 yield value
+        except KeyboardInterrupt:
+            run.close(interrupt=True)
+            raise
         finally:
             run.close()
 
@@ -270,6 +281,9 @@ class Pipeline(Generic[T]):
                     return
                 run.delivered_items += 1
                 yield value
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            run.close(interrupt=True)
+            raise
         finally:
             run.close()
 
@@ -297,6 +311,10 @@ class Pipeline(Generic[T]):
                 with display:
                     for _ in outputs:
                         pass
+        except KeyboardInterrupt:
+            if self._run is not None and self._run is not previous:
+                self._run.close(interrupt=True)
+            raise
         finally:
             close = getattr(outputs, "close", None)
             if close is not None:

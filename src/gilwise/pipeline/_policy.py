@@ -14,7 +14,7 @@ ErrorPolicy = Union[str, Retry]
 
 def check_policy(on_error: Any) -> ErrorPolicy:
     """The policy itself, or ValueError saying which values are accepted."""
-    if isinstance(on_error, Retry) or on_error in ERROR_ACTIONS:
+    if isinstance(on_error, Retry) or (isinstance(on_error, str) and on_error in ERROR_ACTIONS):
         return on_error  # type: ignore[no-any-return]
     raise ValueError(
         f"on_error={on_error!r} is not a policy; use 'raise', 'skip', 'collect' or "

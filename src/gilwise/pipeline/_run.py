@@ -2,8 +2,9 @@
 
 A Run is started by iterating a Pipeline (or ``Pipeline.run``) and closed by the consumer
 when it finishes, breaks out, or fails; ``close`` stops and joins every thread and shuts
-every backend down, so nothing outlives the run. The first failure wins: it stops the run
-and the consumer re-raises it.
+every backend down, so nothing outlives the run. After Ctrl-C, ``close(interrupt=True)``
+stops running calls where the backend can and waits for nothing busy. The first failure
+wins: it stops the run and the consumer re-raises it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from typing import Any, Optional, Union
 
+from ..backends._workqueue import exiting_after_interrupt
 from ..errors import StageError
 from ._channel import END, POLL_S, Channel, Failed
 from ._policy import DeadLetter
@@ -20,6 +23,23 @@ from ._stage import BatchRunner, StageRunner, StageSpec
 from ._stats import RunStats
 
 Runner = Union[StageRunner, BatchRunner]
+
+# After Ctrl-C, how long close() gives the pipeline's threads to notice before abandoning them.
+INTERRUPT_JOIN_S = 0.3
+
+_live_runs: weakref.WeakSet = weakref.WeakSet()
+
+
+def _interrupt_runs_at_exit() -> None:
+    """At interpreter exit after an uncaught Ctrl-C, no run waits for busy work."""
+    if exiting_after_interrupt():
+        for run in list(_live_runs):
+            run.close(interrupt=True)
+
+
+_register_atexit = getattr(threading, "_register_atexit", None)
+if _register_atexit is not None:
+    _register_atexit(_interrupt_runs_at_exit)
 
 
 class Run:
@@ -48,7 +68,10 @@ class Run:
         self.outbox = channels[-1]
         self._source = source
         self._inbox = channels[0]
-        self._feeder = threading.Thread(target=self._feed, name="gilwise-pipeline-source")
+        self._feeder = threading.Thread(
+            target=self._feed, name="gilwise-pipeline-source", daemon=True
+        )
+        _live_runs.add(self)
 
     # -- control -------------------------------------------------------------------------
 
@@ -91,21 +114,36 @@ class Run:
         with self._lock:
             return tuple(self._dead_letters)
 
-    def close(self) -> None:
-        """Stop, join every thread, shut every backend down. Idempotent; blocks until done."""
+    def close(self, *, interrupt: bool = False) -> None:
+        """Stop, join every thread, shut every backend down. Idempotent; blocks until done.
+
+        ``interrupt`` (Ctrl-C): stop the backends' running calls where they can (process
+        workers are killed), give the threads ``INTERRUPT_JOIN_S`` to notice, and abandon
+        the ones still busy in a user's call (daemon threads) instead of waiting.
+        """
         if self._closed:
             return
         self._closed = True
         self.stop.set()
-        if self._feeder.is_alive():
-            self._feeder.join()
-        for runner in self.runners:
-            for thread in runner.threads:
-                if thread.is_alive():
-                    thread.join()
+        if interrupt:
+            for runner in self.runners:
+                runner.interrupt()
+            deadline_s = time.monotonic() + INTERRUPT_JOIN_S
+            for thread in self._threads():
+                thread.join(max(0.0, deadline_s - time.monotonic()))
+            self.finished_at = time.perf_counter()
+            return
+        for thread in self._threads():
+            thread.join()
         for runner in self.runners:
             runner.shutdown()
         self.finished_at = time.perf_counter()
+
+    def _threads(self) -> list[threading.Thread]:
+        threads = [self._feeder] if self._feeder.ident is not None else []
+        for runner in self.runners:
+            threads.extend(thread for thread in runner.threads if thread.ident is not None)
+        return threads
 
     def stats(self) -> RunStats:
         """The run's statistics now (while running) or at its end."""

@@ -168,8 +168,13 @@ class StageRunner:
         self._ready: dict[int, Any] = {}  # collector: outputs waiting for their turn
         self._next_seq = 0
         self.threads = [
-            threading.Thread(target=self._submit_loop, name=f"gilwise-stage-{spec.name}-submit"),
-            threading.Thread(target=self._collect_loop, name=f"gilwise-stage-{spec.name}-collect"),
+            # Daemon threads: after Ctrl-C one busy in a user's call is abandoned, not joined.
+            threading.Thread(
+                target=self._submit_loop, name=f"gilwise-stage-{spec.name}-submit", daemon=True
+            ),
+            threading.Thread(
+                target=self._collect_loop, name=f"gilwise-stage-{spec.name}-collect", daemon=True
+            ),
         ]
 
     # -- life cycle ----------------------------------------------------------------------
@@ -188,6 +193,15 @@ class StageRunner:
         """After the threads are joined: free the backend's workers."""
         if self._backend is not None:
             self._backend.shutdown(wait=True)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop the backend's running calls where it can, without waiting."""
+        backend = self._backend
+        if backend is not None:
+            try:
+                backend.shutdown(wait=False, interrupt=True)
+            except TypeError:  # a backend still on protocol v1
+                backend.shutdown(wait=False)
 
     def _use(self, name: str, workers: Optional[int], reason: str) -> backends.Backend:
         backend = backends.create(name, workers, **self.spec.backend_options)
@@ -363,6 +377,7 @@ class StageRunner:
             helper = threading.Thread(
                 target=lambda: outcomes.append(run_measured(measures[1], second.item)),
                 name="gilwise-pipeline-measure",
+                daemon=True,
             )
             helper.start()
             try:
@@ -579,7 +594,9 @@ class BatchRunner:
         self._control = control
         self._inbox = inbox
         self._outbox = outbox
-        self.threads = [threading.Thread(target=self._loop, name=f"gilwise-stage-{spec.name}")]
+        self.threads = [
+            threading.Thread(target=self._loop, name=f"gilwise-stage-{spec.name}", daemon=True)
+        ]
 
     def prepare(self) -> None:
         pass
@@ -589,6 +606,9 @@ class BatchRunner:
         self.threads[0].start()
 
     def shutdown(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
         pass
 
     def _loop(self) -> None:
