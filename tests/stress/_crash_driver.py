@@ -35,10 +35,9 @@ from typing import Any, Optional
 import gilwise
 from gilwise.errors import WorkerCrashedError
 
-# Modes whose crash semantics are in main. The others join as they land: "auto-map" and
-# "auto-submit" once auto never lets a call reach the caller after it was on processes
-# (issue 10), the Pipeline's when its batches keep per-call outcomes (issue 12).
-MODES = ("map-batches", "submit")
+# Modes whose crash semantics are in main. "auto-map" and "auto-submit" join once auto never
+# lets a call reach the caller after it was on processes (issue 10).
+MODES = ("map-batches", "submit", "pipeline-batches", "pipeline-auto")
 ALL_MODES = (
     "map-batches",
     "submit",

@@ -1,7 +1,7 @@
 """Fault injection: one worker crash per round (os._exit, SIGKILL, segfault) through the
-modes of _crash_driver.MODES (Executor.submit on processes and under auto; Executor.map with
-batches and Pipeline stages as they land), counting lost, duplicated and wrong results,
-hangs, caller deaths and processes left behind.
+modes of _crash_driver.MODES (Executor.map with batches, Executor.submit, Pipeline stages on
+processes with batches and under auto; Executor auto as it lands), counting lost,
+duplicated and wrong results, hangs, caller deaths and processes left behind.
 
 The rounds run in a separate program (_crash_driver.py) so that a crash reaching the caller
 kills that program, not pytest: the harness counts it as a caller death and starts a new
