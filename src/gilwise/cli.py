@@ -84,6 +84,12 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pid", type=int, help="attach to a running Python process")
     p.add_argument("--duration", type=float, default=5.0, help="with --pid: seconds to sample")
+    p.add_argument(
+        "--subprocesses",
+        action="store_true",
+        help="also profile the Python child processes the program starts (multiprocessing, "
+        "ProcessPoolExecutor, subprocess running python): one section per process",
+    )
     _add_format(p)
     p.add_argument(
         "-o",

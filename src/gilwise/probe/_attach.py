@@ -20,12 +20,16 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from gilwise import runtime as _runtime
 from gilwise.errors import ProbeUnavailableError
-from gilwise.model import Profile
-from gilwise.probe import _build, _child, _frames, _gil_address, _procfs
+from gilwise.probe import _frames, _gil_address, _procfs
 from gilwise.probe._sampler import SamplerConfig
-from gilwise.runtime import RuntimeFacts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gilwise.model import Profile
+
+# The sampler process uses the locating functions here for child processes it follows (see
+# _children), so the modules that build a Profile are imported only by ``attach``.
 
 _LIBPYTHON = re.compile(r"libpython3\.(\d+)(t?)[^/]*\.so")
 _EXECUTABLE = re.compile(r"python3\.(\d+)(t?)$")
@@ -125,20 +129,27 @@ def find_target_python(pid: int) -> TargetPython:
     return TargetPython(None, False, None, None, problem)
 
 
-def refuse_non_python(pid: int, target: TargetPython) -> None:
-    """Raise ProbeUnavailableError when ``pid`` is plainly not a CPython process: no
-    ``_PyRuntime`` anywhere, no libpython mapped and an executable not named python."""
+def looks_like_python(pid: int, target: TargetPython) -> Optional[bool]:
+    """True: ``pid`` runs CPython; False: plainly not (no ``_PyRuntime`` anywhere, no
+    libpython mapped and an executable not named python); None: cannot tell (gone)."""
     if target.runtime_address is not None:
-        return
+        return True
     try:
         mapped = [path for _, _, path in _mappings(pid)]
         exe = os.path.realpath(f"/proc/{pid}/exe")
     except OSError:
-        return  # cannot tell: let sampling say what it can
+        return None
     if any(_LIBPYTHON.search(os.path.basename(path)) for path in mapped):
-        return
-    if "python" in os.path.basename(exe).lower():
-        return
+        return True
+    return "python" in os.path.basename(exe).lower()
+
+
+def refuse_non_python(pid: int, target: TargetPython) -> None:
+    """Raise ProbeUnavailableError (one line naming the process) when ``pid`` is plainly
+    not a CPython process."""
+    if looks_like_python(pid, target) is not False:
+        return  # CPython, or cannot tell: let sampling say what it can
+    exe = os.path.realpath(f"/proc/{pid}/exe")
     try:
         with open(f"/proc/{pid}/comm") as comm:
             name = comm.read().strip()
@@ -267,8 +278,13 @@ def attach(
 ) -> Profile:
     """Sample process ``pid`` for ``duration_s`` seconds (less if it exits or on Ctrl-C).
 
-    Raises ProbeUnavailableError when the process cannot be read (gone, permissions).
+    Raises ProbeUnavailableError when the process cannot be read (gone, permissions) or is
+    not a CPython process.
     """
+    from gilwise import runtime as _runtime
+    from gilwise.probe import _build, _child
+    from gilwise.runtime import RuntimeFacts
+
     missing = _procfs.available()
     if missing is not None:
         raise ProbeUnavailableError(f"gilwise cannot attach here: {missing}")

@@ -59,6 +59,7 @@ def start(config: SamplerConfig, *, allow_tracing: bool = True) -> subprocess.Po
         bufsize=0,
         env=env,
         close_fds=True,
+        pass_fds=() if config.rescue_fd is None else (config.rescue_fd,),
     )
     try:
         if allow_tracing:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+from dataclasses import replace
 from typing import Any, Callable, Optional, TypeVar
 
 from gilwise import runtime as _runtime
@@ -55,6 +57,7 @@ class Monitor:
         command: Optional[str] = None,
         runtime: Optional[RuntimeFacts] = None,
         stack_source: str = "auto",
+        subprocesses: bool = False,
     ) -> None:
         if not rate_hz or rate_hz <= 0 or rate_hz > MAX_RATE_HZ:
             raise ValueError(f"rate_hz must be in (0, {MAX_RATE_HZ:.0f}], got {rate_hz!r}")
@@ -72,7 +75,11 @@ class Monitor:
         self.stacks_note: Optional[str] = None
         self.max_timeline_spans = max_timeline_spans
         self.command = command
+        self.subprocesses = bool(subprocesses)
         self.runtime = runtime or _runtime.current()
+        # Set by ``gilwise profile``: the supervisor's pipe for the sampler's result when
+        # this process ends without stopping the monitor (see probe/_supervise).
+        self.rescue_fd: Optional[int] = None
         self._child: Optional[subprocess.Popen] = None
         self._stacks: Optional[StackSampler] = None
         self._names: Optional[ThreadNames] = None
@@ -133,7 +140,11 @@ class Monitor:
                 f"Linux (x86_64 or aarch64) with /proc; run on Linux or in a Linux container."
             )
         config = SamplerConfig(
-            pid=os.getpid(), rate_hz=self.rate_hz, gil_enabled=self.runtime.gil_enabled
+            pid=os.getpid(),
+            rate_hz=self.rate_hz,
+            gil_enabled=self.runtime.gil_enabled,
+            follow_children=self.subprocesses,
+            rescue_fd=self.rescue_fd,
         )
         if self.runtime.gil_enabled:
             try:
@@ -141,11 +152,8 @@ class Monitor:
             except OSError as exc:
                 self._unavailable.append(f"gil: could not locate the GIL in this process ({exc})")
             else:
-                config = SamplerConfig(
-                    pid=config.pid,
-                    rate_hz=self.rate_hz,
-                    gil_address=location.address,
-                    holder_chain=location.holder_chain,
+                config = config.replace(
+                    gil_address=location.address, holder_chain=location.holder_chain
                 )
         stacks = self._plan_stacks(config)
         if stacks is not None:
@@ -217,27 +225,38 @@ class Monitor:
                 self._stacks.stop()
             names = self._names.stop() if self._names is not None else {}
         stacks = self._stacks
-        frames = stacks.series if stacks is not None else None
-        if self.stacks_used == "remote":
-            frames = _build.remote_frames(result)
-        self._profile = _build.build_profile(
+        self._profile = profile_from_result(
             result,
             self.runtime,
-            frames=frames,
+            in_process=stacks.series if stacks is not None else None,
+            in_process_snapshots=stacks.snapshots if stacks is not None else 0,
             names=names,
             excluded={stacks.native_id} if stacks is not None and stacks.native_id else (),
             command=self.command,
             unavailable=self._unavailable,
             max_timeline_spans=self.max_timeline_spans,
+            stacks_used=self.stacks_used,
+            stacks_note=self.stacks_note,
         )
-        self._profile.extra["stack_source"] = self.stacks_used
-        if self.stacks_used == "remote":
-            self._profile.extra["stack_samples"] = result.get("frame_samples", 0)
-        elif stacks is not None:
-            self._profile.extra["stack_samples"] = stacks.snapshots
-        if self.stacks_note:
-            self._profile.extra["stack_note"] = self.stacks_note
         return self._profile
+
+    def handover(self) -> dict[str, Any]:
+        """What another process needs to build this run's profile from the sampler's samples
+        (``gilwise profile``'s supervisor, when this process ends without stopping): thread
+        names seen so far, the sampler's pid, where stacks come from. Plain data."""
+        names = dict(self._names.names) if self._names is not None else {}
+        for thread in threading.enumerate():
+            if thread.native_id is not None:
+                names[thread.native_id] = thread.name
+        stacks = self._stacks
+        return {
+            "names": names,
+            "sampler_pid": self._child.pid if self._child is not None else None,
+            "stacks_used": self.stacks_used,
+            "stacks_note": self.stacks_note,
+            "excluded": [stacks.native_id] if stacks is not None and stacks.native_id else [],
+            "unavailable": list(self._unavailable),
+        }
 
     def _abort(self) -> None:
         self._state = "stopped"
@@ -249,6 +268,73 @@ class Monitor:
             self._names.stop()
 
 
+def profile_from_result(
+    result: dict[str, Any],
+    runtime: RuntimeFacts,
+    *,
+    in_process: Optional[dict] = None,
+    in_process_snapshots: int = 0,
+    names: Optional[dict[int, str]] = None,
+    excluded: Any = (),
+    command: Optional[str] = None,
+    unavailable: Any = (),
+    max_timeline_spans: int = _build.MAX_TIMELINE_SPANS,
+    stacks_used: Optional[str] = None,
+    stacks_note: Optional[str] = None,
+) -> Profile:
+    """The Profile of a sampler process's result: the target's, with one child Profile per
+    followed child process (``processes``); used by ``Monitor.stop`` and by the
+    ``gilwise profile`` supervisor when the program ended without stopping its monitor.
+
+    ``in_process``: frame series from the in-process stack sampler (stacks_used
+    "in-process"); with "remote" the frames are in ``result``.
+    """
+    frames = _build.remote_frames(result) if stacks_used == "remote" else in_process
+    profile = _build.build_profile(
+        result,
+        runtime,
+        frames=frames,
+        names=names,
+        excluded=excluded,
+        command=command,
+        unavailable=unavailable,
+        max_timeline_spans=max_timeline_spans,
+    )
+    profile.extra["stack_source"] = stacks_used
+    if stacks_used == "remote":
+        profile.extra["stack_samples"] = result.get("frame_samples", 0)
+    elif stacks_used == "in-process":
+        profile.extra["stack_samples"] = in_process_snapshots
+    if stacks_note:
+        profile.extra["stack_note"] = stacks_note
+    children = tuple(
+        _child_profile(child, result, runtime, max_timeline_spans)
+        for child in result.get("children") or ()
+    )
+    return replace(profile, pid=result.get("pid"), processes=children)
+
+
+def _child_profile(
+    child: dict[str, Any], root: dict[str, Any], runtime: RuntimeFacts, max_spans: int
+) -> Profile:
+    """One followed child process's Profile (its own threads, functions and verdict)."""
+    profile = _build.build_profile(
+        child,
+        runtime,
+        frames=_build.remote_frames(child) if child.get("frames") else None,
+        source=f"child:{child['pid']}",
+        command=child.get("command") or None,
+        unavailable=child.get("notes", ()),
+        max_timeline_spans=max_spans,
+    )
+    profile.extra["stack_source"] = "remote" if child.get("frames") else None
+    # Where this process's time axis starts on its parent's (seconds after the profile began).
+    if child.get("start_s") is not None and root.get("start_s") is not None:
+        profile.extra["started_at_s"] = child["start_s"] - root["start_s"]
+    profile.extra["end"] = child.get("end")
+    return replace(profile, pid=child["pid"], parent_pid=child.get("parent_pid"))
+
+
 def monitor(
     rate_hz: float = DEFAULT_RATE_HZ,
     *,
@@ -256,6 +342,7 @@ def monitor(
     max_timeline_spans: int = _build.MAX_TIMELINE_SPANS,
     runtime: Optional[RuntimeFacts] = None,
     stack_source: str = "auto",
+    subprocesses: bool = False,
 ) -> Monitor:
     """Profile the GIL of this process for the duration of a ``with`` block.
 
@@ -268,7 +355,11 @@ def monitor(
     snapshots them with ``sys._current_frames`` from a thread (takes the GIL each time; the
     default rate drops to 50 Hz), "auto" (default) uses remote where it works. The profile's
     ``extra["stack_source"]`` says which ran. ``runtime``: the facts to judge with (tests
-    inject a free-threaded build). Usage::
+    inject a free-threaded build). ``subprocesses``: also profile the child processes
+    this one starts (multiprocessing with any start method, ProcessPoolExecutor, gilwise's
+    process workers, ``subprocess`` running python, through shells): each becomes a child
+    Profile in ``profile.processes`` (``pid``, ``parent_pid``, ``command``); a process
+    living under ~50 ms may be missed. Usage::
 
         with gilwise.monitor() as mon:
             work()
@@ -280,6 +371,7 @@ def monitor(
         max_timeline_spans=max_timeline_spans,
         runtime=runtime,
         stack_source=stack_source,
+        subprocesses=subprocesses,
     )
 
 

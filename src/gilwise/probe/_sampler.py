@@ -75,7 +75,10 @@ class SamplerConfig(Record):
     each applied to the previous value. ``gil_enabled``: False on a free-threaded build with
     the GIL off, where running threads are simply "native". ``frame_layout``: Python stacks
     read from the target's memory (see _frames), the FrameLayout as a dict, read on every
-    ``frame_every``-th sample; None: no stacks from the child.
+    ``frame_every``-th sample; None: no stacks from the child. ``follow_children``: also
+    sample the target's child processes (see _children). ``rescue_fd``: a pipe to the
+    ``gilwise profile`` supervisor; when the target ends without asking for the result (it
+    crashed, was killed or called os._exit) the result goes there instead of stdout.
     """
 
     FIELDS = (
@@ -88,6 +91,8 @@ class SamplerConfig(Record):
         ("duration_s", None),
         ("frame_layout", None),
         ("frame_every", 1),
+        ("follow_children", False),
+        ("rescue_fd", None),
     )
     __slots__ = tuple(name for name, _ in FIELDS)
     if TYPE_CHECKING:
@@ -100,6 +105,8 @@ class SamplerConfig(Record):
         duration_s: Optional[float]
         frame_layout: Optional[dict]
         frame_every: int
+        follow_children: bool
+        rescue_fd: Optional[int]
 
 
 class ThreadSeries:
@@ -535,6 +542,10 @@ def _child_main() -> int:
     try:
         sampler = Sampler(SamplerConfig.from_dict(data))
         sampler.scheduling = scheduling
+        if sampler.config.follow_children:
+            from gilwise.probe._children import Family
+
+            sampler = Family(sampler)  # type: ignore[assignment]
         sampler.sample()
     except OSError as exc:
         stdout.write(b"E" + str(exc).encode(errors="replace"))
@@ -544,8 +555,12 @@ def _child_main() -> int:
     stdout.flush()
     stdin_fd = stdin.fileno()
 
+    asked: list[bytes] = []
+
     def stop_requested(timeout_s: float) -> bool:
         ready, _, _ = select.select([stdin_fd], [], [], max(0.0, timeout_s))
+        if ready:
+            asked.append(os.read(stdin_fd, 64))
         return bool(ready)
 
     config = sampler.config
@@ -554,6 +569,12 @@ def _child_main() -> int:
     sampler.run_until(stop_requested, deadline_s=deadline)
     sampler.sample()
     sampler.finish()
+    if config.rescue_fd is not None and not any(asked):
+        # The target ended without asking (a crash, a signal, os._exit): nobody reads our
+        # stdout any more, so the supervisor gets the result.
+        with os.fdopen(config.rescue_fd, "wb") as rescue:
+            marshal.dump(sampler.result(), rescue)
+        return 0
     marshal.dump(sampler.result(), stdout)
     stdout.flush()
     return 0
