@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any, Callable, Optional, TypeVar
 
 from gilwise import runtime as _runtime
+from gilwise import verdict as _verdict
 from gilwise.errors import ProbeUnavailableError
 from gilwise.model import Profile
 from gilwise.probe import _build, _child, _frames, _gil_address, _procfs
@@ -311,7 +312,11 @@ def profile_from_result(
         _child_profile(child, result, runtime, max_timeline_spans)
         for child in result.get("children") or ()
     )
-    return replace(profile, pid=result.get("pid"), processes=children)
+    profile = replace(profile, pid=result.get("pid"), processes=children)
+    if children:
+        # One verdict for the whole program: the parent waiting on its workers is no problem.
+        profile = profile.with_verdict(_verdict.verdict_for_profile(profile, runtime))
+    return profile
 
 
 def _child_profile(
