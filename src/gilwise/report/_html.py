@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from html import escape
 from typing import Iterable, Optional
 
+from .._evidence import evidence_lines
 from ..model import THREAD_STATES, Profile, StateSpan, ThreadStats
 from . import _figures as fig
 from ._flame import FLAME_CSS, FLAME_SCRIPT, FlameSet
 from ._formats import Format, RenderOptions
+from ._text import LOCK_HEADINGS, lock_cells
 
 PLOT_WIDTH_PX = 900
 LABEL_WIDTH_PX = 170
@@ -66,15 +68,20 @@ dl.facts dd { margin: 0; font-weight: 600; }
 .verdict { background: #f6f8fa; border-left: 4px solid #8e44ad; padding: 10px 14px; }
 .verdict .kind { font-weight: 700; font-size: 16px; }
 .verdict .reason { margin: 6px 0 0; }
+dl.evidence { margin: 8px 0 0; display: grid; grid-template-columns: max-content 1fr;
+              gap: 2px 12px; }
+dl.evidence dt { color: #777; }
+dl.evidence dd { margin: 0; }
 section.process { margin: 36px 0 0; padding: 0 0 0 14px; border-left: 3px solid #ccc; }
 h2.process-title { font-size: 19px; border: 0; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right;
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; display: block;
+        max-width: 100%; overflow-x: auto; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right;
          white-space: nowrap; }
 th { background: #f6f8fa; font-weight: 600; }
-th.text, td.text { text-align: left; white-space: normal; word-break: break-all; }
+th.text, td.text { text-align: left; white-space: normal; overflow-wrap: anywhere;
+                   min-width: 7em; }
 td.na { color: #999; font-style: italic; }
-table.locks td.text { word-break: normal; overflow-wrap: anywhere; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 16px; margin: 0 0 8px; padding: 0;
           list-style: none; }
 .legend li { display: flex; align-items: center; gap: 6px; }
@@ -218,9 +225,21 @@ def _verdict(profile: Profile, prefix: str = "") -> str:
             f" &middot; recommended backend <b>{escape(verdict.recommended_backend)}</b>"
             f" &middot; expected speedup <b>{escape(fig.speedup(verdict.expected_speedup))}</b>"
             f'<p class="reason">{escape(verdict.reason)}</p>'
-            "</div>"
+            f"{_evidence(profile)}</div>"
         )
     return f'<h2 id="{prefix}verdict">Verdict</h2>{body}'
+
+
+def _evidence(profile: Profile) -> str:
+    """The figures the verdict was made of, as the text report lists them under it."""
+    lines = evidence_lines(profile)
+    if not lines:
+        return ""
+    items = "".join(
+        f"<div><dt>{escape(label)}</dt><dd>{escape(sentence)}</dd></div>"
+        for label, sentence in lines
+    )
+    return f'<dl class="evidence">{items}</dl>'
 
 
 # --- timeline ----------------------------------------------------------------------------
@@ -298,35 +317,16 @@ def _locks_section(profile: Profile, prefix: str) -> str:
     heading = f'<h2 id="{prefix}locks">Locks</h2>'
     if not profile.locks:
         return heading + '<p class="note">No contended locks recorded.</p>'
-    head = "".join(
-        _th(h, numeric=numeric)
-        for h, numeric in (
-            ("lock", False),
-            ("waiters", False),
-            ("wait s", True),
-            ("longest wait s", True),
-            ("waiting in", False),
-            ("others meanwhile", False),
-            ("held across", False),
-        )
-    )
+    # The same cells as the text report's locks table.
+    head = "".join(_th(h, numeric=numeric) for h, numeric in LOCK_HEADINGS)
     rows = []
     for lock in sorted(profile.locks, key=lambda lock: -lock.wait_s):
-        meanwhile = ", ".join(
-            f"{state} {fig.seconds(seconds)} s"
-            for state, seconds in sorted(lock.holder_states.items(), key=lambda kv: -kv[1])
-        )
-        rows.append(
-            "<tr>"
-            + _cell(lock.label, numeric=False, title=f"futex 0x{lock.address:x}")
-            + _cell(", ".join(lock.waiters), numeric=False)
-            + _cell(fig.seconds(lock.wait_s), numeric=True)
-            + _cell(fig.seconds(lock.longest_wait_s), numeric=True)
-            + _cell(", ".join(lock.waiting_functions) or "-", numeric=False)
-            + _cell(meanwhile or "-", numeric=False)
-            + _cell(lock.held_across or "-", numeric=False)
-            + "</tr>"
-        )
+        cells = lock_cells(lock)
+        row = [
+            _cell(cell, numeric=numeric, title=f"futex 0x{lock.address:x}" if i == 0 else "")
+            for i, (cell, (_, numeric)) in enumerate(zip(cells, LOCK_HEADINGS))
+        ]
+        rows.append(f"<tr>{''.join(row)}</tr>")
     note = (
         '<p class="note">Threads blocked acquiring the same lock; "wait s" adds up every '
         "waiter's blocked time.</p>"
