@@ -1,7 +1,5 @@
 """Bad arguments at the public API fail at the call, with an error that names the parameter.
 
-(Executor, Executor.map and gilwise.map here; the Pipeline's cases join when its checks do.)
-
 The other half of "a bad argument never hangs or leaves a process" (issue 12): nothing is
 started, so nothing can be left; each case checks the exception type (TypeError for a wrong
 type, ValueError for a wrong value) and that the message names the parameter.
@@ -94,3 +92,35 @@ def test_map_rejects_a_bad_chunksize_at_the_call(chunksize: Any, error: type) ->
 def test_streaming_map_rejects_bad_workers_at_the_call(workers: Any, error: type) -> None:
     with pytest.raises(error, match="workers"):
         gilwise.map(inc, [1, 2], workers=workers)
+
+
+@pytest.mark.parametrize(("queue_size", "error"), [(0, ValueError), ("x", TypeError)])
+def test_pipeline_rejects_a_bad_queue_size(queue_size: Any, error: type) -> None:
+    with pytest.raises(error, match="queue_size"):
+        gilwise.Pipeline([1, 2], queue_size=queue_size)
+
+
+STAGE_CASES = [
+    ("workers=0", {"workers": 0}, ValueError, "workers"),
+    ("workers=2.5", {"workers": 2.5}, TypeError, "workers"),
+    ("workers='x'", {"workers": "x"}, TypeError, "workers"),
+    ("chunksize=0", {"chunksize": 0}, ValueError, "chunksize"),
+    ("chunksize='x'", {"chunksize": "x"}, TypeError, "chunksize"),
+    ("on_error='bogus'", {"on_error": "bogus"}, ValueError, "on_error"),
+    ("backend='bogus'", {"backend": "bogus"}, ValueError, "bogus"),
+]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "words"), [c[1:] for c in STAGE_CASES], ids=[c[0] for c in STAGE_CASES]
+)
+def test_pipeline_stage_rejects_a_bad_argument_when_it_is_added(
+    options: dict, error: type, words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        gilwise.Pipeline([1, 2]).map(inc, **options)
+
+
+def test_pipeline_batch_rejects_a_bad_size() -> None:
+    with pytest.raises(ValueError, match="size"):
+        gilwise.Pipeline([1, 2]).batch(0)
