@@ -20,13 +20,22 @@ class NotPicklableError(GilwiseError, TypeError):
 class WorkerCrashedError(GilwiseError, RuntimeError):
     """A worker process died while running a task; only that task fails.
 
-    Attributes: ``task`` (a short description of the task), ``exitcode`` (negative: signal).
+    Attributes: ``task`` (a short description of the task), ``exitcode`` (negative: signal),
+    ``index`` (the call's position in its batch, or None for a task submitted alone).
     """
 
-    def __init__(self, message: str, *, task: str = "", exitcode: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        task: str = "",
+        exitcode: int | None = None,
+        index: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.task = task
         self.exitcode = exitcode
+        self.index = index
 
 
 class TaskTimeoutError(GilwiseError, _FuturesTimeoutError):

@@ -15,10 +15,11 @@ import weakref
 from pathlib import Path
 
 import _backend_tasks as tasks
+import cloudpickle
 import psutil
 import pytest
 
-from gilwise.backends import create
+from gilwise.backends import _service, _service_workers, create
 from gilwise.backends._process import ProcessBackend
 from gilwise.errors import (
     NotPicklableError,
@@ -170,9 +171,10 @@ def test_crash_message_names_the_signal(backend):
     assert "string_at(0)" in str(caught.value) and "SIGSEGV" in str(caught.value)
 
 
-def test_workers_that_cannot_start_fail_the_queued_tasks_instead_of_looping():
-    pool = ProcessBackend(1)
-    pool._pool._command = [sys.executable, "-c", "import sys; sys.exit(5)"]  # a broken worker
+def test_workers_that_cannot_start_fail_the_queued_tasks_instead_of_looping(monkeypatch):
+    broken = [sys.executable, "-c", "import sys; sys.exit(5)"]
+    monkeypatch.setattr(_service_workers, "worker_command", lambda: broken)
+    pool = ProcessBackend(1, start_method="spawn")
     futures = [pool.submit(tasks.add, (1,), {}) for _ in range(3)]
     for future in futures:
         with pytest.raises(WorkerCrashedError, match="keep dying while starting") as caught:
@@ -181,9 +183,10 @@ def test_workers_that_cannot_start_fail_the_queued_tasks_instead_of_looping():
     pool.shutdown()
 
 
-def test_a_worker_that_cannot_be_started_fails_the_queued_tasks_with_the_reason():
-    pool = ProcessBackend(1)
-    pool._pool._command = [str(Path(SRC_DIR) / "no-such-python")]
+def test_a_worker_that_cannot_be_started_fails_the_queued_tasks_with_the_reason(monkeypatch):
+    missing = [str(Path(SRC_DIR) / "no-such-python")]
+    monkeypatch.setattr(_service_workers, "worker_command", lambda: missing)
+    pool = ProcessBackend(1, start_method="spawn")
     future = pool.submit(tasks.add, (1,), {})
     with pytest.raises(WorkerCrashedError, match="could not start a process worker"):
         future.result(RESULT_TIMEOUT_S)
@@ -266,13 +269,13 @@ def test_no_process_starts_before_the_first_task():
 
 
 def test_shutdown_wait_drains_queued_tasks_then_stops_workers():
-    pool = ProcessBackend(2)
+    pool = ProcessBackend(2, idle_timeout_s=0)  # no warm workers kept after it
     futures = [pool.submit(tasks.add, (i, i), {}) for i in range(10)]
     pids = {pool.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)}
     pool.shutdown(wait=True)
     assert all(f.done() for f in futures)
     assert [f.result() for f in futures] == [2 * i for i in range(10)]
-    assert all(_gone(p, 0) for p in pids)
+    assert all(_gone(p) for p in pids)
     with pytest.raises(RuntimeError, match="after its shutdown"):
         pool.submit(tasks.add, (1,), {})
     pool.shutdown(wait=True)  # idempotent
@@ -291,7 +294,7 @@ def test_shutdown_without_wait_returns_while_a_task_runs(tmp_path):
 
 
 def test_a_collected_backend_stops_its_manager_and_workers():
-    pool = ProcessBackend(2)
+    pool = ProcessBackend(2, idle_timeout_s=0)
     worker_pid = pool.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)
     del pool
     gc.collect()
@@ -306,19 +309,20 @@ def test_forgotten_backend_stops_its_workers_and_does_not_block_exit():
         from gilwise.backends import create
         import _backend_tasks as tasks
 
-        kept = create("process", 1)
-        print(kept.submit(tasks.pid, (), {}).result(60), flush=True)
-        dropped = create("process", 1)
+        dropped = create("process", 1, idle_timeout_s=0)
         dropped_pid = dropped.submit(tasks.pid, (), {}).result(60)
-        del dropped
+        del dropped  # the only lease: with idle_timeout_s=0 the service stops
         gc.collect()
         try:
             psutil.Process(dropped_pid).wait(15)
-            print("dropped worker stopped")
+            verdict = "dropped worker stopped"
         except psutil.NoSuchProcess:
-            print("dropped worker stopped")
+            verdict = "dropped worker stopped"
         except psutil.TimeoutExpired:
-            print("dropped worker still running")
+            verdict = "dropped worker still running"
+        kept = create("process", 1)
+        print(kept.submit(tasks.pid, (), {}).result(60), flush=True)
+        print(verdict, flush=True)
         # exit without shutdown(): the kept backend must not hold the interpreter open
     """
     done = _run_script(script)
@@ -353,8 +357,8 @@ def test_workers_die_with_a_killed_parent(tmp_path):
         assert parent.stdout is not None
         first_pid = int(parent.stdout.readline())
         assert tasks.wait_for_file(str(started)) == "saw it"
-        workers = psutil.Process(parent.pid).children()
-        assert len(workers) == 2 and first_pid in {w.pid for w in workers}
+        workers = psutil.Process(parent.pid).children(recursive=True)  # zygote, 2 workers
+        assert len(workers) == 3 and first_pid in {w.pid for w in workers}
     finally:
         parent.kill()
         parent.wait()
@@ -444,48 +448,51 @@ class _CollectingLock:
 @pytest.mark.multiversion
 def test_the_manager_collecting_its_own_forgotten_backend_does_not_deadlock(monkeypatch):
     # A backend in a reference cycle is freed by the cyclic GC, on whichever thread it runs:
-    # when that is the backend's own manager thread, holding the pool's lock, the finalizer's
-    # close() must not wait for that lock forever (it did, with a plain Lock).
-    import cloudpickle
-
-    from gilwise.backends._process import _Task
+    # when that is the service's manager thread, holding the service's lock, the
+    # finalizer's close of the lease must not wait for that lock forever.
+    from gilwise.backends._process_worker import CALL
 
     monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the guard's error
-    pool = ProcessBackend(1)
+    pool = ProcessBackend(1, idle_timeout_s=0)
     pool.cycle = pool
-    inner = pool._pool
-    # The manager collects when it takes the lock with the late task queued (below).
-    lock = _CollectingLock(inner._lock, lambda: inner._thread, lambda: bool(inner._pending))
-    inner._lock = lock
     assert pool.submit(tasks.add, (1, 1), {}).result(RESULT_TIMEOUT_S) == 2
+    service = _service.current()
+    lease = pool._holder.lease
+    # The manager collects when it takes the lock with the late task queued (below).
+    lock = _CollectingLock(service.lock, lambda: service.thread, lambda: bool(lease.pending))
+    service.lock = lock
     finalized_on: list = []
     weakref.finalize(pool, lambda: finalized_on.append(threading.current_thread()))
-    late = _Task(tasks.add, (2, 2), {}, cloudpickle.dumps((tasks.add, (2, 2), {})), None)
+    call = _service.Call(tasks.add, (2, 2), {}, None, None)
+    late = _service.Job(
+        [call], CALL + cloudpickle.dumps((tasks.add, (2, 2), {})), batch=False, timeout_s=None
+    )
     gc.disable()  # only the manager collects, once armed
     try:
         del pool
         lock.armed.set()
-        inner.submit(late)  # wakes the manager, which takes the lock and collects
+        service.submit(lease, late)  # wakes the manager, which takes the lock and collects
         assert lock.collected.wait(RESULT_TIMEOUT_S)
     finally:
         gc.enable()
-    assert finalized_on == [inner._thread], "the backend was not collected on the manager"
-    assert not lock.deadlocked, "close() from the GC on the manager thread deadlocked"
-    assert late.future.result(RESULT_TIMEOUT_S) == 4  # queued before the close: it still runs
-    inner._thread.join(RESULT_TIMEOUT_S)
-    assert not inner._thread.is_alive(), "the finalizer's close() did not stop the manager"
+    assert finalized_on == [service.thread], "the backend was not collected on the manager"
+    assert not lock.deadlocked, "closing the lease from the GC on the manager deadlocked"
+    assert call.future.result(RESULT_TIMEOUT_S) == 4  # queued before the close: it still runs
+    service.thread.join(RESULT_TIMEOUT_S)
+    assert not service.thread.is_alive(), "the finalizer's close did not release the lease"
 
 
-def test_a_manager_thread_that_cannot_start_leaves_the_backend_usable(monkeypatch):
+def test_a_service_thread_that_cannot_start_leaves_the_backend_usable(monkeypatch):
     real_start = threading.Thread.start
     refusals = []
 
     def start_once_refused(self):
-        if self.name == "gilwise-process-manager" and not refusals:
+        if self.name == "gilwise-process-service" and not refusals:
             refusals.append(self)
             raise RuntimeError("can't start new thread")
         real_start(self)
 
+    assert _service.stop_if_idle(RESULT_TIMEOUT_S)
     monkeypatch.setattr(threading.Thread, "start", start_once_refused)
     pool = ProcessBackend(1)
     try:
@@ -500,32 +507,27 @@ def test_tasks_queued_when_the_manager_fails_still_complete(monkeypatch):
     failures = []
     monkeypatch.setattr(threading, "excepthook", failures.append)
     pool = ProcessBackend(1)
-    inner = pool._pool
+    assert pool.submit(tasks.add, (1, 1), {}).result(RESULT_TIMEOUT_S) == 2
+    service = _service.current()
+    lease = pool._holder.lease
+    real_schedule, real_stop = service._schedule, service._stop_everything
     started = threading.Event()
-    real_schedule = inner._schedule
 
-    def schedule_then_fail():
-        if started.is_set() and inner._pending:
+    def schedule_then_fail(leases):
+        if started.is_set() and lease.pending:
             raise OSError("a broken manager")
-        real_schedule()
+        real_schedule(leases)
 
-    def stop_workers_then_fail():
-        for worker in inner._workers:
-            worker.process.kill()
-            worker.process.wait()
-            worker.conn.close()
-            if worker.pidfd is not None:
-                os.close(worker.pidfd)
-        inner._workers.clear()
+    def stop_then_fail():
+        real_stop()
         raise OSError("stopping the workers failed too")
 
-    monkeypatch.setattr(inner, "_schedule", schedule_then_fail)
-    monkeypatch.setattr(inner, "_stop_workers", stop_workers_then_fail)
-    assert pool.submit(tasks.add, (1, 1), {}).result(RESULT_TIMEOUT_S) == 2
+    monkeypatch.setattr(service, "_schedule", schedule_then_fail)
+    monkeypatch.setattr(service, "_stop_everything", stop_then_fail)
     started.set()
-    with inner._lock:  # all three queued before the manager looks
+    with service.lock:  # all three queued before the manager looks
         queued = [pool.submit(tasks.add, (i,), {}) for i in range(3)]
-    inner._thread.join(RESULT_TIMEOUT_S)
+    service.thread.join(RESULT_TIMEOUT_S)
     for future in queued:
         with pytest.raises(RuntimeError, match="stopped"):
             future.result(RESULT_TIMEOUT_S)
@@ -533,17 +535,21 @@ def test_tasks_queued_when_the_manager_fails_still_complete(monkeypatch):
         pool.submit(tasks.add, (1,), {})
     assert [type(f.exc_value) for f in failures] == [OSError]
     pool.shutdown()
+    assert _service.current() is None  # the next backend gets a new service
+    fresh = ProcessBackend(1)
+    assert fresh.submit(tasks.add, (2, 3), {}).result(RESULT_TIMEOUT_S) == 5
+    fresh.shutdown()
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads alive
 def test_a_forked_child_closes_its_copy_while_the_parent_holds_the_lock():
-    # fork() copies the pool's lock as it is: held, by a thread the child does not have. The
-    # backend's finalizer (close) runs at the child's exit and must not wait for it forever.
+    # fork() copies the service's lock as it is: held, by a thread the child does not have.
+    # The backend's shutdown and finalizer run in the child and must not wait for it forever.
     pool = ProcessBackend(1)
     holding, release = threading.Event(), threading.Event()
 
     def hold_the_lock() -> None:
-        with pool._pool._lock:
+        with _service.current().lock:
             holding.set()
             release.wait(RESULT_TIMEOUT_S)
 
@@ -555,19 +561,21 @@ def test_a_forked_child_closes_its_copy_while_the_parent_holds_the_lock():
             assert holding.wait(RESULT_TIMEOUT_S)
             child = os.fork()
             if child == 0:  # pragma: no cover - the child
+                code = 1
                 try:
                     pool.shutdown(wait=True)
-                    with pytest.raises(RuntimeError):
+                    with pytest.raises(RuntimeError, match=r"before os\.fork"):
                         pool.submit(tasks.add, (1,), {})
+                    code = 0
                 finally:
-                    os._exit(0)
+                    os._exit(code)
             proc = psutil.Process(child)
             try:
                 exitcode = proc.wait(RESULT_TIMEOUT_S)
             except psutil.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                pytest.fail("the forked child hung on its copy of the pool's lock")
+                pytest.fail("the forked child hung on its copy of the service's lock")
             assert exitcode == 0
         finally:
             release.set()

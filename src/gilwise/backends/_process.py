@@ -1,450 +1,120 @@
-"""The process backend: a pool of worker processes, one task at a time each.
+"""The process backend: runs tasks in worker processes leased from the program's service.
 
-Right for pure-Python CPU work while the GIL is on. Tasks travel pickled with cloudpickle, so
-lambdas and closures work; an unpicklable function or argument raises NotPicklableError at
-``validate`` or ``submit`` (synchronously). A manager thread owns the workers: it starts them
-on demand (spawned as fresh interpreters, never forked: the parent has threads), hands each
-one task, and watches every worker's pipe and exit at once. So:
+Right for pure-Python CPU work while the GIL is on. Each backend (each Executor,
+``gilwise.map`` call and Pipeline process stage) holds a lease on the program's one worker
+service (_service), so workers are started once and reused: a worker forked from the
+service's zygote starts in milliseconds with the program's imports done (see _zygote for
+when the zygote is a fork of the program and when a fresh interpreter that preloads its
+modules), and after the last backend closes, workers stay warm for ``idle_timeout_s``.
 
-- a worker that dies (os._exit, a signal, a segfault) fails only the task it ran, with
-  WorkerCrashedError naming the task and the exit code or signal, and is replaced;
-- a task that outlives its ``timeout_s`` (counted from when a started worker receives it, not
-  from ``submit``) fails with TaskTimeoutError; its worker gets SIGTERM, then SIGKILL after
+Start methods (option ``start_method``):
+- "forkserver" (default): workers are forked from the zygote. Modules the program imported
+  before the service started are already imported in every worker; a module imported later
+  is imported by a worker when a task first needs it.
+- "spawn": every worker is a fresh interpreter (today's ``python -c``), which imports what
+  its tasks need. For a program whose state must not be copied into workers, or whose
+  imports are not safe to run twice in one process tree.
+
+Tasks travel pickled with cloudpickle, so lambdas and closures work; an unpicklable function
+or argument raises NotPicklableError at ``validate`` or ``submit`` (synchronously). So:
+
+- a worker that dies (os._exit, a signal, a segfault) fails only the call it ran, with
+  WorkerCrashedError naming the call and the exit code or signal, and is replaced; in a
+  batch (``submit_batch``), outcomes are streamed back as they are made (at most 5 ms
+  late), and when its worker dies every call whose outcome had not arrived is run again,
+  alone and once, so only the call that really crashes fails (with its ``index``); a call
+  that had finished but whose outcome was still buffered runs twice;
+- a task that outlives its ``timeout_s`` (counted from when its worker starts it, not from
+  ``submit``) fails with TaskTimeoutError; its worker gets SIGTERM, then SIGKILL after
   ``kill_grace_s``, and is replaced;
-- workers that keep dying before they are ready (a broken environment) fail the queued
-  tasks with WorkerCrashedError instead of being restarted forever;
-- workers die with the parent (PR_SET_PDEATHSIG and EOF on their pipe), and a backend that is
-  garbage-collected or still open at interpreter exit drains its tasks and stops its workers.
+- ``shutdown(interrupt=True)`` (Ctrl-C) kills the workers running this backend's tasks
+  (they are not reused) and fails every unfinished task with TaskInterruptedError;
+- workers that keep dying before they are ready (a broken environment, a failing
+  initializer) fail the queued tasks with WorkerCrashedError instead of being restarted;
+- a worker is reused by later tasks and backends: module globals one task changes are seen
+  by the next task on that worker (as in every pool that reuses workers);
+- workers and the zygote die with the program, even if it is SIGKILLed.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
+import math
+import numbers
 import os
-import selectors
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 import weakref
 from concurrent.futures import Future
-from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
 import cloudpickle
 
-from ..errors import TaskTimeoutError, WorkerCrashedError
+from ..errors import NotPicklableError
+from . import _service
 from ._base import Backend
-from ._process_worker import READY
-from ._wire import decode_outcome, describe_task, dump_task
+from ._process_worker import BATCH, CALL
+from ._service_workers import FORKSERVER, SPAWN
+from ._wire import dump_task, function_name
 
-# Failed start-ups in a row after which queued tasks fail instead of retrying forever.
-_MAX_BOOT_FAILURES = 3
 # validate() keeps a payload up to this size for the submit() of the same task: a bigger one
 # costs more to keep alive (if that submit comes late, or never) than to pickle again. At
 # most this many are kept (the oldest go first): enough for an Executor's queued tasks.
 _MAX_CACHED_PAYLOAD_BYTES = 64 * 1024
 _MAX_CACHED_TASKS = 256
-_live_pools: weakref.WeakSet = weakref.WeakSet()
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+IDLE_TIMEOUT_ENV = "GILWISE_IDLE_TIMEOUT_S"
+START_METHODS = (FORKSERVER, SPAWN)
+_live_backends: weakref.WeakSet = weakref.WeakSet()
 
 
-def _close_all_at_exit() -> None:
-    for pool in list(_live_pools):
-        pool.close(wait=False)
-
-
-_register_atexit = getattr(threading, "_register_atexit", None)
-if _register_atexit is not None:  # CPython 3.9+: runs before non-daemon threads are joined
-    _register_atexit(_close_all_at_exit)
-
-
-def _forget_pools_in_child() -> None:
-    # A forked child has none of the parent's manager threads: its copy of a pool refuses
-    # work, and gets a fresh lock (the copied one may be held by a thread that is not there,
-    # and the backend's finalizer takes it at the child's exit).
-    for pool in list(_live_pools):
-        pool._lock = threading.RLock()
-        pool._finished = True
-    _live_pools.clear()
+def _forget_backends_in_child() -> None:
+    # A forked child has none of the parent's service: its copies of backends refuse work,
+    # and get fresh locks (a copied one may be held by a thread that is not there).
+    for backend in list(_live_backends):
+        backend._forked = True
+        backend._validated_lock = threading.RLock()
+        backend._lease_lock = threading.RLock()
+    _live_backends.clear()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pools_in_child)
+    os.register_at_fork(after_in_child=_forget_backends_in_child)
 
 
-def _how_it_died(returncode: Optional[int]) -> str:
-    if returncode is None:
-        return "it closed its pipe"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"it was killed by {name} (exit code {returncode})"
-    return f"it exited with code {returncode}"
+def _seconds_or_zero(value: Any, name: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds >= 0; got {value!r}")
+    if not value >= 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
-class _Task:
-    __slots__ = ("args", "fn", "future", "kwargs", "payload", "timeout_s")
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        args: tuple,
-        kwargs: dict,
-        payload: bytes,
-        timeout_s: Optional[float],
-    ) -> None:
-        self.future: Future = Future()
-        self.fn, self.args, self.kwargs = fn, args, kwargs
-        self.payload = payload
-        self.timeout_s = timeout_s
-
-    def describe(self) -> str:
-        # Computed only when a message needs it, to keep the per-task cost low.
-        return describe_task(self.fn, self.args, self.kwargs)
+def default_idle_timeout_s() -> float:
+    """GILWISE_IDLE_TIMEOUT_S if set (seconds >= 0), else 300."""
+    text = os.environ.get(IDLE_TIMEOUT_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_IDLE_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"the environment variable {IDLE_TIMEOUT_ENV} must be a number of seconds >= 0, "
+            f"got {text!r}"
+        ) from None
+    return _seconds_or_zero(value, IDLE_TIMEOUT_ENV)
 
 
-class _Worker:
-    BOOTING, IDLE, BUSY, DYING = "booting", "idle", "busy", "dying"
-    __slots__ = ("conn", "deadline", "kill_at", "pidfd", "process", "state", "task")
+class _LeaseHolder:
+    """The backend's lease, closable by the backend's finalizer without the backend."""
 
-    def __init__(self, process: subprocess.Popen, conn: Connection) -> None:
-        self.process = process
-        self.conn = conn
-        self.pidfd: Optional[int] = None
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:
-            try:
-                self.pidfd = pidfd_open(process.pid)
-            except OSError:  # kernel older than 5.3: EOF on the pipe tells us instead
-                self.pidfd = None
-        self.state = self.BOOTING
-        self.task: Optional[_Task] = None
-        self.deadline: Optional[float] = None
-        self.kill_at: Optional[float] = None
+    __slots__ = ("lease",)
 
-    def register(self, selector: selectors.BaseSelector) -> None:
-        selector.register(self.conn.fileno(), selectors.EVENT_READ, (self, False))
-        if self.pidfd is not None:
-            selector.register(self.pidfd, selectors.EVENT_READ, (self, True))
+    def __init__(self) -> None:
+        self.lease: Optional[_service.Lease] = None
 
-    def release(self, selector: selectors.BaseSelector) -> None:
-        selector.unregister(self.conn.fileno())
-        if self.pidfd is not None:
-            selector.unregister(self.pidfd)
-        self.conn.close()
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
-
-
-def _worker_command() -> list[str]:
-    package_parent = str(Path(__file__).resolve().parents[2])
-    bootstrap = (
-        "import sys; sys.path.append(sys.argv[1]); "
-        "from gilwise.backends._process_worker import main; "
-        "main(int(sys.argv[2]), int(sys.argv[3]))"
-    )
-    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    return [sys.executable, *flags, "-c", bootstrap, package_parent]
-
-
-class _Pool:
-    """The shared state of one backend, run by its manager thread (which never sees the
-    backend itself, so a forgotten backend can be collected)."""
-
-    def __init__(self, max_workers: int, kill_grace_s: float) -> None:
-        self.max_workers = max_workers
-        self.kill_grace_s = kill_grace_s
-        # Re-entrant: the cyclic GC may run this pool's finalizer (close) on a thread that
-        # holds the lock, e.g. the manager thread collecting its own forgotten backend.
-        self._lock = threading.RLock()
-        self._pending: collections.deque[_Task] = collections.deque()
-        self._closing = False
-        self._thread: Optional[threading.Thread] = None
-        self._finished = False  # the manager thread has stopped and closed the wake-up pipe
-        self._wake_r = self._wake_w = -1
-        self._selector: selectors.BaseSelector
-        self._wake_sent = False
-        self._workers: list[_Worker] = []  # touched only by the manager thread
-        self._boot_failures = 0
-        self._command = _worker_command()
-        self._setup = cloudpickle.dumps({"sys_path": list(sys.path)})
-
-    # --- called from any thread -------------------------------------------------------
-    def submit(self, task: _Task) -> None:
-        with self._lock:
-            if self._closing:
-                raise RuntimeError("cannot submit to a process backend after its shutdown()")
-            if self._finished:  # only if the manager thread failed: its traceback was printed
-                raise RuntimeError(
-                    "the process backend's manager thread has stopped; create a new backend"
-                )
-            if self._thread is None:
-                self._start_manager()
-            self._pending.append(task)
-            self._wake()
-
-    def close(self, wait: bool) -> None:
-        with self._lock:
-            self._closing = True
-            thread = self._thread
-            if thread is not None and not self._finished:
-                self._wake()
-        if wait and thread is not None and thread is not threading.current_thread():
-            thread.join()
-
-    def _wake(self) -> None:
-        # Called with the lock held, so the manager cannot close the pipe meanwhile; at most
-        # one byte is in the pipe per round of the manager, so the write never blocks.
-        if not self._wake_sent:
-            self._wake_sent = True
-            os.write(self._wake_w, b"x")
-
-    def _start_manager(self) -> None:
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        thread = threading.Thread(target=self._run, name="gilwise-process-manager", daemon=False)
-        try:
-            thread.start()  # "can't start new thread" on a loaded machine: nothing half-made
-        except BaseException:
-            self._selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            raise
-        self._thread = thread
-        _live_pools.add(self)
-
-    # --- the manager thread -----------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            try:
-                self._stop_workers()
-            finally:
-                with self._lock:  # from here on submit() refuses, so nothing is queued late
-                    self._finished = True
-                    self._selector.close()
-                    os.close(self._wake_r)
-                    os.close(self._wake_w)
-                _live_pools.discard(self)
-                self._fail_everything(
-                    RuntimeError("the process backend stopped before this task ran")
-                )
-
-    def _loop(self) -> None:
-        while True:
-            # Drain the wake-up pipe before clearing the flag: a submit in between then
-            # leaves a byte behind (a spare wake-up), never a flag without a byte (a lost one).
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-            with self._lock:
-                self._wake_sent = False
-                closing = self._closing
-            self._schedule()
-            busy = any(w.state == _Worker.BUSY for w in self._workers)
-            if closing and not busy and not self._pending:
-                return
-            events = self._selector.select(self._seconds_to_next_deadline())
-            exited = []
-            for key, _ in events:
-                if key.data is None:
-                    continue  # the wake-up pipe: drained at the top of the loop
-                worker, is_pidfd = key.data
-                if is_pidfd:
-                    exited.append(worker)
-                elif worker in self._workers:
-                    self._receive(worker)
-            for worker in exited:
-                if worker in self._workers:
-                    self._drain_then_exit(worker)
-            self._enforce_deadlines()
-
-    def _seconds_to_next_deadline(self) -> Optional[float]:
-        moments = [w.deadline for w in self._workers if w.deadline is not None]
-        moments += [w.kill_at for w in self._workers if w.kill_at is not None]
-        if not moments:
-            return None
-        return max(0.0, min(moments) - time.monotonic())
-
-    def _schedule(self) -> None:
-        idle = [w for w in self._workers if w.state == _Worker.IDLE]
-        while idle and self._pending:
-            task = self._pending.popleft()
-            if task.future.set_running_or_notify_cancel():
-                self._assign(idle.pop(), task)
-        live = [w for w in self._workers if w.state != _Worker.DYING]
-        booting = sum(1 for w in live if w.state == _Worker.BOOTING)
-        wanted = min(len(self._pending) - booting, self.max_workers - len(live))
-        for _ in range(max(0, wanted)):
-            try:
-                self._start_worker()
-            except OSError as exc:  # e.g. out of file descriptors or memory
-                if not live:  # nobody could ever run the queued tasks: say why
-                    error = WorkerCrashedError(
-                        f"could not start a process worker ({type(exc).__name__}: {exc}); "
-                        f"free the resource, or use backend='thread'."
-                    )
-                    error.__cause__ = exc
-                    self._fail_everything(error)
-                break  # try again on the next event
-
-    def _start_worker(self) -> None:
-        parent_end, child_end = socket.socketpair()
-        try:
-            process = subprocess.Popen(
-                [*self._command, str(child_end.fileno()), str(os.getpid())],
-                pass_fds=(child_end.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            parent_end.close()
-            raise
-        finally:
-            child_end.close()
-        worker = _Worker(process, Connection(parent_end.detach()))
-        self._workers.append(worker)
-        worker.register(self._selector)
-        with contextlib.suppress(OSError):  # if it died already, its pipe or pidfd says so
-            worker.conn.send_bytes(self._setup)
-
-    def _assign(self, worker: _Worker, task: _Task) -> None:
-        worker.state = _Worker.BUSY
-        worker.task = task
-        if task.timeout_s is not None:
-            worker.deadline = time.monotonic() + task.timeout_s
-        try:
-            worker.conn.send_bytes(task.payload)
-        except OSError:
-            self._on_exit(worker)
-
-    def _receive(self, worker: _Worker) -> None:
-        """Its pipe is readable: one message, or EOF because it exited."""
-        try:
-            data = worker.conn.recv_bytes()
-        except (EOFError, OSError):
-            self._on_exit(worker)
-            return
-        self._on_message(worker, data)
-
-    def _drain_then_exit(self, worker: _Worker) -> None:
-        """It exited: take what it sent before dying (a result still counts), then reap it."""
-        try:
-            while worker.conn.poll():
-                self._on_message(worker, worker.conn.recv_bytes())
-        except (EOFError, OSError):
-            pass
-        self._on_exit(worker)
-
-    def _on_message(self, worker: _Worker, data: bytes) -> None:
-        if worker.state == _Worker.BOOTING and data == READY:
-            worker.state = _Worker.IDLE
-            self._boot_failures = 0
-        elif worker.state == _Worker.BUSY and worker.task is not None:
-            task = worker.task
-            worker.state, worker.task, worker.deadline = _Worker.IDLE, None, None
-            ok, value = decode_outcome(data, task.describe)
-            if ok:
-                task.future.set_result(value)
-            else:
-                task.future.set_exception(value)
-        # a DYING worker's late answer is dropped: its task already failed with a timeout
-
-    def _on_exit(self, worker: _Worker) -> None:
-        try:
-            returncode: Optional[int] = worker.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # closed its pipe but lives on: make it stop
-            worker.process.kill()
-            worker.process.wait()
-            returncode = None
-        self._workers.remove(worker)
-        worker.release(self._selector)
-        task, state = worker.task, worker.state
-        worker.task = None
-        if state == _Worker.BUSY and task is not None:
-            description = task.describe()
-            task.future.set_exception(
-                WorkerCrashedError(
-                    f"the process worker (pid {worker.process.pid}) running task {description} "
-                    f"died: {_how_it_died(returncode)}. Only this task failed; the worker was "
-                    f"replaced. Run the task with backend='thread' to debug it in-process.",
-                    task=description,
-                    exitcode=returncode,
-                )
-            )
-        elif state == _Worker.BOOTING:
-            self._boot_failures += 1
-            if self._boot_failures >= _MAX_BOOT_FAILURES:
-                self._boot_failures = 0
-                self._fail_everything(
-                    WorkerCrashedError(
-                        f"process workers keep dying while starting "
-                        f"({_how_it_died(returncode)}); see their error output above, and "
-                        f"check that {sys.executable} can import gilwise and cloudpickle.",
-                        exitcode=returncode,
-                    )
-                )
-
-    def _enforce_deadlines(self) -> None:
-        now = time.monotonic()
-        for worker in list(self._workers):
-            if worker.deadline is not None and worker.deadline <= now and worker.task is not None:
-                task = worker.task
-                worker.state, worker.task, worker.deadline = _Worker.DYING, None, None
-                worker.kill_at = now + self.kill_grace_s
-                with contextlib.suppress(OSError):  # it may have exited just now
-                    worker.process.terminate()
-                task.future.set_exception(
-                    TaskTimeoutError(
-                        f"task {task.describe()} ran longer than its timeout of "
-                        f"{task.timeout_s:g} s; its worker process was stopped and replaced. "
-                        f"Raise the timeout, or split the work into smaller tasks."
-                    )
-                )
-            elif worker.kill_at is not None and worker.kill_at <= now:
-                worker.kill_at = None
-                with contextlib.suppress(OSError):
-                    worker.process.kill()
-
-    def _fail_everything(self, error: BaseException) -> None:
-        while self._pending:
-            task = self._pending.popleft()
-            if task.future.set_running_or_notify_cancel():
-                task.future.set_exception(error)
-
-    def _stop_workers(self) -> None:
-        for worker in self._workers:
-            self._selector.unregister(worker.conn.fileno())
-            if worker.pidfd is not None:
-                self._selector.unregister(worker.pidfd)
-            worker.conn.close()  # EOF: an idle worker exits by itself
-            if worker.state != _Worker.IDLE:
-                worker.process.kill()
-        deadline = time.monotonic() + max(self.kill_grace_s, 1.0)
-        for worker in self._workers:
-            try:
-                worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
-            if worker.pidfd is not None:
-                os.close(worker.pidfd)
-            if worker.task is not None:
-                worker.task.future.set_exception(
-                    RuntimeError("the process backend stopped while this task ran")
-                )
-        self._workers.clear()
+    def close(self) -> None:
+        lease = self.lease
+        if lease is not None:
+            lease.service.close_lease(lease, interrupt=False)
 
 
 def _same_task(validated: tuple, fn: Callable[..., Any], args: tuple, kwargs: dict) -> bool:
@@ -458,27 +128,120 @@ def _same_task(validated: tuple, fn: Callable[..., Any], args: tuple, kwargs: di
 
 
 class ProcessBackend(Backend):
-    """Runs tasks in up to ``max_workers`` worker processes; ``submit`` is thread safe.
+    """Runs tasks in up to ``max_workers`` worker processes of the program's worker
+    service; ``submit`` and ``submit_batch`` are thread safe.
 
-    Options: ``kill_grace_s`` (default 1.0), the time between SIGTERM and SIGKILL when a task
-    times out.
+    Options:
+    - ``initializer``/``initargs``: called once in each worker before its first task (as
+      the stdlib pools do). Warm workers are kept per initializer: a backend is only given
+      workers that ran the same initializer with equal arguments (compared pickled).
+    - ``max_tasks_per_child``: a worker is replaced after running this many calls (a batch
+      is not split, so it may run up to a batch's size more).
+    - ``start_method``: "forkserver" (default) or "spawn" (see the module docstring).
+    - ``idle_timeout_s``: how long workers stay warm after the last backend closed
+      (default: the environment variable GILWISE_IDLE_TIMEOUT_S, else 300; 0 stops them
+      when the last backend closes). Service-wide: the backend closed last decides.
+    - ``kill_grace_s`` (default 1.0): time between SIGTERM and SIGKILL when a task times out.
     """
 
     name: ClassVar[str] = "process"
     enforces_timeout: ClassVar[bool] = True
+    interrupts_running: ClassVar[bool] = True
+    option_names: ClassVar[tuple[str, ...]] = (
+        "initializer",
+        "initargs",
+        "max_tasks_per_child",
+        "start_method",
+        "idle_timeout_s",
+        "kill_grace_s",
+    )
 
     def __init__(
-        self, max_workers: Optional[int] = None, *, kill_grace_s: float = 1.0, **options: Any
+        self,
+        max_workers: Optional[int] = None,
+        *,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: tuple = (),
+        max_tasks_per_child: Optional[int] = None,
+        start_method: str = FORKSERVER,
+        idle_timeout_s: Optional[float] = None,
+        kill_grace_s: float = 1.0,
+        **options: Any,
     ) -> None:
         super().__init__(max_workers, **options)
-        self._pool = _Pool(self.max_workers, float(kill_grace_s))
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable or None; got {initializer!r}")
+        if not isinstance(initargs, (tuple, list)):
+            raise TypeError(f"initargs must be a tuple; got {initargs!r}")
+        if max_tasks_per_child is not None:
+            if not isinstance(max_tasks_per_child, numbers.Integral) or isinstance(
+                max_tasks_per_child, bool
+            ):
+                raise TypeError(
+                    f"max_tasks_per_child must be an int >= 1 or None; got {max_tasks_per_child!r}"
+                )
+            if max_tasks_per_child < 1:
+                raise ValueError(
+                    f"max_tasks_per_child must be an int >= 1 or None, got {max_tasks_per_child!r}"
+                )
+        if start_method not in START_METHODS:
+            raise ValueError(
+                f"start_method must be 'forkserver' (workers forked from the worker service's "
+                f"zygote) or 'spawn' (a fresh interpreter each); got {start_method!r}"
+            )
+        if start_method == FORKSERVER and not hasattr(os, "fork"):
+            start_method = SPAWN  # no fork() here: every worker is a fresh interpreter
+        idle = default_idle_timeout_s() if idle_timeout_s is None else idle_timeout_s
+        init_payload = None
+        if initializer is not None:
+            init_payload = dump_task(
+                initializer,
+                tuple(initargs),
+                {},
+                dumps=lambda task: cloudpickle.dumps(task[:2]),
+                destination="a process worker",
+                function_advice="Define the initializer at module level.",
+                argument_advice="Pass initargs that can be pickled.",
+            )
+        self._config = _service.LeaseConfig(
+            max_workers=self.max_workers,
+            start_method=start_method,
+            initializer=init_payload,
+            initializer_name=function_name(initializer) if initializer is not None else "",
+            max_tasks_per_child=None if max_tasks_per_child is None else int(max_tasks_per_child),
+            kill_grace_s=_seconds_or_zero(kill_grace_s, "kill_grace_s"),
+            idle_timeout_s=_seconds_or_zero(idle, "idle_timeout_s"),
+        )
+        self._holder = _LeaseHolder()
+        self._lease_lock = threading.RLock()  # re-entrant: a GC finalizer may shut down
+        self._closed = False
+        self._forked = False
         # validate() then submit() of the same task (what the Executor does, the submit
         # maybe later and from another thread) pickles once: id(args) -> (fn, args, kwargs,
         # payload), holding the objects so that id is not reused meanwhile. A submit takes
         # the entry of its args; the task is sent as it was when validated.
         self._validated: dict[int, tuple] = {}
-        self._validated_lock = threading.RLock()  # re-entrant: a GC finalizer may shut down
-        weakref.finalize(self, self._pool.close, False)
+        self._validated_lock = threading.RLock()
+        weakref.finalize(self, self._holder.close)
+        _live_backends.add(self)
+
+    @property
+    def start_method(self) -> str:
+        return self._config.start_method
+
+    def _lease(self) -> _service.Lease:
+        with self._lease_lock:
+            if self._forked:
+                raise RuntimeError(
+                    "this process backend was created before os.fork(); create a new one in "
+                    "the child process"
+                )
+            if self._closed:
+                raise RuntimeError("cannot submit to a process backend after its shutdown()")
+            lease = self._holder.lease
+            if lease is None:
+                lease = self._holder.lease = _service.open_lease(self._config)
+            return lease
 
     def validate(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         """Raise NotPicklableError if the task cannot be sent to a worker process."""
@@ -501,24 +264,81 @@ class ProcessBackend(Backend):
     ) -> Future:
         """Queue ``fn(*args, **kwargs)`` for a worker. Raises NotPicklableError at once if the
         task cannot be pickled, RuntimeError after shutdown."""
-        if timeout_s is not None and timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive or None, got {timeout_s!r}")
+        _check_timeout(timeout_s)
         with self._validated_lock:
             validated = self._validated.pop(id(args), None)
         if validated is not None and _same_task(validated, fn, args, kwargs):
             payload = validated[3]
         else:
             payload = self._dump(fn, args, kwargs)
-        task = _Task(fn, args, kwargs, payload, timeout_s)
-        self._pool.submit(task)
-        return task.future
+        lease = self._lease()
+        call = _service.Call(fn, args, kwargs, timeout_s, None)
+        job = _service.Job([call], CALL + payload, batch=False, timeout_s=timeout_s)
+        lease.service.submit(lease, job)
+        return call.future
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Refuse new tasks; queued and running ones still finish, then the workers stop.
-        With ``wait`` this blocks until then; without, it returns at once."""
+    def submit_batch(
+        self,
+        fn: Callable[..., Any],
+        calls: list[tuple[tuple, dict]],
+        *,
+        timeout_s: Optional[float] = None,
+    ) -> list[Future]:
+        """Run ``fn(*args, **kwargs)`` for each ``(args, kwargs)`` in order on one worker
+        (one message: ``fn`` is pickled once); one future per call, each completed as soon
+        as that call's outcome arrives. If the worker dies, every call without an outcome
+        runs again alone, once, so only the call that crashes fails (WorkerCrashedError
+        with its ``index``). Raises NotPicklableError (naming the call) at once."""
+        _check_timeout(timeout_s)
+        calls = list(calls)
+        if not calls:
+            return []
+        flush_each = timeout_s is not None
+        try:
+            payload = BATCH + cloudpickle.dumps((fn, calls, flush_each))
+        except Exception:
+            self._dump(fn, (), {})  # the function itself: named as such
+            for index, (args, kwargs) in enumerate(calls):
+                try:
+                    self._dump(fn, args, kwargs)
+                except NotPicklableError as exc:
+                    raise NotPicklableError(f"call #{index} of the batch: {exc}") from exc
+            raise
+        lease = self._lease()
+        batch = [
+            _service.Call(fn, args, kwargs, timeout_s, index)
+            for index, (args, kwargs) in enumerate(calls)
+        ]
+        job = _service.Job(batch, payload, batch=True, timeout_s=timeout_s)
+        lease.service.submit(lease, job)
+        return [call.future for call in batch]
+
+    def warm_up(self) -> None:
+        """Start this backend's workers in the background now (does not block)."""
+        lease = self._lease()
+        lease.service.warm_up(lease)
+
+    def shutdown(self, wait: bool = True, *, interrupt: bool = False) -> None:
+        """Refuse new tasks. Without ``interrupt``, queued and running tasks still finish;
+        with it, the workers running this backend's tasks are killed and every unfinished
+        task fails with TaskInterruptedError. With ``wait`` this blocks until the backend's
+        tasks are done (a Ctrl-C meanwhile interrupts them). Idle workers stay warm in the
+        service for ``idle_timeout_s``."""
         with self._validated_lock:
             self._validated.clear()
-        self._pool.close(wait)
+        with self._lease_lock:
+            self._closed = True
+            lease = self._holder.lease
+            if self._forked or lease is None:
+                return
+        lease.service.close_lease(lease, interrupt=interrupt)
+        if not wait:
+            return
+        try:
+            lease.released.wait()
+        except KeyboardInterrupt:
+            lease.service.close_lease(lease, interrupt=True)
+            raise
 
     @staticmethod
     def _dump(fn: Callable[..., Any], args: tuple, kwargs: dict) -> bytes:
@@ -531,3 +351,8 @@ class ProcessBackend(Backend):
             function_advice='Define it at module level, or use backend="thread".',
             argument_advice='Use backend="thread", or pass something picklable.',
         )
+
+
+def _check_timeout(timeout_s: Optional[float]) -> None:
+    if timeout_s is not None and not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive or None, got {timeout_s!r}")

@@ -1,27 +1,55 @@
-"""The loop a process worker runs: receive one pickled task, run it, send back its outcome.
+"""The loop a process worker runs: receive pickled work, run it, send back each outcome.
 
-Started by the process backend as ``python -c`` with the worker's end of a socket pair and
-the parent's pid. It exits when the pipe reaches EOF (the parent closed it or died) and, on
-Linux, also by PR_SET_PDEATHSIG when the parent dies, so no worker is orphaned.
+A worker is either forked by the worker service's zygote (``run_forked``, the default) or
+started as a fresh interpreter, ``python -c`` with the worker's end of a socket pair and the
+parent's pid (``main``, start_method="spawn"). Either way it exits when its pipe reaches EOF
+(the caller closed it or died) and, on Linux, by PR_SET_PDEATHSIG when its parent (the
+zygote, or the caller for a spawned worker) dies, so no worker is orphaned. It ignores
+SIGINT: Ctrl-C goes to the whole process group, and the caller decides what stops.
+
+A worker is reused: by later tasks of the same executor and by later executors (see
+_service). Module globals that one task changes stay changed for the next task on that
+worker, as in every pool that reuses its workers.
 
 Wire protocol on the pipe (one message per ``send_bytes``):
-  parent -> worker: a pickled setup dict once, then one pickled ``(fn, args, kwargs)`` per task;
-  worker -> parent: ``b"R"`` once ready, then one encoded outcome (see _wire) per task.
+  caller -> worker: a pickled setup dict once (sys.path, cwd, the pickled initializer);
+    then ``CALL`` + pickled ``(fn, args, kwargs)``, or ``BATCH`` + pickled
+    ``(fn, [(args, kwargs), ...], flush_each)``;
+  worker -> caller: ``READY`` once set up (or ``INIT_FAILED`` + the pickled traceback text,
+    then it exits); per CALL one encoded outcome (see _wire); per BATCH one or more
+    ``BATCH`` + pickled list of encoded outcomes, in call order, sent after the call that
+    ends ``BATCH_FLUSH_S`` or more after the previous send (so the outcome of a call that
+    takes that long alone is never held back), or after every call when ``flush_each`` (which
+    the caller asks for when calls have a timeout, to know when each one started); or
+    ``BATCH_FAILED`` + one encoded outcome for every call when the batch cannot be unpickled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
 import sys
+import time
+import traceback
 from multiprocessing.connection import Connection
 
 READY = b"R"
+INIT_FAILED = b"I"
+CALL = b"T"
+BATCH = b"B"
+BATCH_FAILED = b"X"
+# A batch's outcomes are sent at least this often, so tiny calls cost one message per many
+# calls, yet at most this much finished work is lost (and run again) if the worker dies.
+BATCH_FLUSH_S = 0.005
+# Exit code of a worker whose initializer raised.
+INITIALIZER_FAILED_EXIT = 3
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Be SIGKILLed when the parent dies (Linux); exit now if it is already gone."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -46,25 +74,81 @@ def _dumps(obj: object) -> bytes:
         return cloudpickle.dumps(obj)
 
 
-def main(fd: int, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
-    # Ctrl-C goes to the whole process group; the parent decides what stops, not the worker.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.set_inheritable(fd, False)  # a subprocess started by a task must not hold the pipe
-    conn = Connection(fd)
+def _set_up(conn: Connection) -> bool:
+    """Apply the setup message; False if the caller is gone or the initializer failed."""
     try:
         setup = pickle.loads(conn.recv_bytes())
     except EOFError:
-        return
+        return False
     sys.path[:] = setup["sys_path"]
+    cwd = setup.get("cwd")
+    if cwd:
+        # The caller's directory may be gone; tasks then run where the worker is.
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
+    initializer = setup.get("initializer")
+    if initializer is not None:
+        try:
+            function, initargs = pickle.loads(initializer)
+            function(*initargs)
+        except BaseException:  # whatever the initializer raised is reported to the caller
+            with contextlib.suppress(OSError):
+                conn.send_bytes(INIT_FAILED + pickle.dumps(traceback.format_exc()))
+            return False
+    return True
 
+
+def _run_batch(conn: Connection, message: memoryview) -> None:
+    from ._wire import encode_exception, run_call
+
+    try:
+        fn, calls, flush_each = pickle.loads(message)
+    except BaseException as exc:  # e.g. the function's module cannot be imported here
+        conn.send_bytes(BATCH_FAILED + encode_exception(exc, dumps=_dumps))
+        return
+    ready: list[bytes] = []
+    flushed = time.monotonic()
+    last = len(calls) - 1
+    for position, (args, kwargs) in enumerate(calls):
+        ready.append(run_call(fn, args, kwargs, dumps=_dumps))
+        now = time.monotonic()
+        if flush_each or position == last or now - flushed >= BATCH_FLUSH_S:
+            conn.send_bytes(BATCH + pickle.dumps(ready, pickle.HIGHEST_PROTOCOL))
+            ready = []
+            flushed = now
+
+
+def serve(conn: Connection) -> int:
+    """Set up, then run work until EOF; return the exit code."""
+    if not _set_up(conn):
+        return INITIALIZER_FAILED_EXIT
     from ._wire import execute
 
     conn.send_bytes(READY)
     while True:
         try:
-            task_bytes = conn.recv_bytes()
+            message = conn.recv_bytes()
         except EOFError:
-            return
-        conn.send_bytes(execute(task_bytes, dumps=_dumps))
-        del task_bytes
+            return 0
+        body = memoryview(message)[1:]
+        if message[:1] == BATCH:
+            _run_batch(conn, body)
+        else:
+            conn.send_bytes(execute(body, dumps=_dumps))
+        del message, body
+
+
+def run_forked(fd: int, zygote_pid: int) -> int:
+    """Entry of a worker forked by the zygote (already ignoring SIGINT)."""
+    die_with_parent(zygote_pid)
+    os.set_inheritable(fd, False)  # a subprocess started by a task must not hold the pipe
+    return serve(Connection(fd))
+
+
+def main(fd: int, parent_pid: int) -> None:
+    """Entry of a spawned worker (``python -c``)."""
+    die_with_parent(parent_pid)
+    # Ctrl-C goes to the whole process group; the parent decides what stops, not the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.set_inheritable(fd, False)
+    sys.exit(serve(Connection(fd)))

@@ -112,11 +112,19 @@ def dump_task(
         ) from whole_error
 
 
-def execute(task_bytes: bytes, *, dumps: Dumps) -> bytes:
+def execute(task_bytes: bytes | memoryview, *, dumps: Dumps) -> bytes:
     """Worker side: unpickle a task, run it, return its encoded outcome. Never raises."""
     try:
         fn, args, kwargs = pickle.loads(task_bytes)
         del task_bytes
+    except BaseException as exc:  # e.g. the function's module cannot be imported here
+        return encode_exception(exc, dumps=dumps)
+    return run_call(fn, args, kwargs, dumps=dumps)
+
+
+def run_call(fn: Callable[..., Any], args: tuple, kwargs: dict, *, dumps: Dumps) -> bytes:
+    """Worker side: run one call, return its encoded outcome. Never raises."""
+    try:
         result = fn(*args, **kwargs)
     except BaseException as exc:  # the task's failure is its outcome, whatever it is
         return encode_exception(exc, dumps=dumps)
