@@ -983,7 +983,8 @@ def idle_members(timeout_s: float) -> tuple[set[int], Optional[threading.Thread]
         if service is None:
             return set(), None
         with service.lock:
-            idle = not service.leases and not any(w.jobs for w in list(service.workers))
+            workers = list(service.workers)
+            idle = not service.leases and not any(w.jobs or w.pid is None for w in workers)
         if idle:
             return set(worker_pids()), service.thread
         if time.monotonic() >= deadline:
