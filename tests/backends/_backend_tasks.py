@@ -25,6 +25,46 @@ def pid() -> int:
     return os.getpid()
 
 
+_calls_here = 0
+
+
+def count_calls() -> int:
+    """How many times this worker ran it: module globals persist between tasks."""
+    global _calls_here
+    _calls_here += 1
+    return _calls_here
+
+
+def append_pid(path: str) -> None:
+    with open(path, "a") as log:
+        log.write(f"{os.getpid()}\n")
+
+
+def add_or_fail(value: object) -> object:
+    if isinstance(value, str):
+        raise KeyError(value)
+    return value
+
+
+def add_or_wait(left: object, right: int = 0) -> object:
+    """``left + right``, or (a path) wait for that file: a call that can time out."""
+    if isinstance(left, str):
+        return wait_for_file(left)
+    return left + right
+
+
+def log_then_crash_at(path: str, index: int, crash_index: int, how: str) -> int:
+    """Log ``index`` (one line per run), take 20 ms, and crash the worker at ``crash_index``."""
+    with open(path, "a") as log:
+        log.write(f"{index}\n")
+    if index == crash_index:
+        if how == "exit":
+            os._exit(7)
+        kill_self(9)
+    time.sleep(0.02)
+    return index
+
+
 def kill_self(signum: int) -> None:
     os.kill(os.getpid(), signum)
 

@@ -14,7 +14,8 @@ worker, as in every pool that reuses its workers.
 Wire protocol on the pipe (one message per ``send_bytes``):
   caller -> worker: a pickled setup dict once (sys.path, cwd, the pickled initializer);
     then ``CALL`` + pickled ``(fn, args, kwargs)``, or ``BATCH`` + pickled
-    ``(fn, [(args, kwargs), ...], flush_each)``;
+    ``(fn, [(args, kwargs), ...], flush_each)``, or ``SYS_PATH`` + the caller's new
+    sys.path (no reply), sent before a job when it changed;
   worker -> caller: ``READY`` once set up (or ``INIT_FAILED`` + the pickled traceback text,
     then it exits); per CALL one encoded outcome (see _wire); per BATCH one or more
     ``BATCH`` + pickled list of encoded outcomes, in call order, sent after the call that
@@ -40,6 +41,7 @@ INIT_FAILED = b"I"
 CALL = b"T"
 BATCH = b"B"
 BATCH_FAILED = b"X"
+SYS_PATH = b"P"
 # A batch's outcomes are sent at least this often, so tiny calls cost one message per many
 # calls, yet at most this much finished work is lost (and run again) if the worker dies.
 BATCH_FLUSH_S = 0.005
@@ -131,8 +133,11 @@ def serve(conn: Connection) -> int:
         except EOFError:
             return 0
         body = memoryview(message)[1:]
-        if message[:1] == BATCH:
+        kind = message[:1]
+        if kind == BATCH:
             _run_batch(conn, body)
+        elif kind == SYS_PATH:  # the caller's sys.path changed: later imports look there
+            sys.path[:] = pickle.loads(body)
         else:
             conn.send_bytes(execute(body, dumps=_dumps))
         del message, body

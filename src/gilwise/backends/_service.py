@@ -58,7 +58,7 @@ import cloudpickle
 
 from ..errors import TaskInterruptedError, TaskTimeoutError, WorkerCrashedError
 from . import _zygote
-from ._process_worker import BATCH, BATCH_FAILED, CALL, INIT_FAILED, READY
+from ._process_worker import BATCH, BATCH_FAILED, CALL, INIT_FAILED, READY, SYS_PATH
 from ._service_workers import SPAWN, Worker, Zygote, how_it_died, may_fork_zygote
 from ._wire import decode_outcome, describe_task, function_name
 from ._workqueue import settle
@@ -202,6 +202,7 @@ class Service:
         self.tokens = itertools.count()
         self.turn = 0  # round robin over leases
         self.retry_at: Optional[float] = None  # a worker could not start: schedule again
+        self.sys_path: list[str] = list(sys.path)  # as last seen by the manager
 
     # --- any thread, under lock --------------------------------------------------------
     def start(self) -> None:
@@ -395,6 +396,12 @@ class Service:
         return None
 
     def _send(self, worker: Worker, lease: Lease, job: Job, now: float) -> None:
+        if worker.sys_path != self.sys_path:
+            # The caller's sys.path changed since: a module it imports from a new place is
+            # then found by the worker too.
+            worker.sys_path = self.sys_path
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(SYS_PATH + pickle.dumps(self.sys_path))
         if not worker.jobs:
             self._start_job(worker, job, now)
         worker.jobs.append(job)
@@ -417,6 +424,8 @@ class Service:
     def _schedule(self, leases: list[Lease]) -> None:
         now = time.monotonic()
         self.retry_at = None
+        if self.sys_path != sys.path:
+            self.sys_path = list(sys.path)
         idle: dict[tuple, list[Worker]] = collections.defaultdict(list)
         for worker in sorted(self.workers, key=lambda w: w.last_used):
             if worker.state == Worker.IDLE:
@@ -489,7 +498,7 @@ class Service:
     def _worker_setup(self, lease: Lease) -> bytes:
         return pickle.dumps(
             {
-                "sys_path": list(sys.path),
+                "sys_path": self.sys_path,
                 "cwd": _cwd(),
                 "initializer": lease.config.initializer,
             }
@@ -523,6 +532,7 @@ class Service:
                 error.__cause__ = exc
                 self._fail_pending(lease, error)
             return False
+        worker.sys_path = self.sys_path
         self.workers.append(worker)
         self.selector.register(worker.conn.fileno(), selectors.EVENT_READ, (worker, False))
         if worker.pidfd is not None:

@@ -232,6 +232,7 @@ class Worker:
         "ready",
         "returncode",
         "state",
+        "sys_path",
         "tasks_sent",
         "token",
         "zygote",
@@ -260,6 +261,7 @@ class Worker:
         self.exit_deadline: Optional[float] = None
         self.exit_killed = False
         self.init_error: Optional[str] = None
+        self.sys_path: list[str] = []  # as last sent to it
 
     @classmethod
     def spawn(cls, setup: bytes, flavor: tuple, boot_lease: Optional[Lease]) -> Worker:
