@@ -319,8 +319,12 @@ class Chooser:
         self.early = early
         self.per_call_s = decision.measured.wall_s or None
         # A function whose calls keep changing would be re-measured forever: stop watching.
+        # One sent to other processes is never re-measured here: re-measuring runs calls in
+        # this process, and a call that crashes a worker would crash the caller.
         if early or self.rechecks >= MAX_RECHECKS or self.crashed:
             self.drift = None  # an early judgement is a lower bound: watch after the redo
+        elif decision.backend in REMOTE_BACKENDS:
+            self.drift = None
         else:
             self.drift = DriftWatch(decision.measured.wall_s)
         return decision, opened

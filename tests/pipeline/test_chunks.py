@@ -46,7 +46,20 @@ def test_a_remote_item_error_carries_the_worker_traceback():
     assert "double_or_fail" in original.__cause__.traceback_text
 
 
-def test_a_crash_fails_every_item_of_its_chunk_and_retry_recovers_the_others():
+@pytest.mark.parametrize("on_error", ["collect", "skip"])
+def test_a_crash_fails_only_the_item_that_crashed_not_its_chunk_mates(on_error):
+    pipe = Pipeline(range(16)).map(
+        crash_on_seven, backend="process", workers=2, chunksize=4, on_error=on_error
+    )
+    assert list(pipe) == [x for x in range(16) if x != 7]
+    if on_error == "collect":
+        (letter,) = pipe.dead_letters
+        assert letter.item == 7 and isinstance(letter.error, WorkerCrashedError)
+        assert "crash_on_seven" in str(letter.error)
+    assert pipe.stats.stages[0].failed == 1
+
+
+def test_retry_runs_a_crashed_item_again_once_per_try():
     pipe = Pipeline(range(16)).map(
         crash_on_seven,
         backend="process",
@@ -54,10 +67,9 @@ def test_a_crash_fails_every_item_of_its_chunk_and_retry_recovers_the_others():
         chunksize=4,
         on_error=Retry(times=1, backoff_s=0.0, then="collect"),
     )
-    out = list(pipe)
-    assert out == [x for x in range(16) if x != 7]
+    assert list(pipe) == [x for x in range(16) if x != 7]
     (letter,) = pipe.dead_letters
-    assert letter.item == 7 and isinstance(letter.error, WorkerCrashedError)
+    assert letter.item == 7 and letter.attempts == 2
 
 
 def test_chunks_never_wait_for_more_input():

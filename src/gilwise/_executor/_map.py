@@ -240,32 +240,29 @@ class _Window:
                         _name_the_call(error, self.fn, entry.first)
                         raise
                 self.refill()
-                if not entry.chunk:
-                    del entry
-                    yield value
-                    del value
-                    continue
-                values = value
+                # Yield each result straight from a list it is popped off, holding it in no
+                # variable of this frame: a consumer that drops a result frees it (bpo-14406).
+                values = value if entry.chunk else [value]
                 del value
-                values.reverse()  # popped one by one: nothing yielded stays referenced
-                index = entry.first
+                first, inputs = entry.first, entry.inputs
+                del entry  # its future holds a single call's result
+                values.reverse()
+                index = first
                 while values:
-                    outcome = values.pop()
-                    if type(outcome) is Failure:
-                        outcome = self._retry_or_raise(entry, index, outcome)
-                    yield outcome
-                    del outcome
+                    if type(values[-1]) is Failure:
+                        values[-1] = self._retry_or_raise(inputs, first, index, values[-1])
+                    yield values.pop()
                     index += 1
-                del entry, values
+                del values, inputs
         finally:
             for entry in window:
                 entry.future.cancel()
 
-    def _retry_or_raise(self, entry: _Entry, index: int, failure: Failure) -> Any:
+    def _retry_or_raise(self, inputs: list, first: int, index: int, failure: Failure) -> Any:
         """A call of a chunk failed: retry it on its own (retry policy), else raise."""
         error = failure.error()
         executor = self.executor
-        item = entry.inputs[index - entry.first]
+        item = inputs[index - first]
         args = tuple(item) if self.spread else (item,)
         if executor._retry.delay_before_retry(error, 1) is not None and not executor._shutdown:
             # The retry is a task of its own that has used one try (the policy counts on).

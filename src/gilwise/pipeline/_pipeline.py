@@ -287,12 +287,18 @@ class Pipeline(Generic[T]):
         finally:
             run.close()
 
-    def run(self, *, progress: bool = False) -> RunStats:
+    def run(self, *, progress: Any = False) -> RunStats:
         """Consume the whole stream, discarding outputs; return the run's statistics.
 
-        With ``progress=True`` a live table of the stages is drawn on stderr when it is a
-        terminal (nothing is drawn otherwise). Raises like iteration does.
+        ``progress=True``: a live table of the stages on stderr when it is a terminal
+        (nothing is drawn otherwise). A callable: called as ``progress(done, total)`` after
+        each output (``total``: the source's length if it has one, else None; a filter or
+        flat_map stage makes outputs differ from inputs). Raises like iteration does.
         """
+        if not (isinstance(progress, bool) or callable(progress)):
+            raise TypeError(
+                f"progress must be True, False or a callable taking (done, total); got {progress!r}"
+            )
         previous = self._run
         outputs = iter(self)  # the run starts with the first item asked for
 
@@ -302,9 +308,15 @@ class Pipeline(Generic[T]):
                 return RunStats((), 0.0, 0, 0, 0, False)
             return run.stats()
 
-        display = _progress.live(live_stats) if progress else None
+        report = None if isinstance(progress, bool) else progress
+        display = _progress.live(live_stats) if progress is True else None
         try:
-            if display is None:
+            if report is not None:
+                total = len(self._source) if hasattr(self._source, "__len__") else None
+                report(0, total)
+                for done, _ in enumerate(outputs, 1):
+                    report(done, total)
+            elif display is None:
                 for _ in outputs:
                     pass
             else:
