@@ -185,3 +185,14 @@ def test_every_public_callable_has_a_docstring_and_hints() -> None:
         if inspect.isfunction(value):
             hints = value.__annotations__
             assert "return" in hints, f"gilwise.{name} has no return annotation"
+
+
+def test_type_hints_of_exported_classes_still_resolve() -> None:
+    # Their module now reads "gilwise", where "PythonInfo" or "Optional" cannot be looked up:
+    # the annotations were resolved before the move (dataclass tools rely on this).
+    import typing
+
+    for cls in (gilwise.Profile, gilwise.pipeline.RunStats, gilwise.pipeline.Retry):
+        hints = typing.get_type_hints(cls)
+        assert hints and not any(isinstance(hint, str) for hint in hints.values()), cls
+    assert typing.get_type_hints(gilwise.Profile)["held_fraction"] == typing.Optional[float]

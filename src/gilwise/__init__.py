@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
     from . import errors as errors
     from . import pipeline as pipeline
+    from ._executor import Executor as Executor
+    from ._executor import classify as classify
+    from ._executor import map as map
     from ._ipython import load_ipython_extension as load_ipython_extension
     from .errors import GilwiseError as GilwiseError
     from .errors import NoClusterError as NoClusterError
@@ -29,9 +32,6 @@ if TYPE_CHECKING:
     from .errors import TaskTimeoutError as TaskTimeoutError
     from .errors import UnsupportedError as UnsupportedError
     from .errors import WorkerCrashedError as WorkerCrashedError
-    from ._executor import Executor as Executor
-    from ._executor import classify as classify
-    from ._executor import map as map
     from .model import Profile as Profile
     from .pipeline import Pipeline as Pipeline
     from .probe import monitor as monitor
@@ -91,6 +91,8 @@ def _fixup_module(value: Any, public_module: str) -> None:
         return
     if old_module in (public_module, __name__):  # already public; the top level wins
         return
+    if isinstance(value, type):
+        _resolve_annotations(value)
     try:
         value.__module__ = public_module
     except (AttributeError, TypeError):  # a builtin type or a frozen object: leave it
@@ -104,6 +106,25 @@ def _fixup_module(value: Any, public_module: str) -> None:
                 qualname = getattr(inner, "__qualname__", "")
                 if qualname.startswith(value.__qualname__ + "."):
                     _fixup_module(inner, public_module)
+
+
+def _resolve_annotations(cls: type) -> None:
+    """Evaluate a class's string annotations while its defining module still names it.
+
+    ``typing.get_type_hints`` (and dataclass tools built on it: pydantic, cattrs,
+    hypothesis's ``builds``) looks names up in the module ``__module__`` names; once that is
+    ``gilwise``, "PythonInfo" or "Optional" would not be found there.
+    """
+    own = vars(cls).get("__annotations__")  # its own, not a base class's
+    if not own or not any(isinstance(hint, str) for hint in own.values()):
+        return
+    import typing
+
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError, AttributeError, SyntaxError):  # `int | None` on 3.9
+        return  # leave them as strings
+    cls.__annotations__ = {name: hints.get(name, hint) for name, hint in own.items()}
 
 
 if not TYPE_CHECKING:
