@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -86,37 +87,14 @@ def test_dash_m_runs_a_module_with_its_arguments(program, tmp_path):
 
 
 def test_ctrl_c_exits_130_and_still_writes_the_report(tmp_path):
-    program = tmp_path / "waits.py"
-    program.write_text("import threading\nprint('ready', flush=True)\nthreading.Event().wait()\n")
-    out = tmp_path / "report.json"
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gilwise",
-            "profile",
-            "--format",
-            "json",
-            "-o",
-            str(out),
-            str(program),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline() == "ready\n"
-            proc.send_signal(signal.SIGINT)
-            proc.wait(TIMEOUT_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 130
+    program = "import threading\nprint('ready', flush=True)\nthreading.Event().wait()\n"
+    _, code, stderr, left, out = _interrupt(tmp_path, to_group=False, program=program)
+    assert code == 130, stderr
+    assert not left
     report = json.loads(out.read_text())
-    assert report["command"].endswith("waits.py")
+    assert report["command"].endswith("spin.py")
     assert report["threads"]
+    assert report["end_reason"] == "SIGINT"
 
 
 def test_attach_to_a_running_process_finds_the_gil_holder(capsys):
@@ -255,3 +233,153 @@ def test_pid_of_a_process_that_is_not_python_exits_1_with_one_line(command):
     assert len(lines) == 1, done.stderr
     assert f"process {other.pid} ({command[0]}" in lines[0]
     assert "is not a CPython process" in lines[0]
+
+
+ENDINGS = textwrap.dedent(
+    """
+    import os, sys, threading
+    sys.path.insert(0, {tests!r})
+    import workloads
+    worker = threading.Thread(target=workloads.spinner, args=(0.2,), name="spinner")
+    worker.start()
+    worker.join()
+    print("ran", flush=True)
+    how = sys.argv[1]
+    if how == "os._exit":
+        os._exit(3)
+    if how == "segfault":
+        import ctypes
+        ctypes.string_at(0)
+    if how == "sigkill":
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+).format(tests=TESTS_DIR)
+
+
+@pytest.mark.parametrize(
+    ("how", "exit_code", "end_reason"),
+    [
+        ("os._exit", 3, "os._exit"),
+        ("segfault", 128 + signal.SIGSEGV, "signal SIGSEGV"),
+        ("sigkill", 128 + signal.SIGKILL, "signal SIGKILL"),
+    ],
+)
+def test_a_program_that_ends_abruptly_still_gets_its_report_and_exit_code(
+    tmp_path, how, exit_code, end_reason
+):
+    program = tmp_path / "ends.py"
+    program.write_text(ENDINGS)
+    out = tmp_path / "report.json"
+    done = _gilwise("--format", "json", "-o", str(out), str(program), how)
+    assert done.returncode == exit_code, done.stderr
+    assert done.stdout == "ran\n"
+    report = json.loads(out.read_text())
+    assert report["exit_code"] == exit_code
+    assert report["end_reason"] == end_reason
+    spinner = next(t for t in report["threads"] if t["native_id"] != report["pid"])
+    assert spinner["gil_held_s"] == pytest.approx(0.2, abs=0.05)
+    if how == "os._exit":
+        assert spinner["name"] == "spinner"  # the program said its threads' names first
+    else:
+        assert f"killed by {end_reason.split()[1]}" in done.stderr
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+SPIN_FOREVER = textwrap.dedent(
+    """
+    import threading
+    def spin():
+        while True:
+            pass
+    # Not daemon threads: they would keep the program alive after KeyboardInterrupt.
+    threads = [threading.Thread(target=spin, name=f"spin-{i}") for i in range(2)]
+    for thread in threads:
+        thread.start()
+    print("ready", flush=True)
+    for thread in threads:
+        thread.join()
+    """
+)
+
+
+def _interrupt(
+    tmp_path: Path, *, to_group: bool, repeat_every_s: float = 0.0, program: str = SPIN_FOREVER
+):
+    """Run ``program`` under gilwise, SIGINT it once it is ready (again every
+    ``repeat_every_s`` until it exits, if given); returns (seconds to exit, exit code,
+    stderr, processes left)."""
+    import time
+
+    import psutil
+
+    program = tmp_path / "spin.py"
+    program.write_text(SPIN_FOREVER)
+    out = tmp_path / "report.json"
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gilwise",
+            "profile",
+            "--format",
+            "json",
+            "-o",
+            str(out),
+            str(program),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            family = psutil.Process(proc.pid).children(recursive=True)
+            sent = time.monotonic()
+            deadline = sent + TIMEOUT_S
+            while proc.poll() is None and time.monotonic() < deadline:
+                if to_group:
+                    os.killpg(proc.pid, signal.SIGINT)
+                else:
+                    proc.send_signal(signal.SIGINT)
+                if not repeat_every_s:
+                    proc.wait(TIMEOUT_S)
+                    break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(repeat_every_s)
+            exit_s = time.monotonic() - sent
+            stderr = proc.stderr.read() if proc.stderr is not None else ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    _, left = psutil.wait_procs(family, timeout=2)
+    return exit_s, proc.returncode, stderr, left, out
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["to-gilwise", "to-group"])
+def test_ctrl_c_exits_130_within_a_second_although_threads_keep_running(tmp_path, to_group):
+    exit_s, code, stderr, left, out = _interrupt(tmp_path, to_group=to_group)
+    assert code == 130, stderr
+    assert exit_s <= 1.0, f"exited {exit_s:.2f} s after Ctrl-C"
+    assert not left, f"left running: {left}"
+    report = json.loads(out.read_text())
+    assert report["exit_code"] == 130
+    assert report["end_reason"] == "SIGINT"
+    spinners = [t for t in report["threads"] if t["name"].startswith("spin-")]
+    assert len(spinners) == 2
+    assert report["gil"]["held_fraction"] > 0.8
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["to-gilwise", "to-group"])
+def test_ctrl_c_repeated_while_the_report_is_written_still_leaves_a_whole_report(
+    tmp_path, to_group
+):
+    # A SIGINT every 20 ms until gilwise exits: several land while the report is written.
+    exit_s, code, stderr, left, out = _interrupt(tmp_path, to_group=to_group, repeat_every_s=0.02)
+    assert code == 130, stderr
+    assert exit_s <= 1.0, f"exited {exit_s:.2f} s after the first Ctrl-C"
+    assert not left, f"left running: {left}"
+    report = json.loads(out.read_text())
+    assert report["end_reason"] == "SIGINT"
+    assert not list(tmp_path.glob("*.tmp"))

@@ -86,7 +86,8 @@ def supervise(
     run_program: Callable[[Link], int], write_rescued: Callable[[dict[str, Any]], int]
 ) -> int:
     """Fork; the child runs ``run_program(link)`` and exits with its result; the parent
-    supervises and returns the exit code to use.
+    supervises and returns the exit code to use, with SIGINT, SIGTERM and SIGHUP still
+    blocked (the caller is expected to exit with it).
 
     ``write_rescued(info)`` is called in the parent when the program ended without writing
     its report: ``info`` has "result" (the sampler's samples or None), "exit_code",
@@ -130,12 +131,13 @@ def supervise(
                 exit_now(code)
     os.close(status_w)
     os.close(rescue_w)
+    # The signals stay blocked after we return: the caller exits with the code, and a
+    # Ctrl-C that arrives meanwhile must not turn a written report into a traceback.
     try:
         return _Supervisor(pid, status_r, rescue_r, write_rescued).run()
     finally:
         os.close(status_r)
         os.close(rescue_r)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 class _Supervisor:
