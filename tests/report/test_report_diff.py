@@ -126,6 +126,13 @@ def test_child_processes_add_to_the_run():
     assert diff.after_run.processes == 1
     assert diff.after_run.cpu_s == pytest.approx(1.401 + 0.45)
     assert diff.after_run.threads == 4
+    child = diff.threads[-1]
+    assert (child.name, child.before, child.after.gil_held_s) == (
+        "process 1 · MainThread",
+        None,
+        0.45,
+    )
+    assert "GIL held (parent process)" in render_diff(gil_bound_profile(), after, "text")
 
 
 def test_duplicate_thread_names_are_told_apart():

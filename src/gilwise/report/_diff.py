@@ -12,7 +12,7 @@ processes moves the work into children, and the run-level figures must still com
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Optional
 
 from rich import box
@@ -133,14 +133,23 @@ def _total(values: Any) -> Optional[float]:
 
 def _thread_changes(before: Profile, after: Profile) -> tuple[ThreadChange, ...]:
     """Threads by name, in the before run's order then the after run's new ones. Two threads
-    of one run with the same name are told apart by their order (``name #2``)."""
-    before_named = _by_name(before.threads)
-    after_named = _by_name(after.threads)
+    of one run with the same name are told apart by their order (``name #2``). A child
+    process's threads are named after the child's place among the children (``process 2 ·
+    MainThread``): pids differ from run to run, the order a program starts them in does not."""
+    before_named = _by_name(_all_threads(before))
+    after_named = _by_name(_all_threads(after))
     names = list(before_named) + [name for name in after_named if name not in before_named]
     return tuple(ThreadChange(n, before_named.get(n), after_named.get(n)) for n in names)
 
 
-def _by_name(threads: tuple[ThreadStats, ...]) -> dict[str, ThreadStats]:
+def _all_threads(profile: Profile) -> list[ThreadStats]:
+    threads = list(profile.threads)
+    for number, child in enumerate(_with_children(profile)[1:], start=1):
+        threads += [replace(t, name=f"process {number} · {t.name}") for t in child.threads]
+    return threads
+
+
+def _by_name(threads: list[ThreadStats]) -> dict[str, ThreadStats]:
     named: dict[str, ThreadStats] = {}
     for thread in threads:
         name, count = thread.name, 1
@@ -251,7 +260,7 @@ def run_rows(diff: ProfileDiff) -> list[RunRow]:
     return [
         RunRow("wall s", fig.seconds(b.wall_s), fig.seconds(a.wall_s), speedup_words(diff)),
         RunRow(
-            "GIL held",
+            "GIL held (parent process)" if b.processes or a.processes else "GIL held",
             fig.percent(b.held_fraction),
             fig.percent(a.held_fraction),
             points_change(b.held_fraction, a.held_fraction),
