@@ -2,10 +2,10 @@
 
 Both magics run the code in the user's namespace under ``gilwise.monitor()`` and display
 the report: the frontend picks the richest form it can show, so a terminal IPython prints
-the text report and a notebook shows the HTML report inline (in an iframe, so the report's
-styles and script cannot touch the notebook's page). The finished Profile is kept in the
-user's namespace as ``_gilwise_profile`` for a closer look. Both return the value of the
-code's last expression, as ``%time`` does.
+the text report and a notebook shows the HTML report inline (a fragment whose styles and
+script are scoped to itself, so they cannot touch the notebook's page). The finished
+Profile is kept in the user's namespace as ``_gilwise_profile`` for a closer look. Both
+return the value of the code's last expression, as ``%time`` does.
 
 If the code raises (Ctrl-C included), the report of what ran is still shown, then the
 exception propagates as it would without the magic.
@@ -14,7 +14,6 @@ exception propagates as it would without the magic.
 from __future__ import annotations
 
 import ast
-import html
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,8 +25,6 @@ from gilwise.model import Profile
 
 #: The user-namespace name the magics leave the last profile under.
 PROFILE_VARIABLE = "_gilwise_profile"
-# Tall enough for the timeline, the thread table and the verdict without a scrollbar.
-IFRAME_HEIGHT_PX = 640
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -36,15 +33,13 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def notebook_html(profile: Profile) -> str:
-    """The HTML report wrapped in an iframe, ready to embed in a notebook's output."""
-    from gilwise.report import render
+    """The HTML report as a fragment for a notebook's output: one ``div.gilwise-report``
+    whose styles apply to nothing outside it and whose script draws only its own flame
+    graphs, so several reports in one notebook work. Untrusted notebooks (which do not run
+    output scripts) still show the timeline and the tables."""
+    from gilwise.report import render_html
 
-    document = render(profile, "html")
-    return (
-        f'<iframe srcdoc="{html.escape(document, quote=True)}" '
-        f'style="width: 100%; height: {IFRAME_HEIGHT_PX}px; border: 0" '
-        'title="gilwise profile"></iframe>'
-    )
+    return render_html(profile, fragment=True)
 
 
 class ProfileReport:

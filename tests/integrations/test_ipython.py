@@ -124,12 +124,13 @@ def test_notebook_frontends_get_the_html_report(shell, no_leaks):
     profile = mon.profile
     # What a notebook asks for: every mime type the display formatter can produce.
     data, _metadata = shell.display_formatter.format(ProfileReport(profile))
-    assert "<iframe srcdoc=" in data["text/html"]
-    assert "&lt;html" in data["text/html"].lower()  # the whole report, escaped into srcdoc
+    assert data["text/html"].startswith('<div class="gilwise-report"')
+    assert "<html" not in data["text/html"].lower()  # a fragment, not a page inside a page
+    assert "verdict" in data["text/html"]
     assert "gilwise profile" in data["text/plain"]
     # A bare Profile as a cell's value: HTML in a notebook, a short repr in a terminal.
     data, _metadata = shell.display_formatter.format(profile)
-    assert "<iframe srcdoc=" in data["text/html"]
+    assert data["text/html"].startswith('<div class="gilwise-report"')
     assert data["text/plain"].startswith("<gilwise.Profile ")
 
 
@@ -178,8 +179,8 @@ def test_a_real_notebook_kernel_shows_the_html_report(tmp_path: Path) -> None:
     magic_outputs = notebook.cells[1].outputs
     html_outputs = [o for o in magic_outputs if "text/html" in o.get("data", {})]
     assert len(html_outputs) == 1, magic_outputs
-    assert "<iframe srcdoc=" in html_outputs[0]["data"]["text/html"]
+    assert html_outputs[0]["data"]["text/html"].startswith('<div class="gilwise-report"')
     assert "gilwise profile" in html_outputs[0]["data"]["text/plain"]
     value = notebook.cells[2].outputs[0]["data"]
     assert value["text/plain"].startswith("<gilwise.Profile ")
-    assert "<iframe srcdoc=" in value["text/html"]
+    assert value["text/html"].startswith('<div class="gilwise-report"')
