@@ -114,10 +114,11 @@ def _assert_interrupted(exit_s: float, code: int, stderr: str, left: list) -> No
     assert exit_s <= EXIT_AFTER_SIGINT_S, _late(exit_s)
 
 
-# (scenario, tasks that must have started before the SIGINT). The process backend's
-# scenarios (executor-with-process, executor-without-with-process, pipeline-process-stage)
-# join as issue 12's interrupting shutdown lands in it.
+# (scenario, tasks that must have started before the SIGINT). executor-without-with-process
+# joins when the worker service stops waiting for busy tasks at an interrupted exit.
 SCENARIOS = [
+    ("executor-with-process", 2),
+    ("pipeline-process-stage", 2),
     ("executor-with-thread", 2),
     ("executor-without-with-thread", 2),
     ("executor-auto", 6),

@@ -1,6 +1,6 @@
 """Fault injection: one worker crash per round (os._exit, SIGKILL, segfault) through the
-modes of _crash_driver.MODES (Executor.map with batches, Executor.submit, Pipeline stages on
-processes with batches and under auto; Executor auto as it lands), counting lost,
+modes of _crash_driver.MODES (Executor.map with batches, Executor.submit, both under auto
+too, and Pipeline stages on processes with batches and under auto), counting lost,
 duplicated and wrong results, hangs, caller deaths and processes left behind.
 
 The rounds run in a separate program (_crash_driver.py) so that a crash reaching the caller
