@@ -168,3 +168,36 @@ def test_reports_embedded_side_by_side_each_draw_their_own(tmp_path: Path):
     # of GIL held that no stack explains), with its own names.
     assert [len(_node_widths(body)) for body in _flames(second).values()] == [2, 3]
     assert "&lt;/script&gt;&lt;!--" in second and "&lt;/script&gt;&lt;!--" not in first
+
+
+def test_hover_shows_seconds_per_state_and_a_click_zooms(tmp_path: Path):
+    # The report, then a script of the test's own that points at worker-1's "spin" bar and
+    # clicks its "digest" bar, as a user would; the DOM is read after both.
+    report = render(replace(stacked_profile(), timeline=()), "html")
+    interact = """<script>
+    (function () {
+      var flame = document.querySelector('.flame[data-flame="1"]');
+      var spin = flame.querySelector('g[data-node="4"] rect');
+      spin.dispatchEvent(new MouseEvent("mousemove", {bubbles: true, clientX: 50, clientY: 50}));
+      var digest = flame.querySelector('g[data-node="5"] rect');
+      digest.dispatchEvent(new MouseEvent("click", {bubbles: true}));
+    })();
+    </script>"""
+    page = tmp_path / "interact.html"
+    page.write_text(report.replace("</body>", interact + "</body>"), encoding="utf-8")
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri())
+    tip = re.search(r'<div class="flame-tip"[^>]*>(.*?)</div></div>', dom, re.S)
+    assert tip is not None
+    text = re.sub(r"<[^>]+>", "|", tip.group(1))
+    for line in (
+        "spin",
+        "/home/user/project/app/main.py:5",
+        "1.700 s · 85.0% of the thread",
+        "holding the GIL: 0.800 s (47.1%)",
+        "waiting for the GIL: 0.900 s (52.9%)",
+    ):
+        assert line in text
+    holder = re.search(r'<div class="flame" id="flame-1"[^>]*>', dom).group(0)
+    assert 'data-zoomed="5"' in holder
+    drawn = _node_widths(_flames(dom)[1])
+    assert sorted(drawn) == [0, 1, 2, 3, 5]  # digest and its callers; spin out of view

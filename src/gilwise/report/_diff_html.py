@@ -67,7 +67,8 @@ def _run_section(diff: d.ProfileDiff) -> str:
             faster = diff.speedup is not None and diff.speedup > 1.005
             slower = diff.speedup is not None and diff.speedup < 0.995
             css = "less" if faster else "more" if slower else ""
-        elif row.label in ("threads", "child processes"):
+        elif row.label in ("threads", "child processes") or row.label.startswith("CPU"):
+            # Neither more nor less is better in itself: parallel work burns more CPU.
             css = ""
         else:
             css = _change_class(row.change)
