@@ -12,6 +12,7 @@ import pickle
 import pkgutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -150,12 +151,23 @@ def test_exported_objects_still_pickle_by_reference() -> None:
     assert pickle.loads(pickle.dumps(gilwise.map)) is gilwise.map
 
 
-def test_py_typed_ships_in_the_package() -> None:
-    assert (INIT_PATH.parent / "py.typed").is_file()
-    # hatchling packages everything under src/gilwise: the marker is in the wheel as long
-    # as the wheel target is the whole package directory.
-    pyproject = (INIT_PATH.parents[2] / "pyproject.toml").read_text(encoding="utf-8")
-    assert 'packages = ["src/gilwise"]' in pyproject
+@pytest.mark.slow
+def test_the_wheel_ships_py_typed_and_the_pytest_plugin(tmp_path: Path) -> None:
+    pytest.importorskip("hatchling", reason="hatchling (the build backend) is in the dev extra")
+    root = INIT_PATH.parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path), str(root)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("gilwise-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+        entry_text = archive.read(entry_points).decode()
+    assert "gilwise/py.typed" in names
+    assert "[pytest11]\ngilwise = gilwise._pytest_plugin" in entry_text
 
 
 def test_internal_modules_are_underscored() -> None:
