@@ -86,6 +86,15 @@ def test_an_exception_still_shows_the_report_and_propagates(shell, capsys, no_le
     assert "ZeroDivisionError" in captured.out + captured.err
 
 
+def test_ctrl_c_in_the_cell_still_shows_the_report_and_stops_the_sampler(shell, capsys, no_leaks):
+    shell.user_ns.pop(PROFILE_VARIABLE, None)
+    result = run(shell, "%%gilwise\nspinner(0.05)\nraise KeyboardInterrupt")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert shell.user_ns[PROFILE_VARIABLE].wall_s >= 0.05
+    assert "gilwise profile" in capsys.readouterr().out
+    # no_leaks: the sampler child and the stack thread are gone
+
+
 def test_options_rate_quiet_and_output(shell, capsys, tmp_path: Path, no_leaks):
     json_path = tmp_path / "run.json"
     result = run(shell, f"%gilwise -q --rate 500 --no-stacks -o {json_path} spinner(0.1)")

@@ -115,6 +115,25 @@ def test_failing_tests_still_get_a_profile_json_for_unknown_suffixes(
     assert Profile.from_json((pytester.path / "bad.prof").read_text("utf-8")).wall_s > 0
 
 
+def test_ctrl_c_during_the_session_still_writes_the_profile(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_interrupted="""
+def test_first():
+    pass
+
+def test_interrupted():
+    raise KeyboardInterrupt
+
+def test_never_run():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--gilwise=cut.json", timeout=240)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*written to cut.json (json)"])
+    assert Profile.from_json((pytester.path / "cut.json").read_text("utf-8")).wall_s > 0
+
+
 def test_inert_without_the_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_inert="""
