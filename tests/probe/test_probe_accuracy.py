@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.multiversion, pytest.mark.usefixtures("no_leaks")]
 SECONDS = 0.7
 HELD_MARGIN = 0.05
 WAIT_MARGIN = 0.07
+# Issue 11's target for per-thread GIL wait of 2-4 spinners.
+HANDOFF_MARGIN = 0.03
 
 
 def _profile(fn, *args) -> tuple[object, Profile]:
@@ -46,14 +48,29 @@ def test_one_spinner_holds_the_gil_all_the_time():
 
 
 def test_two_spinners_hold_the_gil_all_the_time_and_each_waits_for_it():
-    reports, profile = _profile(workloads.run_threads, workloads.measured_spinner, 2, SECONDS)
+    _, profile = _profile(workloads.run_threads, workloads.measured_spinner, 2, SECONDS)
     assert profile.held_fraction == pytest.approx(1.0, abs=HELD_MARGIN)
-    for report in reports:
-        stats = profile.thread(report.native_id)
-        truth = report.sleep_s / report.wall_s
-        assert stats.gil_wait_s / stats.wall_s == pytest.approx(truth, abs=WAIT_MARGIN)
+    # Each one's GIL wait: see test_spinners_gil_wait_includes_the_handoffs_...
     assert profile.verdict is not None and profile.verdict.kind == "gil-bound"
     assert profile.verdict.recommended_backend == "process"
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_spinners_gil_wait_includes_the_handoffs_and_nothing_reads_native(threads):
+    # A pure-Python spinner not holding the GIL is waiting for it, hand-offs included (woken,
+    # not yet the holder; made to drop it, not yet waiting again): its GIL wait lies between
+    # the kernel's sleep (every sleep is a wait for the GIL) and all its time off a CPU
+    # (the kernel cannot say which run-queue waits were inside take_gil). On an idle machine
+    # the two agree. It does no native work at all.
+    reports, profile = _profile(workloads.run_threads, workloads.measured_spinner, threads, SECONDS)
+    for report in reports:
+        stats = profile.thread(report.native_id)
+        share = stats.gil_wait_s / stats.wall_s
+        slept = report.sleep_s / report.wall_s
+        off_cpu = 1.0 - report.cpu_s / report.wall_s
+        assert slept - HANDOFF_MARGIN <= share <= off_cpu + HANDOFF_MARGIN
+        assert stats.native_s / stats.wall_s <= HANDOFF_MARGIN
+        assert (stats.gil_held_s + stats.gil_wait_s) / stats.wall_s >= 1.0 - HANDOFF_MARGIN
 
 
 def spin_after_sleeping(sleep_s: float, spin_s: float) -> None:

@@ -10,9 +10,29 @@ to slow its start): SamplerConfig.to_dict() on stdin; the child answers b"R" on
 stdout once the first sample is taken (or b"E" and a message, then exits 1); it samples
 until stdin has a line or closes, then writes the marshalled ``Sampler.result()`` and exits.
 
-Every sample reads the GIL's ``last_holder``/``locked`` words and, per thread, the blocking
-syscall; a thread's state follows from them (see ``classify``). Samples are stored run
-length encoded per thread, so memory grows with state changes, not with time.
+Every sample reads the GIL's ``last_holder``/``locked``/``switch_number`` words and, per
+thread, the blocking syscall; a thread's state follows from them (see ``classify``). Samples
+are stored run length encoded per thread, so memory grows with state changes, not with time.
+
+GIL hand-offs: a thread woken from its wait for the GIL is "running" to the kernel (on a
+CPU, or runnable and waiting for one) before it sets ``locked``; the kernel cannot tell that
+window from native work. But a thread inside take_gil cannot leave it without taking the
+GIL, and taking it makes the thread ``last_holder`` and bumps ``switch_number``. So a thread
+seen waiting for the GIL, then running without holding it, is still acquiring it while it
+is not ``last_holder`` and the switch number moved at most once since its wait was seen (to
+have taken the GIL and dropped it for native work, it must be ``last_holder``, or another
+thread must have taken the GIL after it: two moves). Such samples count as GIL wait.
+
+The other side of a hand-off: a holder made to drop the GIL is preempted by the thread it
+signals, and on a busy machine often waits for a CPU inside drop_gil before it waits for the
+GIL again; running without the GIL, it looks native. (With more threads, the switch number
+also moves twice while a woken waiter waits for a CPU.) When a thread goes from holding or
+waiting for the GIL to running without it and from there straight to waiting for the GIL
+(or, coming from a wait, to holding it), the CPU time the kernel accounted to it over that
+window (schedstat) says whether it did native work there: a hand-off executes
+microseconds, so under HANDOFF_CPU_NS the window was a hand-off, GIL wait. (A thread's CPU
+time is brought up to date whenever it leaves a CPU, so it is exact where the thread sleeps
+and at worst one tick behind where it runs.)
 """
 
 from __future__ import annotations
@@ -43,6 +63,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
+_GIL_STATES = (GIL_HELD, GIL_WAIT)
+# A window running without the GIL that used less CPU than this was a GIL hand-off.
+HANDOFF_CPU_NS = 1_000_000
 # States in which a thread runs no Python and stays put until the kernel wakes it.
 BLOCKED = frozenset((GIL_WAIT, IO_WAIT, LOCK_WAIT, FUTEX))
 # The GIL struct spans interval, last_holder, locked, switch_number, two condvars and two
@@ -119,6 +142,7 @@ class ThreadSeries:
     """
 
     __slots__ = (
+        "acquiring_from",
         "cpu_first_ns",
         "cpu_last_ns",
         "delay_first_ns",
@@ -130,6 +154,7 @@ class ThreadSeries:
         "locks",
         "name",
         "quiet",
+        "released",
         "seen_at_start",
         "states",
         "switches",
@@ -152,6 +177,12 @@ class ThreadSeries:
         self.quiet = 0
         self.switches = -1
         self.frame_switches = -1
+        # The GIL's switch number when this thread was last seen waiting for the GIL, while
+        # it may still be acquiring it (None: it is not).
+        self.acquiring_from: Optional[int] = None
+        # (state before, schedstat) when it went from holding or waiting for the GIL to
+        # running without it.
+        self.released: Optional[tuple[int, tuple[int, int, int]]] = None
 
     def record(self, now: float, state: int, lock: int = 0) -> None:
         if not self.states or self.states[-1] != state or self.locks[-1] != lock:
@@ -187,6 +218,8 @@ class Sampler:
         self._holder_cache: dict[int, int] = {}
         self._retried: set[int] = set()
         self._last_tstate = 0
+        self._holder_tstate = 0  # last_holder, whether or not the GIL is locked now
+        self._switch: Optional[int] = None  # the GIL's switch_number (None: unreadable)
         self.threads: dict[int, ThreadSeries] = {}
         self.holder_times = array("d")
         self.holder_tids = array("q")
@@ -269,12 +302,15 @@ class Sampler:
         """Native id of the thread holding the GIL; 0 if free, -1 if held by an unknown one."""
         assert self._memory is not None
         try:
-            raw = self._memory.read(self._gil_low + 8, 12)
+            raw = self._memory.read(self._gil_low + 8, 24)
         except OSError:
             return 0
-        if len(raw) < 12:
+        if len(raw) < 24:
+            self._switch = None
             return 0
-        tstate, locked = struct.unpack("<Qi", raw)
+        tstate, locked, switch = struct.unpack("<Qi4xQ", raw)
+        self._holder_tstate = tstate
+        self._switch = switch
         if not locked:
             return 0
         self._last_tstate = tstate
@@ -320,6 +356,45 @@ class Sampler:
             return IO_WAIT
         return UNKNOWN
 
+    def _handing_over(self, tid: int, series: ThreadSeries) -> int:
+        """GIL_WAIT while a running thread seen waiting for the GIL may still be taking it
+        (see the module docstring), else NATIVE (and it is no longer followed)."""
+        since = series.acquiring_from
+        switch = self._switch
+        if (
+            since is not None
+            and switch is not None
+            and 0 <= switch - since <= 1
+            and self._thread_id(self._holder_tstate) != tid
+        ):
+            return GIL_WAIT
+        series.acquiring_from = None
+        return NATIVE
+
+    @staticmethod
+    def _released(
+        now: float, state: int, series: ThreadSeries, reader: _procfs.ThreadReader
+    ) -> None:
+        """Follow a held -> native -> GIL wait window (see the module docstring); turn it
+        into GIL wait when the thread mostly waited for a CPU during it."""
+        previous = series.states[-1] if series.states else -1
+        if state == NATIVE:
+            if previous in _GIL_STATES:
+                sched = reader.sched_ns()
+                series.released = (previous, sched) if sched is not None else None
+            return
+        released, series.released = series.released, None
+        if released is None or previous != NATIVE:
+            return
+        # Ending on the GIL's wait, the thread sleeps: its CPU time is exact. Ending as the
+        # holder it runs, its CPU time up to a tick behind: trusted only for a thread that
+        # came from waiting for the GIL (a woken waiter that needed a CPU to take it).
+        if not (state == GIL_WAIT or (state == GIL_HELD and released[0] == GIL_WAIT)):
+            return
+        after = reader.sched_ns()
+        if after is not None and after[0] - released[1][0] < HANDOFF_CPU_NS:
+            series.states[-1] = GIL_WAIT
+
     def sample(self) -> bool:
         """Take one sample; False when the target process is gone."""
         now = time.monotonic()
@@ -356,6 +431,15 @@ class Sampler:
                 gone.append(tid)
                 continue
             state = self.classify(syscall, holder == tid)
+            if state == GIL_WAIT:
+                if series.acquiring_from is None:
+                    series.acquiring_from = self._switch
+            elif state == NATIVE and series.acquiring_from is not None:
+                state = self._handing_over(tid, series)
+            else:
+                series.acquiring_from = None
+            if series.released is not None or state == NATIVE:
+                self._released(now, state, series, reader)
             series.record(now, state, syscall[1] if state == LOCK_WAIT else 0)
         for tid in gone:
             self._readers.pop(tid).close()
