@@ -108,12 +108,17 @@ def split_by_stacks(spans: list[Span], frames: Optional[FrameSeries]) -> list[Pi
 
 def with_reasons(pieces: list[Piece]) -> list[Piece]:
     """Blocked pieces with the wait reason their stack tells (idle, join, result)."""
-    return [
-        (begin, end, blocked_reason(state, stack), lock if state == LOCK_WAIT else 0, stack)
-        if stack and state in (LOCK_WAIT, FUTEX, IO_WAIT)
-        else (begin, end, state, lock, stack)
-        for begin, end, state, lock, stack in pieces
-    ]
+    reasons: dict[tuple[int, Stack], int] = {}
+    out: list[Piece] = []
+    for begin, end, state, lock, stack in pieces:
+        if stack and state in (LOCK_WAIT, FUTEX, IO_WAIT):
+            reason = reasons.get((state, stack))
+            if reason is None:
+                reason = reasons[(state, stack)] = blocked_reason(state, stack)
+            out.append((begin, end, reason, lock if reason == LOCK_WAIT else 0, stack))
+        else:
+            out.append((begin, end, state, lock, stack))
+    return out
 
 
 def _own(key: FunctionKey) -> bool:
@@ -190,11 +195,15 @@ def attribute_functions(pieces: list[Piece]) -> dict[FunctionKey, dict[int, floa
 
 def fold_stacks(tid: int, pieces: list[Piece], interval_s: float, shown_state) -> list[StackStats]:
     """One StackStats per (state, shown stack) of a thread."""
-    seconds: dict[tuple[str, tuple[Frame, ...]], float] = defaultdict(float)
+    seconds: dict[tuple[int, Stack], float] = defaultdict(float)
     for begin, end, state, _lock, stack in pieces:
+        if stack:
+            seconds[(state, stack)] += end - begin
+    folded: dict[tuple[str, tuple[Frame, ...]], float] = defaultdict(float)
+    for (state, stack), total in seconds.items():
         frames = shown_stack(stack)
         if frames is not None:
-            seconds[(shown_state(state), frames)] += end - begin
+            folded[(shown_state(state), frames)] += total
     return [
         StackStats(
             native_id=tid,
@@ -203,7 +212,7 @@ def fold_stacks(tid: int, pieces: list[Piece], interval_s: float, shown_state) -
             seconds=total,
             samples=max(1, round(total / interval_s)) if interval_s > 0 else 0,
         )
-        for (state, frames), total in seconds.items()
+        for (state, frames), total in folded.items()
     ]
 
 
