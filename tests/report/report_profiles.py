@@ -204,6 +204,11 @@ def stacked_profile() -> Profile:
             StackStats(5000, "io_wait", (Frame("<module>", "child.py", 1),), 0.05, 50),
         ),
         verdict=Verdict("serial", "inline", 1.0, "One thread holds the GIL."),
+        timeline=(
+            StateSpan(5000, "gil_held", 0.0, 0.45),
+            StateSpan(5000, "io_wait", 0.45, 0.5),
+        ),
+        extra={"started_at_s": 0.5},
         pid=5000,
         parent_pid=999,
         command="python child.py",

@@ -24,15 +24,17 @@ pytestmark = pytest.mark.multiversion
 
 
 def _events(profile: Profile, ph: str) -> list[dict[str, Any]]:
+    """The profiled program's own events of kind ``ph`` (child processes have their pids)."""
     document = json.loads(render(profile, "trace"))
-    return [event for event in document["traceEvents"] if event["ph"] == ph]
+    return [e for e in document["traceEvents"] if e["ph"] == ph and e["pid"] == TRACE_PID]
 
 
 def test_document_shape(any_profile: Profile):
     document = json.loads(render(any_profile, "trace"))
     assert document["displayTimeUnit"] == "ms"
     assert isinstance(document["traceEvents"], list)
-    assert {event["pid"] for event in document["traceEvents"]} == {TRACE_PID}
+    children = {child.pid for child in any_profile.processes}
+    assert {event["pid"] for event in document["traceEvents"]} == {TRACE_PID} | children
 
 
 def test_every_span_is_one_complete_event_in_microseconds(any_profile: Profile):
@@ -130,3 +132,22 @@ def test_waiter_counter_counts_overlapping_waits():
         (400_000.0, 0),
     ]
     assert all(e["name"] == "threads waiting for the GIL" for e in events)
+
+
+def test_a_child_process_is_its_own_process_shifted_to_its_start():
+    from report_profiles import stacked_profile
+
+    document = json.loads(render(stacked_profile(), "trace"))
+    names = {
+        e["pid"]: e["args"]["name"] for e in document["traceEvents"] if e["name"] == "process_name"
+    }
+    assert names == {
+        TRACE_PID: "gilwise: python main.py",
+        5000: "child process 5000: python child.py",
+    }
+    child_spans = [e for e in document["traceEvents"] if e["ph"] == "X" and e["pid"] == 5000]
+    # The child started 0.5 s into the run: its spans at 0.0-0.45 s and 0.45-0.5 s move there.
+    assert [(e["name"], e["ts"], e["dur"]) for e in child_spans] == [
+        ("gil_held", 500_000.0, 450_000.0),
+        ("io_wait", 950_000.0, 50_000.0),
+    ]

@@ -2,7 +2,8 @@
 
 One process (``TRACE_PID``), one track per thread (tid = native id), one complete event
 ("ph": "X") per StateSpan named after its state, a counter of the threads waiting for the
-GIL, and the verdict as a global instant event at the end of the run. Times are
+GIL, and the verdict as a global instant event at the end of the run. Each followed child
+process is one more process (its own pid), its spans shifted to when it started. Times are
 microseconds since the profile began.
 """
 
@@ -28,30 +29,9 @@ def render_trace(profile: Profile) -> str:
 
 def trace_document(profile: Profile) -> dict[str, Any]:
     """The trace as a dict, before serialisation (for callers that add events of their own)."""
-    events: list[dict[str, Any]] = [
-        _metadata("process_name", 0, {"name": _process_name(profile)}),
-    ]
-    names = {t.native_id: t.name for t in profile.threads}
-    for span in profile.timeline:
-        names.setdefault(span.native_id, f"thread {span.native_id}")
-    for order, (native_id, name) in enumerate(names.items()):
-        events.append(_metadata("thread_name", native_id, {"name": name}))
-        events.append(_metadata("thread_sort_index", native_id, {"sort_index": order}))
-
-    spans = sorted(profile.timeline, key=lambda s: (s.native_id, s.start_s, s.end_s))
-    for span in spans:
-        events.append(
-            {
-                "name": span.state,
-                "cat": CATEGORY,
-                "ph": "X",
-                "pid": TRACE_PID,
-                "tid": span.native_id,
-                "ts": _us(span.start_s),
-                "dur": _us(max(0.0, span.end_s - span.start_s)),
-            }
-        )
-    events.extend(_waiter_counter(spans))
+    events: list[dict[str, Any]] = []
+    for trace_pid, process, offset_s in _processes(profile):
+        events.extend(_process_events(process, trace_pid, offset_s, root=process is profile))
     if profile.verdict is not None:
         verdict = profile.verdict
         events.append(
@@ -86,14 +66,66 @@ def trace_document(profile: Profile) -> dict[str, Any]:
     }
 
 
-def _waiter_counter(spans: list[StateSpan]) -> list[dict[str, Any]]:
+def _processes(profile: Profile) -> list[tuple[int, Profile, float]]:
+    """(trace pid, profile, start offset s) for the profile and each child process, depth
+    first. The profiled program is TRACE_PID; a child keeps its own pid (its order after
+    TRACE_PID if unknown) and starts where the probe saw it start (``started_at_s``)."""
+    out: list[tuple[int, Profile, float]] = []
+
+    def visit(process: Profile, offset_s: float) -> None:
+        if not out:
+            trace_pid = TRACE_PID
+        elif process.pid is not None and process.pid != TRACE_PID:
+            trace_pid = process.pid
+        else:
+            trace_pid = TRACE_PID + len(out)
+        out.append((trace_pid, process, offset_s))
+        for child in process.processes:
+            visit(child, offset_s + float(child.extra.get("started_at_s") or 0.0))
+
+    visit(profile, 0.0)
+    return out
+
+
+def _process_events(
+    profile: Profile, trace_pid: int, offset_s: float, *, root: bool
+) -> list[dict[str, Any]]:
+    """One process's tracks: its name, a named track per thread, its spans and its counter."""
+    name = _process_name(profile) if root else _child_name(profile)
+    events: list[dict[str, Any]] = [_metadata("process_name", trace_pid, 0, {"name": name})]
+    names = {t.native_id: t.name for t in profile.threads}
+    for span in profile.timeline:
+        names.setdefault(span.native_id, f"thread {span.native_id}")
+    for order, (native_id, thread_name) in enumerate(names.items()):
+        events.append(_metadata("thread_name", trace_pid, native_id, {"name": thread_name}))
+        events.append(_metadata("thread_sort_index", trace_pid, native_id, {"sort_index": order}))
+    spans = sorted(profile.timeline, key=lambda s: (s.native_id, s.start_s, s.end_s))
+    for span in spans:
+        events.append(
+            {
+                "name": span.state,
+                "cat": CATEGORY,
+                "ph": "X",
+                "pid": trace_pid,
+                "tid": span.native_id,
+                "ts": _us(offset_s + span.start_s),
+                "dur": _us(max(0.0, span.end_s - span.start_s)),
+            }
+        )
+    events.extend(_waiter_counter(spans, trace_pid, offset_s))
+    return events
+
+
+def _waiter_counter(
+    spans: list[StateSpan], trace_pid: int = TRACE_PID, offset_s: float = 0.0
+) -> list[dict[str, Any]]:
     """A counter track of how many threads wait for the GIL at each moment: the queue that
     a GIL-bound program builds, visible at a glance above the thread tracks."""
     change: dict[float, int] = defaultdict(int)
     for span in spans:
         if span.state == "gil_wait" and span.end_s > span.start_s:
-            change[_us(span.start_s)] += 1
-            change[_us(span.end_s)] -= 1
+            change[_us(offset_s + span.start_s)] += 1
+            change[_us(offset_s + span.end_s)] -= 1
     waiting = 0
     counter = []
     for ts in sorted(change):
@@ -105,7 +137,7 @@ def _waiter_counter(spans: list[StateSpan]) -> list[dict[str, Any]]:
                 "name": WAITERS_COUNTER,
                 "cat": CATEGORY,
                 "ph": "C",
-                "pid": TRACE_PID,
+                "pid": trace_pid,
                 "ts": ts,
                 "args": {"threads": waiting},
             }
@@ -113,12 +145,17 @@ def _waiter_counter(spans: list[StateSpan]) -> list[dict[str, Any]]:
     return counter
 
 
-def _metadata(name: str, tid: int, args: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "ph": "M", "pid": TRACE_PID, "tid": tid, "args": args}
+def _metadata(name: str, trace_pid: int, tid: int, args: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "ph": "M", "pid": trace_pid, "tid": tid, "args": args}
 
 
 def _process_name(profile: Profile) -> str:
     return f"gilwise: {profile.command}" if profile.command else "gilwise profile"
+
+
+def _child_name(profile: Profile) -> str:
+    pid = "?" if profile.pid is None else str(profile.pid)
+    return f"child process {pid}" + (f": {profile.command}" if profile.command else "")
 
 
 def _us(seconds: float) -> float:
