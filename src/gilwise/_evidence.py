@@ -358,7 +358,7 @@ def evidence_lines(profile: Profile) -> list[tuple[str, str]]:
     threads worked, what they waited for (and what was not contention), the busiest thread
     and, for a whole program, the processes followed. Seconds add up over threads."""
     sums = totals(profile)
-    shown = SHOWN_SHARE * sums.wall_s
+    shown = max(SHOWN_SHARE * sums.wall_s, 0.005)
     lines = [
         (
             "work",

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._evidence import evidence_lines
-from ..model import LockStats, Profile
+from ..model import QUIET_STATES, LockStats, Profile
 from . import _figures as fig
 from ._console import plain_text
 from ._formats import Format, RenderOptions
@@ -189,11 +189,12 @@ LOCK_HEADINGS = (
 
 def lock_cells(lock: LockStats) -> tuple[str, ...]:
     """One locks-table row: label, waiting threads, total and longest wait, the other
-    threads' states while someone waited (largest first), and the holder's state."""
+    threads' working states while someone waited (largest first; idle, joining and waiting
+    for results left out), and the holder's state."""
     meanwhile = ", ".join(
         f"{state} {seconds:.2f}s"
         for state, seconds in sorted(lock.holder_states.items(), key=lambda kv: -kv[1])
-        if seconds >= 0.005
+        if seconds >= 0.005 and state not in QUIET_STATES
     )
     return (
         lock.label,
