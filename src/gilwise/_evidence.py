@@ -88,7 +88,10 @@ def contended_lock_s(thread: ThreadStats, share: Optional[float] = None) -> floa
         return lock
     if share is not None:
         return lock * share
-    return lock if busy_s(thread) >= WORKING_SHARE * thread.wall_s else 0.0
+    # Its own CPU clock where measured: on a busy machine a thread that only woke up and
+    # waited for a core reads as running native code.
+    worked_s = thread.cpu_s if thread.cpu_s is not None else busy_s(thread)
+    return lock if worked_s >= WORKING_SHARE * thread.wall_s else 0.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,11 @@ class Totals:
     def active_s(self) -> float:
         """Time threads worked or waited for something a change of model could affect."""
         return self.busy_s + self.io_s + self.gil_wait_s + self.lock_s
+
+    @property
+    def activity_s(self) -> float:
+        """active_s with the CPU really used in place of busy time (see work_s)."""
+        return self.work_s + self.io_s + self.gil_wait_s + self.lock_s
 
     @property
     def quiet_s(self) -> float:

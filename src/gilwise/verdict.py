@@ -57,9 +57,12 @@ def parallel_speedup(parallel_units: float, runtime: RuntimeFacts) -> float:
 # active time (work plus waits a change could affect) than MIN_WORK_S promises nothing.
 MIN_JUDGED_WALL_S = 0.05
 MIN_JUDGED_SAMPLES = 50
-MIN_WORK_S = 0.02
+MIN_WORK_S = 0.03
 # Below this share of the wall time, nothing happened worth a verdict ("idle").
 IDLE_SHARE = 0.05
+# A process whose threads waited (results, joins, idle) at least half the wall time and
+# were active less than this share of it mostly waited: "idle", naming what it waited for.
+WAITING_ACTIVE_SHARE = 0.35
 # Contended lock waits make the verdict when they are this share of the active time...
 LOCK_SHARE = 0.25
 # ... and about this much more than the GIL waits (threads queueing on a lock also wait for
@@ -157,11 +160,13 @@ def _judge(profile: Profile, facts: RuntimeFacts) -> Verdict:
     too_short = _too_short(profile, sums)
     if too_short is not None:
         return too_short
-    if sums.active_s < IDLE_SHARE * wall or (
-        sums.reasons_known and sums.active_s < 4 * IDLE_SHARE * wall and sums.quiet_s >= wall / 2
+    if sums.activity_s < IDLE_SHARE * wall or (
+        sums.reasons_known
+        and sums.activity_s < WAITING_ACTIVE_SHARE * wall
+        and sums.quiet_s >= wall / 2
     ):
         return _idle_verdict(profile, sums)
-    if sums.active_s < MIN_WORK_S:
+    if sums.activity_s < MIN_WORK_S:
         return _too_short_verdict(profile, sums)
     if not facts.gil_enabled:
         return _free_threaded_verdict(sums.busy_s, sums.io_s, wall, facts)
@@ -170,7 +175,9 @@ def _judge(profile: Profile, facts: RuntimeFacts) -> Verdict:
     if blocks and blocks[0].blocked_s >= LOOP_BLOCKED_SHARE * blocks[0].thread.wall_s:
         return _loop_blocked_verdict(blocks[0])
 
-    if sums.lock_s >= LOCK_SHARE * sums.active_s and sums.lock_s >= (
+    # Against the lock waits, count the CPU really used (see Totals.work_s).
+    working_s = sums.work_s + sums.io_s + sums.gil_wait_s + sums.lock_s
+    if sums.lock_s >= max(LOCK_SHARE * working_s, MIN_WORK_S) and sums.lock_s >= (
         LOCK_OVER_GIL_WAIT * sums.gil_wait_s
     ):
         return _lock_verdict(profile, sums)
@@ -232,7 +239,7 @@ def _too_short_verdict(profile: Profile, sums: ev.Totals) -> Verdict:
         "inline",
         1.0,
         f"Too short to judge: the run lasted {sums.wall_s * 1000:.1f} ms{samples} with "
-        f"{sums.active_s * 1000:.1f} ms of work and waits; a verdict needs at least "
+        f"{sums.activity_s * 1000:.1f} ms of work and waits; a verdict needs at least "
         f"{MIN_JUDGED_WALL_S * 1000:.0f} ms, {MIN_JUDGED_SAMPLES} samples and "
         f"{MIN_WORK_S * 1000:.0f} ms of activity. Profile a longer run (or loop over the "
         f"real work).",

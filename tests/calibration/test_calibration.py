@@ -31,10 +31,7 @@ def _cli_has(option: str) -> bool:
 
 # Cases waiting for another area's work: they run, and report a pass when it lands.
 def _pending() -> dict[str, str]:
-    pending = {
-        "mp-pool-parent": "the probe still reads Pool._handle_workers' select as I/O, not idle "
-        "(reported to the stacks engineer)",
-    }
+    pending = {}
     if not _cli_has("--subprocesses"):
         pending["mp-pool-whole"] = "`gilwise profile --subprocesses` has not landed yet"
     return pending
