@@ -456,3 +456,18 @@ def test_lock_waits_weigh_against_cpu_really_used_on_a_busy_machine():
     ]
     verdict = verdict_for_profile(_evidence_profile(*threads, held_fraction=0.75), TWO_CORES)
     assert verdict.kind == "lock-contention"
+
+
+def test_a_lock_held_across_native_work_on_a_busy_machine_is_not_io():
+    """No I/O at all: a holder queued for a core is a busy machine, not a lock across I/O."""
+    threads = [replace(t, cpu_s=0.03) for t in _lock_threads(3, hold_io=False)]
+    lock = LockStats(
+        0x7F00,
+        "digest (app.py:3)",
+        tuple(t.name for t in threads),
+        2.0,
+        0.05,
+        holder_states={"native": 0.5, "gil_held": 0.01, "lock_wait": 2.0},
+    )
+    profile = _evidence_profile(*threads, held_fraction=0.02, locks=(lock,))
+    assert verdict_for_profile(profile, TWO_CORES).kind == "lock-contention"

@@ -185,22 +185,32 @@ def top_lock(profile: Profile) -> Optional[LockStats]:
     return max(profile.locks, key=lambda lock: lock.wait_s, default=None)
 
 
-def io_share_of_holders(lock: LockStats, threads: list[ThreadStats]) -> Optional[float]:
-    """Share of the other threads' working time spent in I/O while someone waited for
-    ``lock``; None when the probe did not record it.
+def off_cpu_share_of_holders(lock: LockStats, threads: list[ThreadStats]) -> Optional[float]:
+    """Share of the lock holders' time (while someone waited for ``lock``) spent off the
+    CPU: blocked in I/O, or woken from it and queued for a core. None when the probe did not
+    record the holders' states, 0.0 when the holders ran Python (held the GIL) most of it
+    or did no I/O at all.
 
-    Running time counts at most the CPU the lock's ``threads`` really used (their CPU
-    clocks): on a busy machine a holder that woke from its I/O often waits for a core, which
+    "Running native" counts as off the CPU beyond what the lock's ``threads`` really used
+    (their CPU clocks): on a busy machine a holder back from fsync waits for a core, which
     the states count as running native code."""
     states = lock.holder_states
     io = states.get("io_wait", 0.0)
-    running = states.get("gil_held", 0.0) + states.get("native", 0.0)
-    clocks = [t.cpu_s for t in threads]
-    if threads and all(cpu is not None for cpu in clocks):
-        running = min(running, sum(cpu or 0.0 for cpu in clocks))
-    if io + running <= 0:
+    python = states.get("gil_held", 0.0)
+    native = states.get("native", 0.0)
+    if io + python + native <= 0:
         return None
-    return io / (io + running)
+    if python >= io + native:
+        return 0.0
+    clocks = [t.cpu_s for t in threads]
+    native_cpu = native
+    if threads and all(cpu is not None for cpu in clocks):
+        native_cpu = min(native, max(sum(cpu or 0.0 for cpu in clocks) - python, 0.0))
+    # Without I/O of its own (a quarter of its CPU at least), a holder queued for a core
+    # is just a busy machine, not a lock held across I/O.
+    if io < 0.25 * (native_cpu + python):
+        return 0.0
+    return (io + native - native_cpu) / (io + python + native)
 
 
 def top_function(profile: Profile, attr: str = "gil_held_s") -> Optional[str]:

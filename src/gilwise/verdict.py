@@ -60,17 +60,17 @@ MIN_JUDGED_SAMPLES = 50
 MIN_WORK_S = 0.03
 # Below this share of the wall time, nothing happened worth a verdict ("idle").
 IDLE_SHARE = 0.05
-# A process whose threads waited (results, joins, idle) at least half the wall time and
-# were active less than this share of it mostly waited: "idle", naming what it waited for.
-WAITING_ACTIVE_SHARE = 0.35
+# A thread running (Python or native) this share of its own time is saturated: the run is
+# about it (serial), never "mostly waiting".
+SATURATED_SHARE = 0.5
 # Contended lock waits make the verdict when they are this share of the active time...
 LOCK_SHARE = 0.25
 # ... and about this much more than the GIL waits (threads queueing on a lock also wait for
 # the GIL on their way in and out: measured ~0.1 s GIL wait against ~0.55 s lock wait each
 # for 3 threads on one lock).
 LOCK_OVER_GIL_WAIT = 2.0
-# The lock's holders spent at least this share of their working time in I/O: the lock is
-# held across I/O.
+# The lock's holders spent at least this share of their time off the CPU (in I/O, or
+# queued for a core after it): the lock is held across I/O.
 LOCK_IO_SHARE = 0.5
 # An event loop spent at least this share of its wall time inside one callback's stack
 # (CPU or a blocking call) instead of waiting in its selector: the loop was blocked.
@@ -160,11 +160,7 @@ def _judge(profile: Profile, facts: RuntimeFacts) -> Verdict:
     too_short = _too_short(profile, sums)
     if too_short is not None:
         return too_short
-    if sums.activity_s < IDLE_SHARE * wall or (
-        sums.reasons_known
-        and sums.activity_s < WAITING_ACTIVE_SHARE * wall
-        and sums.quiet_s >= wall / 2
-    ):
+    if sums.active_s < IDLE_SHARE * wall or _mostly_waited(profile, sums):
         return _idle_verdict(profile, sums)
     if sums.activity_s < MIN_WORK_S:
         return _too_short_verdict(profile, sums)
@@ -224,6 +220,15 @@ def _judge(profile: Profile, facts: RuntimeFacts) -> Verdict:
         f"and the CPU parts (gilwise.Pipeline runs each stage on its own model)."
         f"{_quiet_note(sums)}",
     )
+
+
+def _mostly_waited(profile: Profile, sums: ev.Totals) -> bool:
+    """The threads waited (results, joins, idle) at least half the run, longer than they
+    were active, and none of them ran most of its own time: a pool parent, a coordinator.
+    Active time here includes waiting for a core (a thread queued for a CPU wants to run)."""
+    if not sums.reasons_known or sums.quiet_s < sums.wall_s / 2 or sums.active_s >= sums.quiet_s:
+        return False
+    return all(ev.busy_s(t) < SATURATED_SHARE * t.wall_s for t in profile.threads)
 
 
 def _too_short(profile: Profile, sums: ev.Totals) -> Optional[Verdict]:
@@ -319,7 +324,7 @@ def _lock_verdict(profile: Profile, sums: ev.Totals) -> Verdict:
     waiters = ev.lock_waiters(profile)
     names = _names([t.name for t in waiters]) if waiters else "threads"
     involved = [t for t in profile.threads if lock is None or t.name in lock.waiters]
-    io_share = ev.io_share_of_holders(lock, involved) if lock is not None else None
+    io_share = ev.off_cpu_share_of_holders(lock, involved) if lock is not None else None
     if io_share is None:
         # No holder evidence: the waiting threads' own time says what they do when they
         # get the lock.
@@ -336,10 +341,10 @@ def _lock_verdict(profile: Profile, sums: ev.Totals) -> Verdict:
             "thread",
             1.0,
             f"Lock held across I/O: {names} spent {sums.lock_s:.2f}s waiting for {which}"
-            f"{longest} while its holder was blocked in I/O ({io_share:.0%} of the holders' "
-            f"working time{held}). The lock serialises the I/O: more threads (or processes) cannot "
-            f"help. Shrink the critical section: do the I/O outside the lock, or give each "
-            f"thread its own file or connection.",
+            f"{longest} while its holder was blocked in I/O or waiting to run after it "
+            f"({io_share:.0%} of the holders' time{held}). The lock serialises the I/O: "
+            f"more threads (or processes) cannot help. Shrink the critical section: do the "
+            f"I/O outside the lock, or give each thread its own file or connection.",
         )
     contended = (
         f" (held across {lock.held_across})" if lock is not None and lock.held_across else ""

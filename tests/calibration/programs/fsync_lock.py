@@ -10,7 +10,7 @@ import tempfile
 import threading
 
 JOURNAL_LOCK = threading.Lock()
-RECORD = b"r" * (64 << 10)
+RECORD = b"r" * (256 << 10)
 
 
 def write_record(journal) -> None:
@@ -28,7 +28,7 @@ def writer(journal, records: int) -> None:
 if __name__ == "__main__":
     folder = sys.argv[1] if len(sys.argv) > 1 else None
     with tempfile.TemporaryFile(dir=folder) as journal:
-        threads = [threading.Thread(target=writer, args=(journal, 25)) for _ in range(4)]
+        threads = [threading.Thread(target=writer, args=(journal, 15)) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
