@@ -232,3 +232,13 @@ def test_a_fragment_is_one_div_whose_styles_stay_inside_it(any_profile: Profile)
         s.strip() for rule in css.split("}") if "{" in rule for s in rule.split("{")[0].split(",")
     ]
     assert selectors and all(s.startswith(".gilwise-report") for s in selectors)
+
+
+def test_how_each_process_ended_is_in_its_header():
+    from report_profiles import stacked_profile
+
+    crashed = replace(stacked_profile(), exit_code=139, end_reason="signal SIGSEGV")
+    text = " ".join(_parse(render(crashed, "html")).text)
+    assert "pid 999 exit code 139 ended by signal SIGSEGV" in text
+    assert "Process 5000: python child.py" in text
+    assert "pid 5000 parent pid 999 exit code 0" in text

@@ -182,7 +182,17 @@ def _sections(profile: Profile, flames: FlameSet, prefix: str) -> list[str]:
 def _process_header(profile: Profile, prefix: str) -> str:
     pid = "?" if profile.pid is None else str(profile.pid)
     title = f"Process {pid}" + (f": {profile.command}" if profile.command else "")
+    return (
+        f'<section class="process" id="{prefix}process">'
+        f'<h2 class="process-title">{escape(title)}</h2>{_facts(profile)}'
+    )
+
+
+def _facts(profile: Profile) -> str:
+    """The header's facts, then how the process ended and who started it, when known."""
     facts = list(fig.header_facts(profile))
+    if profile.pid is not None:
+        facts.append(("pid", str(profile.pid)))
     if profile.parent_pid is not None:
         facts.append(("parent pid", str(profile.parent_pid)))
     if profile.exit_code is not None:
@@ -192,10 +202,7 @@ def _process_header(profile: Profile, prefix: str) -> str:
     items = "".join(
         f"<div><dt>{escape(label)}</dt><dd>{escape(value)}</dd></div>" for label, value in facts
     )
-    return (
-        f'<section class="process" id="{prefix}process">'
-        f'<h2 class="process-title">{escape(title)}</h2><dl class="facts">{items}</dl>'
-    )
+    return f'<dl class="facts">{items}</dl>'
 
 
 def _unavailable(profile: Profile) -> str:
@@ -207,11 +214,7 @@ def _unavailable(profile: Profile) -> str:
 
 
 def _header(profile: Profile) -> str:
-    facts = "".join(
-        f"<div><dt>{escape(label)}</dt><dd>{escape(value)}</dd></div>"
-        for label, value in fig.header_facts(profile)
-    )
-    return f'<header><h1>gilwise profile</h1><dl class="facts">{facts}</dl></header>'
+    return f"<header><h1>gilwise profile</h1>{_facts(profile)}</header>"
 
 
 def _verdict(profile: Profile, prefix: str = "") -> str:

@@ -69,7 +69,8 @@ def trace_document(profile: Profile) -> dict[str, Any]:
 def _processes(profile: Profile) -> list[tuple[int, Profile, float]]:
     """(trace pid, profile, start offset s) for the profile and each child process, depth
     first. The profiled program is TRACE_PID; a child keeps its own pid (its order after
-    TRACE_PID if unknown) and starts where the probe saw it start (``started_at_s``)."""
+    TRACE_PID if unknown) and starts where the probe saw it start (``started_at_s``, on the
+    profiled program's time axis)."""
     out: list[tuple[int, Profile, float]] = []
 
     def visit(process: Profile, offset_s: float) -> None:
@@ -81,7 +82,7 @@ def _processes(profile: Profile) -> list[tuple[int, Profile, float]]:
             trace_pid = TRACE_PID + len(out)
         out.append((trace_pid, process, offset_s))
         for child in process.processes:
-            visit(child, offset_s + float(child.extra.get("started_at_s") or 0.0))
+            visit(child, float(child.extra.get("started_at_s") or 0.0))
 
     visit(profile, 0.0)
     return out
