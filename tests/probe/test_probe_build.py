@@ -188,6 +188,29 @@ def test_blocked_time_gets_its_reason_from_the_stack():
     }
 
 
+def test_a_pool_worker_waiting_for_a_task_is_idle_and_one_running_a_c_task_is_not():
+    # multiprocessing.pool.worker gets tasks through a C call (ThreadPool's SimpleQueue) and
+    # calls the task: innermost on a futex it waits for work; in I/O the task (time.sleep).
+    worker = ("worker", "/usr/lib/python3.11/multiprocessing/pool.py", 114)
+    threads = {11: _series([0.0], [LOCK_WAIT]), 12: _series([0.0], [IO_WAIT])}
+    frames = {tid: FrameSeries([0.0], [(*BOOT, worker)]) for tid in (11, 12)}
+    by_id = {t.native_id: t for t in _stacked(threads, frames).threads}
+    assert by_id[11].idle_s == pytest.approx(1.0)
+    assert by_id[12].io_wait_s == pytest.approx(1.0) and by_id[12].idle_s == 0.0
+
+
+def test_lock_waits_without_a_stack_make_no_lock():
+    # A thread whose stack was never read: its futex wait may be a Condition.wait.
+    threads = {
+        11: {**_series([0.0], [LOCK_WAIT]), "locks": [0xA]},
+        12: {**_series([0.0], [LOCK_WAIT]), "locks": [0xA]},
+    }
+    profile = _stacked(threads, {11: FrameSeries([0.0], [(*BOOT, F)])})
+    (lock,) = profile.locks
+    assert lock.waiters == ("thread-11",) and lock.wait_s == pytest.approx(1.0)
+    assert profile.thread(12).lock_wait_s == pytest.approx(1.0)
+
+
 def test_threads_without_stacks_have_no_wait_reasons():
     profile = build_profile(_result({11: _series([0.0], [LOCK_WAIT])}, [0.0], [0]), TWO_CORES)
     stats = profile.threads[0]

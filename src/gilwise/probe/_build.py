@@ -335,8 +335,10 @@ def build_profile(
             for state, seconds in per_state.items():
                 functions[key][state] += seconds
         stacks.extend(fold_stacks(tid, pieces, interval_s, _shown_state))
+        # A lock wait counts for a lock only where a stack told it was one (without one it
+        # may be a Condition.wait, never contention).
         all_pieces[tid] = [
-            (begin, end, state, lock, innermost(stack) if stack else None)
+            (begin, end, state, lock if stack else 0, innermost(stack) if stack else None)
             for begin, end, state, lock, stack in pieces
         ]
 

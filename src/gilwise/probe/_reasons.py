@@ -102,10 +102,12 @@ _WORK_CALLERS: frozenset[tuple[str, str]] = frozenset(
         ("threading.py", "Thread.run"),
         ("concurrent/futures/thread.py", "_WorkItem.run"),
         ("concurrent/futures/process.py", "_process_worker"),
-        ("multiprocessing/pool.py", "worker"),
         ("multiprocessing/process.py", "BaseProcess.run"),
     }
 )
+# A multiprocessing.pool worker also gets its tasks through a C call (ThreadPool's
+# queue.SimpleQueue): innermost and on a futex it waits for work; in I/O, the user's work.
+_IO_WORK_CALLERS: frozenset[tuple[str, str]] = frozenset({("multiprocessing/pool.py", "worker")})
 
 # Waits for a signal from another thread (a futex, but no lock is contended).
 _SIGNAL_WAITS: frozenset[tuple[str, str]] = frozenset(
@@ -137,11 +139,14 @@ _PLUMBING = (
 # is idle; under a user's asyncio.run(main()) it stays io_wait (an I/O-bound asyncio program).
 _PLUMBING_PACKAGES = ("/multiprocessing/", "/asyncio/")
 _MODULES = sorted(
-    {module for module, _ in (*_RULES, *_SIGNAL_WAITS, *_WORK_CALLERS)}, key=len, reverse=True
+    {module for module, _ in (*_RULES, *_SIGNAL_WAITS, *_WORK_CALLERS, *_IO_WORK_CALLERS)},
+    key=len,
+    reverse=True,
 )
 _BARE_RULES = {(module, name.rsplit(".", 1)[-1]): state for (module, name), state in _RULES.items()}
 _BARE_SIGNAL_WAITS = {(module, name.rsplit(".", 1)[-1]) for module, name in _SIGNAL_WAITS}
 _BARE_WORK_CALLERS = {(module, name.rsplit(".", 1)[-1]) for module, name in _WORK_CALLERS}
+_BARE_IO_WORK_CALLERS = {(module, name.rsplit(".", 1)[-1]) for module, name in _IO_WORK_CALLERS}
 
 
 def _module(filename: str) -> Optional[str]:
@@ -185,6 +190,8 @@ def blocked_reason(state: int, stack: tuple[FunctionKey, ...]) -> int:
     if not stack or state not in (LOCK_WAIT, FUTEX, IO_WAIT):
         return state
     if _listed(stack[-1], _WORK_CALLERS, _BARE_WORK_CALLERS):
+        return state
+    if state == IO_WAIT and _listed(stack[-1], _IO_WORK_CALLERS, _BARE_IO_WORK_CALLERS):
         return state
     entered_gilwise = False
     for depth, key in enumerate(reversed(stack)):
