@@ -89,6 +89,12 @@ def test_a_pool_gets_one_section_per_worker_holding_its_own_gil(tmp_path, method
         assert worker["pid"] != root_pid
         if method != "forkserver":  # forkserver workers are the fork server's children
             assert worker["parent_pid"] == root_pid
+        if method == "spawn":
+            assert "fork of" not in worker["command"]
+        else:  # forked from the program, or from the fork server (a spawned python)
+            assert worker["command"].startswith(f"fork of {worker['parent_pid']}: ")
+        main = next(t for t in worker["threads"] if t["native_id"] == worker["pid"])
+        assert main["name"] == "MainThread"
     assert report["gil"]["held_fraction"] < 0.3  # the parent mostly waits for results
     assert report["verdict"]["kind"] != "lock-contention"
 
@@ -190,3 +196,43 @@ def test_monitor_subprocesses_in_a_program(tmp_path):
     assert seen["burn"] >= 0.35  # 0.4 s of CPU in burn(), more wall on a busy machine
     assert seen["cpu"] == pytest.approx(0.4, abs=0.1)
     assert seen["end"] == "exited"
+
+
+def test_the_text_report_has_one_section_per_process(tmp_path):
+    program = tmp_path / "program.py"
+    program.write_text(
+        BURN
+        + textwrap.dedent(
+            """
+            import multiprocessing
+            if __name__ == "__main__":
+                with multiprocessing.get_context("fork").Pool(2) as pool:
+                    pool.map(burn, [0.2] * 2, chunksize=1)
+            """
+        )
+    )
+    as_json, as_text = tmp_path / "report.json", tmp_path / "report.txt"
+    for out in (as_json, as_text):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gilwise",
+                "profile",
+                "--subprocesses",
+                "-o",
+                str(out),
+                str(program),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
+        assert done.returncode == 0, done.stderr
+    text = as_text.read_text()
+    sections = [line for line in text.splitlines() if line.startswith("process ")]
+    children = json.loads(as_json.read_text())["processes"]
+    assert len(sections) == len(children) >= 2
+    for line in sections:
+        assert "(child of " in line and "fork of " in line
+    assert text.count("its own verdict: ") == len(sections)

@@ -97,6 +97,7 @@ class _Followed:
         sampler: Sampler,
         signature: Optional[tuple[int, int]],
         notes: list[str],
+        forked: bool,
     ) -> None:
         self.pid = pid
         self.parent_pid = parent_pid
@@ -104,7 +105,10 @@ class _Followed:
         self.config = sampler.config
         self.signature = signature
         self.notes = notes
+        # A fork keeps its parent's command line: say so, or it reads like a second program.
         self.command = command_line(pid)
+        if forked:
+            self.command = f"fork of {parent_pid}: {self.command}"
 
 
 class Family:
@@ -211,7 +215,8 @@ class Family:
             return
         parent_config, parent_signature = self._parent_config(parent_pid)
         notes: list[str] = []
-        if parent_config is not None and signature == parent_signature:
+        forked = parent_config is not None and signature == parent_signature
+        if forked:
             config: Optional[SamplerConfig] = parent_config
         else:
             config, notes, python = self._locate(pid, final=age_s >= GIVE_UP_S)
@@ -230,7 +235,7 @@ class Family:
             self._ignored.add(pid)
             self.errors.append(f"child process {pid}: cannot be read ({exc})")
             return
-        self._followed[pid] = _Followed(pid, parent_pid, sampler, signature, notes)
+        self._followed[pid] = _Followed(pid, parent_pid, sampler, signature, notes, forked)
 
     def _locate(self, pid: int, final: bool) -> tuple[Optional[SamplerConfig], list[str], Any]:
         """(config, notes, is_python) for a freshly executed process, found like --pid.

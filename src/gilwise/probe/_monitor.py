@@ -327,6 +327,9 @@ def _child_profile(
         child,
         runtime,
         frames=_build.remote_frames(child) if child.get("frames") else None,
+        # The thread whose id is the process's is its main thread (the others keep the
+        # kernel's names: a child's threading names cannot be read from outside).
+        names={child["pid"]: "MainThread"},
         source=f"child:{child['pid']}",
         command=child.get("command") or None,
         unavailable=child.get("notes", ()),

@@ -47,6 +47,7 @@ def report_renderable(profile: Profile, *, width: int = DEFAULT_WIDTH) -> Render
         _verdict(profile),
         Text(""),
         _unavailable(profile),
+        *_processes(profile, width),
     )
 
 
@@ -212,3 +213,42 @@ def _render_format(profile: Profile, options: RenderOptions) -> str:
 
 # The fallback for -o names with no registered suffix (see _formats).
 FORMAT = Format("text", (".txt",), _render_format, "the terminal report as plain text", rank=0)
+
+
+# --- child processes and how the program ended (owned by the processes engineer) --------
+
+
+def _processes(profile: Profile, width: int) -> list[RenderableType]:
+    """How the program ended (when not by returning), then one section per followed child
+    process (``gilwise profile --subprocesses``): who it is, its threads, its top functions
+    and its own verdict. The whole-program verdict is the parent's, above."""
+    parts: list[RenderableType] = []
+    if profile.end_reason or profile.exit_code:
+        ended = Text("\nprogram ended: ", style="bold")
+        ended.append(f"exit code {profile.exit_code}")
+        if profile.end_reason:
+            ended.append(f" ({profile.end_reason})")
+        parts.append(ended)
+    for child in profile.processes:
+        title = Text(f"\nprocess {child.pid}", style="bold")
+        title.append(f" (child of {child.parent_pid})", style="dim")
+        title.append("  ")
+        title.append(child.command or "?")
+        title.append("\n")
+        title.append("wall ", style="dim")
+        title.append(f"{child.wall_s:.2f} s")
+        title.append("  GIL held ", style="dim")
+        held = child.held_fraction
+        title.append("n/a" if held is None else f"{held:.0%}", style="bold cyan")
+        if child.extra.get("started_at_s") is not None:
+            title.append("  started at ", style="dim")
+            title.append(f"+{child.extra['started_at_s']:.2f} s")
+        if child.verdict is not None:
+            title.append("\nits own verdict: ", style="dim")
+            title.append(child.verdict.kind, style="magenta")
+            title.append(f": {child.verdict.reason}")
+        parts += [title, _threads_table(child, width), _functions_table(child)]
+        if child.unavailable:
+            parts.append(_unavailable(child))
+    return parts
+
