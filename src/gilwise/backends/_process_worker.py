@@ -34,7 +34,8 @@ import signal
 import sys
 import time
 import traceback
-from multiprocessing.connection import Connection
+
+from ._service_pipe import MessagePipe
 
 READY = b"R"
 INIT_FAILED = b"I"
@@ -76,7 +77,7 @@ def _dumps(obj: object) -> bytes:
         return cloudpickle.dumps(obj)
 
 
-def _set_up(conn: Connection) -> bool:
+def _set_up(conn: MessagePipe) -> bool:
     """Apply the setup message; False if the caller is gone or the initializer failed."""
     try:
         setup = pickle.loads(conn.recv_bytes())
@@ -100,7 +101,7 @@ def _set_up(conn: Connection) -> bool:
     return True
 
 
-def _run_batch(conn: Connection, message: memoryview) -> None:
+def _run_batch(conn: MessagePipe, message: memoryview) -> None:
     from ._wire import encode_exception, run_call
 
     try:
@@ -120,7 +121,7 @@ def _run_batch(conn: Connection, message: memoryview) -> None:
             flushed = now
 
 
-def serve(conn: Connection) -> int:
+def serve(conn: MessagePipe) -> int:
     """Set up, then run work until EOF; return the exit code."""
     if not _set_up(conn):
         return INITIALIZER_FAILED_EXIT
@@ -147,7 +148,7 @@ def run_forked(fd: int, zygote_pid: int) -> int:
     """Entry of a worker forked by the zygote (already ignoring SIGINT)."""
     die_with_parent(zygote_pid)
     os.set_inheritable(fd, False)  # a subprocess started by a task must not hold the pipe
-    return serve(Connection(fd))
+    return serve(MessagePipe(fd))
 
 
 def main(fd: int, parent_pid: int) -> None:
@@ -156,4 +157,4 @@ def main(fd: int, parent_pid: int) -> None:
     # Ctrl-C goes to the whole process group; the parent decides what stops, not the worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.set_inheritable(fd, False)
-    sys.exit(serve(Connection(fd)))
+    sys.exit(serve(MessagePipe(fd)))

@@ -51,13 +51,12 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
 import cloudpickle
 
 from ..errors import TaskInterruptedError, TaskTimeoutError, WorkerCrashedError
-from . import _zygote
+from . import _service_workers, _zygote
 from ._process_worker import BATCH, BATCH_FAILED, CALL, INIT_FAILED, READY, SYS_PATH
 from ._service_workers import SPAWN, Worker, Zygote, how_it_died, may_fork_zygote
 from ._wire import decode_outcome, describe_task, function_name
@@ -78,17 +77,38 @@ EXIT_REPORT_WAIT_S = 2.0
 STOP_GRACE_S = 1.0
 
 
-@dataclass(frozen=True)
 class LeaseConfig:
-    """What a process backend asks of the service (validated by the backend)."""
+    """What a process backend asks of the service (validated by the backend). A plain class:
+    dataclasses cost milliseconds to import and build, on an executor's first task."""
 
-    max_workers: int
-    start_method: str
-    initializer: Optional[bytes]  # cloudpickle of (initializer, initargs), or None
-    initializer_name: str
-    max_tasks_per_child: Optional[int]
-    kill_grace_s: float
-    idle_timeout_s: float
+    __slots__ = (
+        "idle_timeout_s",
+        "initializer",
+        "initializer_name",
+        "kill_grace_s",
+        "max_tasks_per_child",
+        "max_workers",
+        "start_method",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_workers: int,
+        start_method: str,
+        initializer: Optional[bytes],  # cloudpickle of (initializer, initargs), or None
+        initializer_name: str,
+        max_tasks_per_child: Optional[int],
+        kill_grace_s: float,
+        idle_timeout_s: float,
+    ) -> None:
+        self.max_workers = max_workers
+        self.start_method = start_method
+        self.initializer = initializer
+        self.initializer_name = initializer_name
+        self.max_tasks_per_child = max_tasks_per_child
+        self.kill_grace_s = kill_grace_s
+        self.idle_timeout_s = idle_timeout_s
 
     @property
     def flavor(self) -> tuple:
@@ -205,9 +225,9 @@ class Service:
         self.sys_path: list[str] = list(sys.path)  # as last seen by the manager
 
     # --- any thread, under lock --------------------------------------------------------
-    def start(self) -> None:
-        """Fork the zygote now if that is safe, start the manager thread. Raises on failure;
-        nothing is left half-made."""
+    def start(self, first: Lease) -> None:
+        """Fork the zygote now if that is safe, ask it for ``first``'s first worker, start
+        the manager thread. Raises on failure; nothing is left half-made."""
         if may_fork_zygote():
             with contextlib.suppress(OSError):  # e.g. out of memory: spawn one later
                 self.zygote = Zygote.fork_from_caller()
@@ -217,10 +237,16 @@ class Service:
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         if self.zygote is not None:
             self.selector.register(self.zygote.ctl, selectors.EVENT_READ, self.zygote)
+            if first.config.start_method != SPAWN:
+                # The first worker forks while the manager thread starts: the first result
+                # comes one hand-over sooner.
+                self._start_worker(first)
         thread = threading.Thread(target=self._run, name="gilwise-process-service", daemon=True)
         try:
             thread.start()  # "can't start new thread" on a loaded machine
         except BaseException:
+            for worker in self.workers:
+                worker.close()
             self.selector.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
@@ -303,11 +329,15 @@ class Service:
                     self.selector.close()
                     os.close(self.wake_r)
                     os.close(self.wake_w)
+                    # Never close these numbers again (e.g. in a forked child): by then they
+                    # may be another file's.
+                    self.wake_r = self.wake_w = -1
                 _fail_unstarted(
                     jobs, RuntimeError("the process worker service stopped before this task ran")
                 )
                 for lease in leases:
                     lease.released.set()
+                _service_workers.thread_ended_at = time.monotonic()
 
     def _loop(self) -> None:
         while True:
@@ -957,7 +987,7 @@ def open_lease(config: LeaseConfig) -> Lease:
         service = Service()
         lease = Lease(service, config)
         service.leases.append(lease)  # before its thread starts, or it would stop at once
-        service.start()
+        service.start(lease)
         _current = service
         _live_services.add(service)
         return lease
@@ -1054,9 +1084,11 @@ def _forget_in_child() -> None:
     _current = None
     for service in services:
         service.lock = threading.RLock()
+        running = not service.finished
         service.finished = service.stopping = True
-        with contextlib.suppress(Exception):
-            _close_copies(service)
+        if running:  # a stopped one closed its files already (their numbers may be reused)
+            with contextlib.suppress(Exception):
+                _close_copies(service)
 
 
 def _close_copies(service: Service) -> None:

@@ -23,11 +23,10 @@ import sys
 import threading
 import time
 from collections import deque
-from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import _zygote
+from ._service_pipe import MessagePipe
 
 if TYPE_CHECKING:
     from ._service import Job, Lease
@@ -48,7 +47,8 @@ def how_it_died(returncode: Optional[int]) -> str:
 
 
 def _package_parent() -> str:
-    return str(Path(__file__).resolve().parents[2])
+    # os.path, not pathlib: this module is imported on an executor's first task.
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 
 def _python_command(bootstrap: str) -> list[str]:
@@ -112,15 +112,20 @@ def reap(pid: int, timeout_s: float) -> None:
         delay = min(delay * 2, 0.02)
 
 
+# When a thread of gilwise last ended (monotonic): a joined thread may still be ending in
+# the kernel for a moment, and must not make the caller look multi-threaded.
+thread_ended_at = -1e9
+
+
 def may_fork_zygote() -> bool:
     """True when forking the caller now is safe: it runs exactly one OS thread (this one)."""
     if not hasattr(os, "fork") or threading.current_thread() is not threading.main_thread():
         return False
     if threading.active_count() != 1:
         return False
-    # Native threads (e.g. a BLAS pool) are invisible to the threading module. A Python
-    # thread that was just joined may still be ending in the kernel: give it a moment.
-    deadline = time.monotonic() + 0.02
+    # Native threads (e.g. a BLAS pool) are invisible to the threading module.
+    recently = time.monotonic() - thread_ended_at < 1.0
+    deadline = time.monotonic() + (0.5 if recently else 0.005)
     while True:
         try:
             if len(os.listdir("/proc/self/task")) == 1:
@@ -238,7 +243,7 @@ class Worker:
         "zygote",
     )
 
-    def __init__(self, conn: Connection, flavor: tuple, boot_lease: Optional[Lease]) -> None:
+    def __init__(self, conn: MessagePipe, flavor: tuple, boot_lease: Optional[Lease]) -> None:
         self.conn = conn
         self.flavor = flavor
         self.boot_lease = boot_lease
@@ -266,7 +271,7 @@ class Worker:
     @classmethod
     def spawn(cls, setup: bytes, flavor: tuple, boot_lease: Optional[Lease]) -> Worker:
         parent_end, popen = _start_with_socket(worker_command(), socket.SOCK_STREAM)
-        worker = cls(Connection(parent_end.detach()), flavor, boot_lease)
+        worker = cls(MessagePipe(parent_end.detach()), flavor, boot_lease)
         worker.popen = popen
         worker.pid = popen.pid
         worker.state = cls.BOOTING
@@ -292,7 +297,7 @@ class Worker:
             raise
         finally:
             child_end.close()
-        worker = cls(Connection(parent_end.detach()), flavor, boot_lease)
+        worker = cls(MessagePipe(parent_end.detach()), flavor, boot_lease)
         worker.zygote = zygote
         worker.token = token
         with contextlib.suppress(OSError):  # waits in the socket until the fork reads it
