@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import contextlib
 import json
 import multiprocessing
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +48,7 @@ from typing import Any, Callable, Optional
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
+import _fresh_script  # noqa: E402
 import _peer_workloads as wl  # noqa: E402
 
 TOOLS = [
@@ -228,9 +227,21 @@ def _stop_after(limit_s: float) -> threading.Timer:
     return timer
 
 
+def _import_tool(tool: str) -> None:
+    """Import what the cell's tool needs before the timed region, as a script's imports at
+    its top are: the cell times the pool, not the import of its library."""
+    if tool.startswith("gilwise"):
+        import gilwise
+
+        _ = gilwise.Executor, gilwise.map  # gilwise imports these lazily: import them now
+    if tool.startswith("joblib"):
+        import joblib  # noqa: F401
+
+
 def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one job (or, for "second", two: the first untimed) and time it."""
     params = spec["params"]
+    _import_tool(spec.get("tool") or spec.get("latency", ""))
     sys.path.insert(0, params["costly_dir"])  # as if the module sat beside the script
     if spec["workload"] == "costly" or spec.get("latency_costly"):
         __import__(wl.COSTLY_MODULE_NAME)
@@ -277,53 +288,17 @@ class Cell:
     note: str = ""
 
 
-def _group_members(session_id: int) -> list[int]:
-    import psutil
-
-    members = []
-    for process in psutil.process_iter(["pid"]):
-        try:
-            if os.getsid(process.pid) == session_id:
-                members.append(process.pid)
-        except (ProcessLookupError, PermissionError):
-            continue
-    return members
-
-
 # Per tool: processes of its cells still alive a second after the cell's program ended.
 LEFTOVERS: dict[str, int] = {}
 
 
 def spawn_cell(spec: dict[str, Any], hang_guard_s: float) -> dict[str, Any]:
-    """Run one cell in a fresh Python in its own session; kill what it leaves behind."""
-    child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--cell", json.dumps(spec)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = child.communicate(timeout=hang_guard_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        out, err = child.communicate()
-        return {"error": f"no answer within {hang_guard_s:.0f} s"}
-    # Pool workers still alive a second after their program ended: say so, then clean up.
-    deadline = time.monotonic() + 1.0
-    while (members := _group_members(child.pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if members:
+    """Run one cell in a fresh Python; count what it left behind."""
+    answer, left = _fresh_script.run(Path(__file__).resolve(), "--cell", spec, hang_guard_s)
+    if left:
         tool = spec.get("tool") or f"first result ({spec.get('latency')})"
-        LEFTOVERS[tool] = LEFTOVERS.get(tool, 0) + len(members)
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if not lines:
-        tail = (err.strip().splitlines() or [f"exit code {child.returncode}"])[-1]
-        return {"error": tail}
-    return json.loads(lines[-1])
+        LEFTOVERS[tool] = LEFTOVERS.get(tool, 0) + left
+    return answer
 
 
 def measure(

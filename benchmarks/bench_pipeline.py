@@ -31,14 +31,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import contextlib
 import importlib
 import json
 import math
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +46,8 @@ import psutil
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _fresh_script  # noqa: E402
 import scrape  # noqa: E402
 
 import gilwise  # noqa: E402
@@ -182,25 +181,9 @@ def run_variant(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def spawn_variant(spec: dict[str, Any], hang_guard_s: float) -> dict[str, Any]:
-    child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--variant", json.dumps(spec)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = child.communicate(timeout=hang_guard_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.communicate()
-        return {"error": f"no answer within {hang_guard_s:.0f} s"}
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.pid, signal.SIGKILL)  # pool workers that outlived their program
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if not lines:
-        return {"error": (err.strip().splitlines() or [f"exit code {child.returncode}"])[-1]}
-    return json.loads(lines[-1])
+    """Run one variant in a fresh Python (its leftover pool workers are killed)."""
+    answer, _ = _fresh_script.run(Path(__file__).resolve(), "--variant", spec, hang_guard_s)
+    return answer
 
 
 def cpu_per_page_s(site: scrape.Site, sample: int) -> float:
