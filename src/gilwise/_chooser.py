@@ -13,8 +13,10 @@ and asks what to do next. It holds:
   over in units worth their round trip;
 - the crash memory: once a call crashed a process worker (os._exit, a signal), the function
   is never measured or run in the caller again, only on processes;
-- ``warm_up_wanted``: the first sign that the function is CPU-bound, so the driver can start
-  the worker service while measuring goes on.
+- the decision as early as it is clear: a pair of calls judged while still running
+  (``peek``), so the driver can start process workers (``warm_up``) while the measured calls
+  finish. (Starting workers before the pair is measured would take the cores the pair is
+  judged on.)
 
 Not thread safe: the driver guards a Chooser with its own lock. All times are seconds.
 """
@@ -39,7 +41,7 @@ from ._measure import (
     MeasuredCoroutine,
     waiting_so_far,
 )
-from .verdict import PROCESS_CHUNK_TARGET_S, TINY_CALL_S, Decision, TaskMeasurement, decide_for_task
+from .verdict import PROCESS_CHUNK_TARGET_S, Decision, TaskMeasurement, decide_for_task
 
 # Backends that ship work to other processes or machines: chunks must be worth a round trip.
 REMOTE_BACKENDS = frozenset({"process", "interpreter", "dask"})
@@ -133,7 +135,6 @@ class Chooser:
         self.notes: list[str] = []
         self.per_call_s: Optional[float] = None
         self._warm_pair_done = False
-        self._warm_up_asked = False
 
     # --- measuring ----------------------------------------------------------------------
 
@@ -208,19 +209,6 @@ class Chooser:
         return self.decision is None and (
             self.failed or self.next_step() is None or self.probe.calls >= 6
         )
-
-    def warm_up_wanted(self) -> bool:
-        """True once (per Chooser) when a finished call looked CPU-bound and long enough for
-        processes: the driver may start process workers in the background now."""
-        if self._warm_up_asked or self.is_coroutine:
-            return False
-        samples = list(self.probe.singles)
-        for pair in self.probe.pairs:
-            samples.extend(pair)
-        if any(s.cpu_share >= IO_SHARE and s.idle_machine_wall_s >= TINY_CALL_S for s in samples):
-            self._warm_up_asked = True
-            return True
-        return False
 
     def peek(self, generation: int, calls: list) -> Optional[TaskMeasurement]:
         """Judge calls still running: a TaskMeasurement when they clearly wait or clearly

@@ -19,6 +19,8 @@ with the one retry policy (``_retry.Retry``).
 
 from __future__ import annotations
 
+import builtins
+import itertools
 import threading
 import traceback
 from concurrent.futures import CancelledError, Future
@@ -48,26 +50,28 @@ class Failure:
         return exc
 
 
+class WithFailures(list):
+    """A chunk's outcomes when at least one call failed (a plain list means none did)."""
+
+    __slots__ = ()
+
+
 def run_calls(fn: Callable[..., Any], items: list, spread: bool) -> list:
     """In a worker: ``fn`` over ``items`` (argument tuples when ``spread``), each call once.
 
     Returns one entry per item: the value, or a Failure where the call raised (then the next
-    calls still run).
+    calls still run); a ``WithFailures`` list when any call failed, else a plain list.
     """
     values: list = []
-    append = values.append
     count = len(items)
     while len(values) < count:
         rest = items if not values else items[len(values) :]
-        try:  # the fast path: no per-call bookkeeping
-            if spread:
-                for args in rest:
-                    append(fn(*args))
-            else:
-                for item in rest:
-                    append(fn(item))
+        try:  # the fast path: a C loop; extend keeps what was appended before an error
+            values.extend(itertools.starmap(fn, rest) if spread else builtins.map(fn, rest))
         except Exception as exc:
-            append(Failure(exc, traceback.format_exc(), len(values)))
+            if type(values) is list:
+                values = WithFailures(values)
+            values.append(Failure(exc, traceback.format_exc(), len(values)))
     return values
 
 
@@ -96,6 +100,7 @@ def gather(futures: list[Future]) -> Future:
     combined.set_running_or_notify_cancel()
     outcomes: list = [None] * len(futures)
     remaining = [len(futures)]
+    failed = [False]
     lock = threading.Lock()
 
     def done(index: int, future: Future) -> None:
@@ -103,12 +108,16 @@ def gather(futures: list[Future]) -> Future:
             error = future.exception()
         except CancelledError as cancelled:
             error = cancelled
-        outcomes[index] = future.result() if error is None else Failure(error, "", index)
+        if error is None:
+            outcomes[index] = future.result()
+        else:
+            outcomes[index] = Failure(error, "", index)
+            failed[0] = True
         with lock:
             remaining[0] -= 1
             last = remaining[0] == 0
         if last:
-            combined.set_result(outcomes)
+            combined.set_result(WithFailures(outcomes) if failed[0] else outcomes)
 
     if not futures:
         combined.set_result([])

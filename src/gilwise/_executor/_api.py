@@ -60,26 +60,17 @@ def map(
         raise TypeError(f"ordered must be True or False, got {ordered!r}")
     if not hasattr(iterable, "__iter__"):
         raise TypeError(f"map() needs an iterable, got {type(iterable).__name__}")
-    return _stream(fn, iterable, backend, workers, ordered, progress)
-
-
-def _stream(
-    fn: Callable[..., Any],
-    iterable: Iterable[Any],
-    backend: str,
-    workers: Optional[int],
-    ordered: bool,
-    progress: Any,
-) -> Iterator[Any]:
-    with Executor(backend, workers) as executor:
-        results = map_results(
-            executor, fn, (iterable,), None, "auto", "auto", ordered=ordered, progress=progress
-        )
-        try:
-            yield from results
-        except GeneratorExit:
-            executor.shutdown(wait=True, cancel_futures=True)
-            raise
+    # The pool is made at the first next() and closed with the generator.
+    return map_results(
+        lambda: Executor(backend, workers),
+        fn,
+        (iterable,),
+        None,
+        "auto",
+        "auto",
+        ordered=ordered,
+        progress=progress,
+    )
 
 
 def classify(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Decision:

@@ -38,7 +38,6 @@ from typing import (
 
 from .. import _params
 from .. import backends as _backends
-from .. import runtime as _runtime
 from .._chooser import REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
 from .._chunks import submit_chunk
 from .._retry import Retry, as_retry
@@ -519,7 +518,6 @@ class Executor(cf.Executor):
             exc = backend_future.exception()
         except cf.CancelledError as cancelled:
             exc = cancelled
-        warm: Optional[Lane] = None
         with self._lock:
             lane.in_flight -= 1
             self._running.discard(task)
@@ -531,8 +529,6 @@ class Executor(cf.Executor):
                 if measure is not None:
                     if chooser.record(measure, ok=exc is None, items=task.items):
                         self._decide(plan)
-                    if chooser.warm_up_wanted():
-                        warm = self._process_lane_to_warm()
                 elif (
                     plan.lane is not None
                     and (chooser.decision is not None or plan is self._fixed)
@@ -547,8 +543,6 @@ class Executor(cf.Executor):
                 if retry_in_s == 0.0:
                     plan.queue.appendleft(task)
                     self._ready[plan.key] = plan
-        if warm is not None:
-            warm.backend.warm_up()
         if retry_in_s is None:
             if exc is None:
                 self._settle(task, result=backend_future.result())
@@ -606,7 +600,7 @@ class Executor(cf.Executor):
         listeners, plan.listeners = plan.listeners, []
         for listener in listeners:
             listener()
-        if decision.backend == "process" and lane is not None:
+        if decision.backend == "process" and lane is not None and not early:
             lane.backend.warm_up()
 
     def _peek(self, plan: Plan, generation: int, calls: list) -> None:
@@ -619,16 +613,6 @@ class Executor(cf.Executor):
                 return
             self._decide(plan, so_far, early=True)
         self._pump()
-
-    def _process_lane_to_warm(self) -> Optional[Lane]:
-        """Under the lock: the process lane auto would pick, to start its workers early."""
-        facts = _runtime.current()
-        if self.scale_out is not None or facts.cores < 2 or not facts.gil_enabled:
-            return None
-        try:
-            return self._lane("process", min(facts.cores, self.max_workers or facts.cores))
-        except (ImportError, RuntimeError, ValueError, TypeError, OSError):
-            return None
 
     def _keep_on_processes(self, plan: Plan) -> None:
         """Under the lock: a call crashed a worker process; never run it here again."""

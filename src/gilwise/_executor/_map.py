@@ -12,6 +12,7 @@ to a result it has yielded (as concurrent.futures, bpo-14406).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import itertools
@@ -33,12 +34,24 @@ if TYPE_CHECKING:
     from ._core import Executor
 
 
+class MapResults(itertools.chain):
+    """The iterator Executor.map and gilwise.map return: results in C (a chain over each
+    task's results), plus ``close()`` like a generator's (cancels what has not started and,
+    for gilwise.map, frees the pool)."""
+
+    _source: Iterator[Iterator[Any]]
+
+    def close(self) -> None:
+        self._source.close()  # type: ignore[attr-defined]
+
+
 class _Entry:
-    """One task in the window: its future, whether it is a chunk, its first input index."""
+    """One task in the window: its future (None: a lazy inline chunk, run as it is read),
+    whether it is a chunk, its first input index, its inputs."""
 
     __slots__ = ("chunk", "first", "future", "inputs")
 
-    def __init__(self, future: cf.Future, chunk: bool, first: int, inputs: list) -> None:
+    def __init__(self, future: Optional[cf.Future], chunk: bool, first: int, inputs: list) -> None:
         self.future = future
         self.chunk = chunk
         self.first = first
@@ -46,7 +59,7 @@ class _Entry:
 
 
 def map_results(
-    executor: Executor,
+    executor: Union[Executor, Callable[[], Executor]],
     fn: Callable[..., Any],
     iterables: tuple,
     timeout: Optional[float],
@@ -69,8 +82,14 @@ def map_results(
         total = len(iterables[0])
     spread = len(iterables) != 1
     inputs = zip(*iterables) if spread else iter(iterables[0])
-    results = _Window(executor, fn, inputs, spread, end_s, chunksize, buffersize, ordered)
-    results.refill()
+    results = _Window(fn, inputs, spread, end_s, chunksize, buffersize, ordered)
+    from ._core import Executor
+
+    if isinstance(executor, Executor):
+        results.bind(executor)
+        results.refill()  # like concurrent.futures: the first tasks are submitted by the call
+    else:  # gilwise.map: a factory; the pool is made at the first next() and owned here
+        results.make_executor = executor
     iterator = results.results()
     if progress:
         iterator = with_progress(iterator, total, progress, label(fn))
@@ -80,7 +99,6 @@ def map_results(
 class _Window:
     def __init__(
         self,
-        executor: Executor,
         fn: Callable[..., Any],
         inputs: Iterator[Any],
         spread: bool,
@@ -89,38 +107,58 @@ class _Window:
         buffersize: Union[int, str, None],
         ordered: bool,
     ) -> None:
-        self.executor = executor
         self.fn = fn
         self.inputs = inputs
         self.spread = spread
         self.end_s = end_s
         self.chunksize = chunksize
         self.buffersize = buffersize
-        self.key = key(fn) if executor._fixed is None else None
         self.call = fn
         self.coroutine = is_coroutine_function(fn)
-        fixed = executor._fixed_lane
-        if self.coroutine and fixed is not None and fixed.name != "asyncio":
-            from ._core import _run_coroutine
-
-            self.call = functools.partial(_run_coroutine, fn)
+        self.key: Any = None
+        self.executor: Executor = None  # type: ignore[assignment]
+        self.make_executor: Optional[Callable[[], Executor]] = None
         self.window: deque[_Entry] = deque()
         self.arrivals: Optional[queue.SimpleQueue] = None if ordered else queue.SimpleQueue()
         self.read = 0  # inputs read so far
 
+    def bind(self, executor: Executor) -> None:
+        self.executor = executor
+        self.key = key(self.fn) if executor._fixed is None else None
+        fixed = executor._fixed_lane
+        if self.coroutine and fixed is not None and fixed.name != "asyncio":
+            from ._core import _run_coroutine
+
+            self.call = functools.partial(_run_coroutine, self.fn)
+
     # --- submitting ---------------------------------------------------------------------
 
-    def _chunksize(self) -> int:
-        if self.chunksize != "auto":
-            return int(self.chunksize)
+    def _chunk_plan(self) -> tuple[int, Optional[str]]:
+        """How many inputs the next task takes, and the lane it goes to (None: undecided)."""
         if self.coroutine:
-            return 1  # a chunk runs its calls synchronously; coroutines need the loop
+            return 1, None  # a chunk runs its calls synchronously; coroutines need the loop
         executor = self.executor
         with executor._lock:
             plan = executor._fixed if executor._fixed is not None else executor._plans.get(self.key)
-            if plan is None or plan.lane is None:
-                return 1
-            return plan.chooser.chunksize(plan.lane.name)
+            lane = None if plan is None or plan.lane is None else plan.lane.name
+            if self.chunksize != "auto":
+                return int(self.chunksize), lane
+            if plan is None or lane is None:
+                return 1, None
+            return plan.chooser.chunksize(lane), lane
+
+    def _lazy(self, size: int, lane: Optional[str]) -> bool:
+        """Tiny calls decided inline, chunked automatically: run them as the consumer reads
+        them (a C map over the chunk), with no task, future or list per chunk. Explicit
+        chunk sizes, retries and timeouts keep the task path (per-call bookkeeping)."""
+        executor = self.executor
+        return (
+            size > 1
+            and lane == "inline"
+            and self.chunksize == "auto"
+            and executor._retry.times == 0
+            and executor.timeout_s is None
+        )
 
     def _limit(self) -> int:
         if self.buffersize is None:
@@ -135,13 +173,19 @@ class _Window:
         return max(4, 2 * workers)
 
     def _submit_one(self) -> bool:
-        size = self._chunksize()
+        size, lane = self._chunk_plan()
         batch = list(itertools.islice(self.inputs, size))
         if not batch:
             return False
         executor = self.executor
         first = self.read
         self.read += len(batch)
+        if self._lazy(len(batch), lane):
+            entry = _Entry(None, True, first, batch)
+            self.window.append(entry)
+            if self.arrivals is not None:
+                self.arrivals.put(entry)
+            return True
         if len(batch) == 1:
             args = batch[0] if self.spread else (batch[0],)
             if executor._fixed_lane is not None:
@@ -203,14 +247,47 @@ class _Window:
             self.refill()
 
     def results(self) -> Iterator[Any]:
+        outcomes = self._owned_outcomes()
+        results = MapResults.from_iterable(outcomes)
+        results._source = outcomes
+        return results
+
+    def _owned_outcomes(self) -> Iterator[Iterator[Any]]:
+        owner = None
+        if self.make_executor is not None:  # gilwise.map: this generator owns its pool
+            owner = self.make_executor()
+            self.bind(owner)
+        try:
+            if owner is not None:
+                self.refill()
+            yield from self._outcomes()
+        except KeyboardInterrupt:
+            if owner is not None:
+                owner._interrupt()
+            raise
+        finally:
+            if owner is not None and not owner._interrupted:
+                owner.shutdown(wait=True, cancel_futures=True)
+
+    def _outcomes(self) -> Iterator[Iterator[Any]]:
+        """For each finished task, in order, an iterator over its results that pops each
+        off its list as it yields it: nothing yielded stays referenced (bpo-14406)."""
         window = self.window
         listening = False
         arrivals = self.arrivals
+        pop_all = itertools.starmap
+        no_args = itertools.repeat
         try:
             while window:
                 remaining = None if self.end_s is None else max(0.0, self.end_s - time.monotonic())
                 if arrivals is None:
                     entry = window[0]
+                    if entry.future is None:  # lazy: the calls run as the consumer reads
+                        window.popleft()
+                        self.refill()
+                        yield self._run_lazily(entry)
+                        del entry
+                        continue
                     if not entry.future.done() and self.executor._fixed is None:
                         self._await_or_refill(entry.future)
                     try:
@@ -234,29 +311,43 @@ class _Window:
                         self.refill()
                         continue
                     window.remove(entry)
+                    if entry.future is None:
+                        self.refill()
+                        yield self._run_lazily(entry)
+                        del entry
+                        continue
                     try:
                         value = entry.future.result()
                     except Exception as error:
                         _name_the_call(error, self.fn, entry.first)
                         raise
                 self.refill()
-                # Yield each result straight from a list it is popped off, holding it in no
-                # variable of this frame: a consumer that drops a result frees it (bpo-14406).
                 values = value if entry.chunk else [value]
                 del value
                 first, inputs = entry.first, entry.inputs
                 del entry  # its future holds a single call's result
                 values.reverse()
-                index = first
-                while values:
-                    if type(values[-1]) is Failure:
-                        values[-1] = self._retry_or_raise(inputs, first, index, values[-1])
-                    yield values.pop()
-                    index += 1
+                if type(values) is list:  # no call failed: pop them all in C
+                    yield pop_all(values.pop, no_args((), len(values)))
+                else:
+                    yield self._with_failures(values, inputs, first)
                 del values, inputs
         finally:
             for entry in window:
                 entry.future.cancel()
+
+    def _run_lazily(self, entry: _Entry) -> Iterator[Any]:
+        inputs = entry.inputs
+        return itertools.starmap(self.fn, inputs) if self.spread else builtins.map(self.fn, inputs)
+
+    def _with_failures(self, values: list, inputs: list, first: int) -> Iterator[Any]:
+        """A chunk's results (reversed) up to a failed call, then its retry or its error."""
+        index = first
+        while values:
+            if type(values[-1]) is Failure:
+                values[-1] = self._retry_or_raise(inputs, first, index, values[-1])
+            yield values.pop()
+            index += 1
 
     def _retry_or_raise(self, inputs: list, first: int, index: int, failure: Failure) -> Any:
         """A call of a chunk failed: retry it on its own (retry policy), else raise."""
