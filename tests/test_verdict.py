@@ -471,3 +471,12 @@ def test_a_lock_held_across_native_work_on_a_busy_machine_is_not_io():
     )
     profile = _evidence_profile(*threads, held_fraction=0.02, locks=(lock,))
     assert verdict_for_profile(profile, TWO_CORES).kind == "lock-contention"
+
+
+def test_a_light_thread_waiting_on_a_saturated_stage_does_not_make_it_gil_bound():
+    """A producer with little Python of its own waits for the GIL the stage holds."""
+    stage = _waiter("crunch-stage", held=0.9, wait=0.05)
+    producer = _waiter("MainThread", held=0.06, wait=0.3, idle=0.6)
+    verdict = verdict_for_profile(_evidence_profile(stage, producer), TWO_CORES)
+    assert verdict.kind == "serial"
+    assert "crunch-stage" in verdict.reason and "waited 0.30s for the GIL" in verdict.reason

@@ -115,10 +115,16 @@ class Totals:
     def busy_s(self) -> float:
         return self.held_s + self.native_s
 
+    #: The threads' own CPU clocks added up; None when some thread's was not measured.
+    cpu_s: Optional[float] = None
+
     @property
     def work_s(self) -> float:
-        """Seconds threads really ran on a CPU: busy time less the time they were runnable
-        but waited for a core (on a loaded machine "native" is mostly that)."""
+        """Seconds threads really ran on a CPU: their CPU clocks where measured, else busy
+        time less the time they were runnable but waited for a core (on a loaded machine
+        "native" is mostly that)."""
+        if self.cpu_s is not None:
+            return min(self.cpu_s, self.busy_s) if self.busy_s > 0 else self.cpu_s
         return max(self.busy_s - self.cpu_wait_s, 0.0)
 
     @property
@@ -155,6 +161,7 @@ def totals(profile: Profile) -> Totals:
         result_wait_s=total("result_wait_s"),
         reasons_known=any(quiet_s(t) is not None for t in threads),
         cpu_wait_s=total("cpu_wait_s"),
+        cpu_s=total("cpu_s") if threads and all(t.cpu_s is not None for t in threads) else None,
     )
 
 

@@ -424,8 +424,9 @@ def _io_verdict(profile: Profile, sums: ev.Totals, facts: RuntimeFacts) -> Verdi
 def _saturated_thread(
     profile: Profile, sums: ev.Totals, wanting: list[ThreadStats]
 ) -> Optional[ThreadStats]:
-    """The one thread running Python most of its time and doing most of the run's work."""
-    if len(wanting) > 1 or not profile.threads:
+    """The one thread running Python most of its time and doing most of the run's work
+    (others may want the GIL too, with too little of their own to gain from processes)."""
+    if not profile.threads:
         return None
     runner = wanting[0] if wanting else max(profile.threads, key=lambda t: t.gil_held_s or 0.0)
     held = runner.gil_held_s or 0.0
