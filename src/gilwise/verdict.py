@@ -365,7 +365,9 @@ def _gil_bound_verdict(
     # Amdahl: the GIL-held time during which another thread waited could run in parallel;
     # the rest of the run stays as long as it was. No run gets shorter than its busiest
     # thread's own Python time: at most the others' share can be overlapped away.
-    parallel_s = min(sums.held_s, sums.gil_wait_s)
+    # ... and only while at least two of the threads existed.
+    walls = sorted((t.wall_s for t in wanting), reverse=True)
+    parallel_s = min(sums.held_s, sums.gil_wait_s, walls[1])
     others_s = sums.held_s - max(t.gil_held_s or 0.0 for t in wanting)
     speedup = amdahl_speedup(
         sums.wall_s, parallel_s, len(wanting), facts.cores, most_saved_s=others_s
