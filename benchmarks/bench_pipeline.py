@@ -224,7 +224,7 @@ def run_variants(opts: argparse.Namespace) -> list[str]:
             # Round robin, so a burst of load from elsewhere hurts every variant alike.
             for _ in range(opts.repeat):
                 for name, _, _ in VARIANTS:
-                    if name in errors:
+                    if name in errors or (opts.only and name not in opts.only):
                         continue
                     spec = {
                         "variant": name,
@@ -259,6 +259,8 @@ def run_variants(opts: argparse.Namespace) -> list[str]:
     lines.append("| variant | setup | wall s | auto's speedup over it | share of physical limit |")
     lines.append("| --- | --- | ---: | ---: | ---: |")
     for name, _, _ in VARIANTS:
+        if opts.only and name not in opts.only:
+            continue
         if name not in wall_s:
             lines.append(f"| {name} | error: {errors.get(name, '?')} | | | |")
             continue
@@ -331,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-sample", type=int, default=10, help="pages timed serially")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-items", type=int, default=0, help="e.g. 1000000; 0 skips")
+    parser.add_argument(
+        "--only", nargs="+", choices=[name for name, _, _ in VARIANTS], help="run these variants"
+    )
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.variant:
