@@ -111,35 +111,33 @@ class GilwiseMagics(Magics):
         quiet = "q" in opts or "quiet" in opts
         body, last_expression = _split_last_expression(self.shell.transform_cell(code))
         namespace = self.shell.user_ns
-        mon = gilwise.monitor(**monitor_options)
+        try:
+            mon = gilwise.monitor(**monitor_options)
+        except ValueError as exc:  # e.g. a rate out of range: say so, without a traceback
+            raise UsageError(f"%gilwise: {exc}") from None
         first_line = code.strip().splitlines()[0]
         mon.command = f"%gilwise {first_line}" if cell is None else f"%%gilwise {first_line}"
+        try:
+            mon.start()
+        except gilwise.ProbeUnavailableError as exc:
+            # The code is not run unprofiled behind the user's back: they asked for a profile.
+            raise UsageError(f"%gilwise cannot profile here, the code was not run: {exc}") from None
         value = None
         try:
-            with mon:
-                if body is not None:
-                    exec(compile(body, "<gilwise-magic>", "exec"), namespace)
-                if last_expression is not None:
-                    value = eval(compile(last_expression, "<gilwise-magic>", "eval"), namespace)
+            if body is not None:
+                exec(compile(body, "<gilwise-magic>", "exec"), namespace)
+            if last_expression is not None:
+                value = eval(compile(last_expression, "<gilwise-magic>", "eval"), namespace)
         finally:
-            # Reached on success and when the code raised (the monitor has stopped by then);
-            # a monitor that could not start has no profile and nothing to show.
-            profile = _finished_profile(mon)
-            if profile is not None:
-                namespace[PROFILE_VARIABLE] = profile
-                if output:
-                    _save(profile, Path(output))
-                if not quiet:
-                    display(ProfileReport(profile))
+            # Reached on success and when the code raised, Ctrl-C included: the report of
+            # what ran is shown, then the exception goes on.
+            profile = mon.stop()
+            namespace[PROFILE_VARIABLE] = profile
+            if output:
+                _save(profile, Path(output))
+            if not quiet:
+                display(ProfileReport(profile))
         return value
-
-
-def _finished_profile(mon: Any) -> Optional[Profile]:
-    try:
-        profile: Profile = mon.profile
-    except RuntimeError:  # never started (the probe was unavailable): nothing to show
-        return None
-    return profile
 
 
 def _split_last_expression(source: str) -> tuple[Optional[ast.Module], Optional[ast.Expression]]:

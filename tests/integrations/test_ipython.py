@@ -127,6 +127,27 @@ def test_bad_rate_is_a_usage_error(shell, capsys):
     assert "--rate needs samples per second" in captured.out + captured.err
 
 
+def test_a_rate_out_of_range_is_a_usage_error(shell, capsys):
+    run(shell, "%gilwise -r 0 spinner(0.01)")
+    captured = capsys.readouterr()
+    assert "%gilwise: rate_hz must be in" in captured.out + captured.err
+
+
+def test_where_the_probe_cannot_run_the_code_is_not_run_and_the_reason_shown(
+    shell, capsys, monkeypatch, no_leaks
+):
+    # What a macOS or a /proc-less container reports (gilwise.probe._procfs.available).
+    from gilwise.probe import _procfs
+
+    monkeypatch.setattr(_procfs, "available", lambda: "no /proc filesystem here")
+    shell.user_ns.pop("ran", None)
+    run(shell, "%gilwise ran = True")
+    captured = capsys.readouterr()
+    assert "%gilwise cannot profile here, the code was not run" in captured.out + captured.err
+    assert "no /proc filesystem here" in captured.out + captured.err
+    assert "ran" not in shell.user_ns
+
+
 def test_notebook_frontends_get_the_html_report(shell, no_leaks):
     with gilwise.monitor(stack_rate_hz=None) as mon:
         shell.user_ns["spinner"](0.05)

@@ -134,6 +134,20 @@ def test_never_run():
     assert Profile.from_json((pytester.path / "cut.json").read_text("utf-8")).wall_s > 0
 
 
+def test_where_the_probe_cannot_run_the_tests_still_run_and_the_summary_says_why(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, no_leaks
+) -> None:
+    # In-process, so the platform check can be replaced by what a /proc-less system reports.
+    from gilwise.probe import _procfs
+
+    monkeypatch.setattr(_procfs, "available", lambda: "no /proc filesystem here")
+    pytester.makepyfile(test_runs="def test_nothing():\n    pass\n")
+    result = pytester.runpytest("-p", "no:randomly", "--gilwise=none.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*no GIL profile: *no /proc filesystem here*"])
+    assert not (pytester.path / "none.json").exists()
+
+
 def test_inert_without_the_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_inert="""
