@@ -60,7 +60,7 @@ from . import _service_workers, _zygote
 from ._process_worker import BATCH, BATCH_FAILED, CALL, INIT_FAILED, READY, SYS_PATH
 from ._service_workers import SPAWN, Worker, Zygote, how_it_died, may_fork_zygote
 from ._wire import decode_outcome, describe_task, function_name
-from ._workqueue import settle
+from ._workqueue import exiting_after_interrupt, settle
 
 # Failed start-ups in a row after which queued tasks fail instead of retrying forever.
 MAX_BOOT_FAILURES = 3
@@ -1049,7 +1049,10 @@ def stop_if_idle(timeout_s: float) -> bool:
 
 
 def _stop_at_exit() -> None:
-    """Interpreter exit: let open backends' tasks finish (Ctrl-C: kill them), then stop."""
+    """Interpreter exit: let open backends' tasks finish, then stop. If the program is ending
+    on Ctrl-C (an uncaught KeyboardInterrupt), or a Ctrl-C comes while waiting, the running
+    tasks are killed instead: nothing waits for them."""
+    interrupted = exiting_after_interrupt()
     for service in list(_live_services):
         if service.finished:
             continue
@@ -1057,7 +1060,7 @@ def _stop_at_exit() -> None:
             leases = list(service.leases)
         try:
             for lease in leases:
-                service.close_lease(lease, interrupt=False)
+                service.close_lease(lease, interrupt=interrupted)
             for lease in leases:
                 lease.released.wait()
         except KeyboardInterrupt:

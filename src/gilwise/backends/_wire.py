@@ -67,6 +67,8 @@ def _argument_labels(fn: Callable[..., Any], args: tuple, kwargs: dict) -> list[
 
 
 def _object_text(obj: Any) -> str:
+    if inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isbuiltin(obj):
+        return function_name(obj)  # the user's name for it, not a repr or a type name
     try:
         text = repr(obj)
     except Exception:
