@@ -85,9 +85,9 @@ def _set_parent_death_signal() -> None:
 def supervise(
     run_program: Callable[[Link], int], write_rescued: Callable[[dict[str, Any]], int]
 ) -> int:
-    """Fork; the child runs ``run_program(link)`` and exits with its result; the parent
-    supervises and returns the exit code to use, with SIGINT, SIGTERM and SIGHUP still
-    blocked (the caller is expected to exit with it).
+    """Fork; in the child, return ``run_program(link)``; in the parent, supervise and
+    return the exit code to use, with SIGINT, SIGTERM and SIGHUP still blocked. Either way
+    the caller is expected to exit with the code at once (``gilwise profile`` does).
 
     ``write_rescued(info)`` is called in the parent when the program ended without writing
     its report: ``info`` has "result" (the sampler's samples or None), "exit_code",
@@ -102,7 +102,6 @@ def supervise(
     supervisor_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
-        exit_now = os._exit  # the program may replace os._exit (gilwise profile does)
         os.close(status_r)
         os.close(rescue_r)
         _set_parent_death_signal()
@@ -112,23 +111,11 @@ def supervise(
         if set_native_id is not None:
             set_native_id()
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        code = 1
-        try:
-            if os.getppid() != supervisor_pid:
-                os._exit(1)  # the supervisor died before we could ask to die with it
-            code = run_program(Link(status_w, rescue_w))
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        except BaseException:  # last resort: say it and leave
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                exit_now(code)
+        if os.getppid() != supervisor_pid:
+            os._exit(1)  # the supervisor died before we could ask to die with it
+        # Returned like any program's end: the caller exits with it, through the
+        # interpreter's own shutdown (the program's threads joined, its atexit handlers run).
+        return run_program(Link(status_w, rescue_w))
     os.close(status_w)
     os.close(rescue_w)
     # The signals stay blocked after we return: the caller exits with the code, and a

@@ -22,6 +22,7 @@ The report's ``exit_code`` and ``end_reason`` say which ("os._exit", "signal SIG
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import runpy
@@ -111,6 +112,8 @@ class _Program:
             monitor.start()
         except ProbeUnavailableError as exc:
             print(f"gilwise profile: {exc}", file=sys.stderr)
+            if link is not None:
+                link.send({"done": True})  # said why: nothing to rescue
             return 1
         finally:
             if link is not None:
@@ -118,9 +121,15 @@ class _Program:
         if link is not None:
             link.send(monitor.handover())
             _tell_before_os_exit(monitor, link)
+        owner = os.getpid()
         gate = _InterruptGate()
         gate.install()
         code, reason, interrupted_at = _run_program(self.args.module, self.argv, gate)
+        if os.getpid() != owner:
+            # A process the program forked (os.fork) returned from its main: it ends like
+            # Python would end it; the profile and the report are the parent's.
+            atexit._run_exitfuncs()
+            _flush_and_exit(code)
         gate.close()
         if (
             interrupted_at is not None
