@@ -51,6 +51,13 @@ def _session(child: subprocess.Popen) -> list[psutil.Process]:
     return found
 
 
+def _is_zombie(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _kill_session(child: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)
@@ -90,6 +97,7 @@ def interrupt(
         left = {p.pid: p for p in _session(child)}
         left.update({p.pid: p for p in tree if p.is_running()})
         _, alive = psutil.wait_procs(list(left.values()), timeout=REAP_GRACE_S)
+        alive = [p for p in alive if not _is_zombie(p)]  # dead, waiting for its new parent
         for process in alive:
             with contextlib.suppress(psutil.Error):
                 process.kill()

@@ -36,7 +36,8 @@ def _session_members(session_id: int) -> list[psutil.Process]:
     members = []
     for process in psutil.process_iter():
         try:
-            if os.getsid(process.pid) == session_id:
+            # A zombie is dead already, only waiting for its new parent to reap it.
+            if os.getsid(process.pid) == session_id and process.status() != psutil.STATUS_ZOMBIE:
                 members.append(process)
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
