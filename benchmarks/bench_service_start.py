@@ -50,7 +50,7 @@ SPIN_LOOPS = 20_000
 def _child(kind: str, module_dir: str) -> None:
     sys.path.insert(0, module_dir)
     if kind.endswith("-slow"):
-        import slow_module  # noqa: F401  (imported before the pool, as a program does)
+        import slow_module  # imported before the pool, as a program does
 
         task = slow_module.where
     else:
@@ -167,6 +167,12 @@ def main() -> None:
         batched.append(_batch_rate(backend, 400, 20))
         trips.append(_round_trip_s(backend, 200))
     backend.shutdown()
+    single = ProcessBackend(
+        1, idle_timeout_s=0
+    )  # one worker: the per-call cost, whatever the cores
+    single.submit_batch(spin_1ms, [((0,), {})])[0].result()
+    alone = [_batch_rate(single, 200, 20) for _ in range(options.rounds)]
+    single.shutdown()
 
     def med(kind: str, index: int = 0) -> float:
         return statistics.median(row[index] for row in cold[kind])
@@ -174,7 +180,9 @@ def main() -> None:
     ppe, ours = med("ppe"), med("gilwise")
     ppe_slow, ours_slow = med("ppe-slow"), med("gilwise-slow")
     loop, batch = statistics.median(loops), statistics.median(batched)
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, {options.rounds} rounds, medians")
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, {options.rounds} rounds, medians"
+    )
     print()
     print("| measure | gilwise | ProcessPoolExecutor() | ratio | target |")
     print("|---|---|---|---|---|")
@@ -197,6 +205,11 @@ def main() -> None:
     print(
         f"| process backend, {workers} workers, batches of 20 | {batch:.0f} calls/s "
         f"({batch / workers:.0f} per worker, {batch / workers / loop:.2f}x the loop's rate) |"
+    )
+    one = statistics.median(alone)
+    print(
+        f"| process backend, 1 worker, batches of 20 | {one:.0f} calls/s "
+        f"({one / loop:.2f}x the loop's rate) |"
     )
     print(f"| submit() round trip, warm worker | {statistics.median(trips) * 1e6:.0f} us |")
 
