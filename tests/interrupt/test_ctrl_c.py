@@ -122,10 +122,10 @@ def _assert_interrupted(exit_s: float, code: int, stderr: str, left: list) -> No
     assert exit_s <= EXIT_AFTER_SIGINT_S, _late(exit_s)
 
 
-# (scenario, tasks that must have started before the SIGINT). executor-without-with-process
-# joins when the worker service stops waiting for busy tasks at an interrupted exit.
+# (scenario, tasks that must have started before the SIGINT)
 SCENARIOS = [
     ("executor-with-process", 2),
+    ("executor-without-with-process", 2),
     ("pipeline-process-stage", 2),
     ("executor-with-thread", 2),
     ("executor-without-with-thread", 2),
