@@ -12,7 +12,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Optional
 
-from .model import QUIET_STATES, Frame, LockStats, Profile, StackStats, ThreadStats
+from .model import (
+    QUIET_STATES,
+    Frame,
+    FunctionStats,
+    LockStats,
+    Profile,
+    StackStats,
+    ThreadStats,
+)
 
 # A thread "wants the GIL" when holding or awaiting it took this share of its wall time.
 WANTS_GIL_SHARE = 0.2
@@ -220,10 +228,16 @@ def off_cpu_share_of_holders(lock: LockStats, threads: list[ThreadStats]) -> Opt
     return (io + native - native_cpu) / (io + python + native)
 
 
-def top_function(profile: Profile, attr: str = "gil_held_s") -> Optional[str]:
-    """``name (file:line)`` of the function with the most ``attr`` seconds, if any."""
-    best = max(profile.functions, key=lambda f: getattr(f, attr), default=None)
-    if best is None or getattr(best, attr) <= 0:
+def top_function(profile: Profile, *attrs: str) -> Optional[str]:
+    """``name (file:line)`` of the function with the most seconds in ``attrs`` (default
+    GIL held) added up, if any."""
+    names = attrs or ("gil_held_s",)
+
+    def seconds(function: FunctionStats) -> float:
+        return sum(getattr(function, name) for name in names)
+
+    best = max(profile.functions, key=seconds, default=None)
+    if best is None or seconds(best) <= 0:
         return None
     return f"{best.function} ({_short_file(best.file)}:{best.line})"
 
@@ -415,7 +429,7 @@ def evidence_lines(profile: Profile) -> list[tuple[str, str]]:
     if profile.threads:
         busiest = max(profile.threads, key=busy_s)
         if busy_s(busiest) >= shown:
-            where = top_function(profile, "gil_held_s") or top_function(profile, "native_s")
+            where = top_function(profile, "gil_held_s", "native_s")
             lines.append(
                 (
                     "busiest thread",

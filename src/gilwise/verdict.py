@@ -82,6 +82,9 @@ GIL_WAIT_SHARE = 0.25
 MIN_GIL_BOUND_SPEEDUP = 1.15
 # A note joins the verdict when threads waited this share of their busy time for a CPU.
 CPU_WAIT_NOTE_SHARE = 0.2
+# A followed process counts as a worker of the program when one of its threads ran at
+# least this share of its own time.
+WORKER_BUSY_SHARE = 0.3
 # Kinds that name a problem inside one process; in a whole-program verdict they win.
 PROBLEM_KINDS = ("lock-contention", "lock-held-across-io", "loop-blocked", "gil-bound")
 
@@ -480,7 +483,13 @@ def _whole_program(profile: Profile, facts: RuntimeFacts) -> Verdict:
     wall = max(profile.wall_s, 1e-9)
     held = sum(sums.held_s for _, sums in per_process)
     native = sum(sums.native_s for _, sums in per_process)
-    workers = [p for p, sums in per_process if sums.busy_s >= 0.2 * max(p.wall_s, 1e-9)]
+    # A process is a worker when one of its threads ran (or was ready to run) a good part
+    # of its own time: a pool parent's start-up and plumbing do not make it one.
+    workers = [
+        p
+        for p, _ in per_process
+        if any(ev.busy_s(t) >= WORKER_BUSY_SHARE * max(t.wall_s, 1e-9) for t in p.threads)
+    ]
     cores_busy = (held + native) / wall
     streams = len(workers)
     possible = min(facts.cores, max(streams, 1)) * PARALLEL_EFFICIENCY
@@ -515,8 +524,8 @@ def _whole_program(profile: Profile, facts: RuntimeFacts) -> Verdict:
         cpu_backend(facts),
         speedup,
         f"Whole program ({len(processes)} processes): {streams} of them ran {work} "
-        f"({pids}; {held:.2f}s holding their GILs, {native:.2f}s native), keeping "
-        f"{cores_busy:.1f} of {facts.cores} cores busy on average.{parent_note} {advice}",
+        f"({pids}; {held:.2f}s holding their GILs, {native:.2f}s native), running or ready "
+        f"to run on {cores_busy:.1f} of {facts.cores} cores on average.{parent_note} {advice}",
     )
 
 

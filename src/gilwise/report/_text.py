@@ -251,4 +251,3 @@ def _processes(profile: Profile, width: int) -> list[RenderableType]:
         if child.unavailable:
             parts.append(_unavailable(child))
     return parts
-
