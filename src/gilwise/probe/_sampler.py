@@ -26,13 +26,13 @@ thread must have taken the GIL after it: two moves). Such samples count as GIL w
 The other side of a hand-off: a holder made to drop the GIL is preempted by the thread it
 signals, and on a busy machine often waits for a CPU inside drop_gil before it waits for the
 GIL again; running without the GIL, it looks native. (With more threads, the switch number
-also moves twice while a woken waiter waits for a CPU.) When a thread goes from holding or
-waiting for the GIL to running without it and from there straight to waiting for the GIL
-(or, coming from a wait, to holding it), the CPU time the kernel accounted to it over that
-window (schedstat) says whether it did native work there: a hand-off executes
-microseconds, so under HANDOFF_CPU_NS the window was a hand-off, GIL wait. (A thread's CPU
-time is brought up to date whenever it leaves a CPU, so it is exact where the thread sleeps
-and at worst one tick behind where it runs.)
+also moves twice while a woken waiter waits for a CPU; and a thread woken from any wait
+must take the GIL back.) When a thread goes from another state to running without the GIL
+and from there straight to waiting for the GIL or holding it, the CPU time the kernel
+accounted to it over that window (schedstat) says whether it did native work there: a
+hand-off executes microseconds, so under HANDOFF_CPU_NS the window was a hand-off, GIL
+wait. (A thread's CPU time is brought up to date whenever it leaves a CPU, so it is exact
+where the thread sleeps and at worst one tick behind where it runs.)
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-_GIL_STATES = (GIL_HELD, GIL_WAIT)
 # A window running without the GIL that used less CPU than this was a GIL hand-off.
 HANDOFF_CPU_NS = 1_000_000
 # States in which a thread runs no Python and stays put until the kernel wakes it.
@@ -180,8 +179,8 @@ class ThreadSeries:
         # The GIL's switch number when this thread was last seen waiting for the GIL, while
         # it may still be acquiring it (None: it is not).
         self.acquiring_from: Optional[int] = None
-        # (state before, schedstat) when it went from holding or waiting for the GIL to
-        # running without it.
+        # (state before, schedstat) when it went from another state to running without the
+        # GIL.
         self.released: Optional[tuple[int, tuple[int, int, int]]] = None
 
     def record(self, now: float, state: int, lock: int = 0) -> None:
@@ -375,24 +374,28 @@ class Sampler:
     def _released(
         now: float, state: int, series: ThreadSeries, reader: _procfs.ThreadReader
     ) -> None:
-        """Follow a held -> native -> GIL wait window (see the module docstring); turn it
-        into GIL wait when the thread mostly waited for a CPU during it."""
+        """Follow a window running without the GIL that ends on the GIL (see the module
+        docstring); turn it into GIL wait when the thread did no native work in it."""
         previous = series.states[-1] if series.states else -1
         if state == NATIVE:
-            if previous in _GIL_STATES:
+            if previous != NATIVE:
                 sched = reader.sched_ns()
                 series.released = (previous, sched) if sched is not None else None
             return
         released, series.released = series.released, None
         if released is None or previous != NATIVE:
             return
-        # Ending on the GIL's wait, the thread sleeps: its CPU time is exact. Ending as the
-        # holder it runs, its CPU time up to a tick behind: trusted only for a thread that
-        # came from waiting for the GIL (a woken waiter that needed a CPU to take it).
-        if not (state == GIL_WAIT or (state == GIL_HELD and released[0] == GIL_WAIT)):
+        if state not in (GIL_WAIT, GIL_HELD):
             return
+        before = released[1]
         after = reader.sched_ns()
-        if after is not None and after[0] - released[1][0] < HANDOFF_CPU_NS:
+        if after is None or after[0] - before[0] >= HANDOFF_CPU_NS:
+            return
+        # Ending on the GIL's wait the thread sleeps, so its CPU time is exact. Ending as the
+        # holder it runs, and its CPU time may lag by a tick: a short native call could
+        # read as none. Then only a thread put back on a CPU during the window (it was off
+        # one, waiting) is taken as handing over.
+        if state == GIL_WAIT or after[2] > before[2]:
             series.states[-1] = GIL_WAIT
 
     def sample(self) -> bool:
