@@ -128,12 +128,35 @@ def test_cpu_time_of_threads_that_end_before_the_monitor_stops():
 
 def test_threads_waiting_for_a_cpu_are_reported_with_the_kernels_figure():
     # Twice as many native (GIL-releasing) threads as cores: each waits for a CPU about half
-    # of the time. The truth is each thread's own schedstat when it finishes.
+    # of the time. The truth is each thread's own schedstat when it finishes; then it parks
+    # (no CPU, no run queue) until the monitor has stopped, so the monitor's last reading
+    # of its clocks comes after the truth was taken, whatever the load.
     threads = 2 * (os.cpu_count() or 1)
-    truths, profile = _profile(workloads.run_threads, workloads.measured_hasher, threads, SECONDS)
+    start = threading.Barrier(threads)
+    measured = threading.Barrier(threads + 1)
+    release = threading.Event()
+    truths: list[tuple[int, float, float]] = []
+
+    def measure() -> None:
+        start.wait(workloads.JOIN_TIMEOUT_S)
+        truths.append(workloads.measured_hasher(SECONDS))
+        measured.wait(workloads.JOIN_TIMEOUT_S)
+        release.wait(workloads.JOIN_TIMEOUT_S)
+
+    workers = [threading.Thread(target=measure) for _ in range(threads)]
+    try:
+        with gilwise.monitor() as mon:
+            for worker in workers:
+                worker.start()
+            measured.wait(workloads.JOIN_TIMEOUT_S)
+    finally:
+        release.set()
+        for worker in workers:
+            worker.join(workloads.JOIN_TIMEOUT_S)
+    assert len(truths) == threads
     waited = 0.0
     for native_id, on_cpu_s, runqueue_s in truths:
-        stats = profile.thread(native_id)
+        stats = mon.profile.thread(native_id)
         assert stats.cpu_s == pytest.approx(on_cpu_s, abs=0.03)
         assert stats.cpu_wait_s == pytest.approx(runqueue_s, abs=0.03)
         waited += runqueue_s
