@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import psutil
 import pytest
 
 from gilwise.backends import _service
-from gilwise.backends._process import ProcessBackend
+from gilwise.backends._process import ProcessBackend, prepare_workers
 from gilwise.errors import TaskInterruptedError, TaskTimeoutError, WorkerCrashedError
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
@@ -407,3 +408,45 @@ def test_two_backends_share_the_service_concurrently():
     finally:
         left.shutdown()
         right.shutdown()
+
+
+def test_prepare_workers_forks_the_zygote_before_threads_exist():
+    script = """
+        import threading
+        from gilwise.backends import _service
+        from gilwise.backends._process import ProcessBackend, prepare_workers
+        import _backend_tasks as tasks
+
+        assert prepare_workers()
+        stop = threading.Event()
+        thread = threading.Thread(target=stop.wait)  # the caller has threads from here on
+        thread.start()
+        backend = ProcessBackend(1, idle_timeout_s=0)
+        print(backend.submit(tasks.add, (1, 2), {}).result(60), _service.current().zygote.forked)
+        backend.shutdown()
+        stop.set()
+        thread.join()
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_script_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "True"]
+
+
+def test_prepare_workers_does_nothing_once_threads_exist():
+    assert _service.stop_if_idle(GUARD_S)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert prepare_workers() is False
+        assert _service.current() is None
+    finally:
+        stop.set()
+        thread.join()

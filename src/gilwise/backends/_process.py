@@ -103,6 +103,33 @@ def default_idle_timeout_s() -> float:
     return _seconds_or_zero(value, IDLE_TIMEOUT_ENV)
 
 
+def prepare_workers() -> bool:
+    """Start the worker service now if it is not running and the caller has a single thread,
+    so its zygote is a fork of the program (milliseconds, every import included) rather than
+    a fresh interpreter that imports them all again, as it would be once threads exist.
+    Does not block on the zygote or the worker it starts; the service stops after the idle
+    timeout if nothing uses it. For the Executor and the Pipeline to call before they start
+    threads of their own. True if the service runs afterwards."""
+    from ._service_workers import may_fork_zygote
+
+    if _service.current() is not None:
+        return True
+    if not hasattr(os, "fork") or not may_fork_zygote():
+        return False
+    config = _service.LeaseConfig(
+        max_workers=1,
+        start_method=FORKSERVER,
+        initializer=None,
+        initializer_name="",
+        max_tasks_per_child=None,
+        kill_grace_s=1.0,
+        idle_timeout_s=default_idle_timeout_s(),
+    )
+    lease = _service.open_lease(config)
+    lease.service.close_lease(lease, interrupt=False)
+    return True
+
+
 class _LeaseHolder:
     """The backend's lease, closable by the backend's finalizer without the backend."""
 
