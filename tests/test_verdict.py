@@ -480,3 +480,13 @@ def test_a_light_thread_waiting_on_a_saturated_stage_does_not_make_it_gil_bound(
     verdict = verdict_for_profile(_evidence_profile(stage, producer), TWO_CORES)
     assert verdict.kind == "serial"
     assert "crunch-stage" in verdict.reason and "waited 0.30s for the GIL" in verdict.reason
+
+
+def test_a_whole_program_starved_of_cpu_says_so():
+    program = _pool_program(0.92, 0.9)
+    starved = tuple(
+        replace(child, threads=tuple(replace(t, cpu_wait_s=0.8) for t in child.threads))
+        for child in program.processes
+    )
+    verdict = verdict_for_profile(replace(program, processes=starved), TWO_CORES)
+    assert "Threads also waited 1.60s for a CPU" in verdict.reason

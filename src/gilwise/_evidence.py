@@ -438,9 +438,11 @@ def evidence_lines(profile: Profile) -> list[tuple[str, str]]:
                     + (f"; busiest function {where}" if where else ""),
                 )
             )
-    if sums.cpu_wait_s >= 0.05 * sums.wall_s:
-        lines.append(("machine", f"{sums.cpu_wait_s:.2f}s runnable but waiting for a CPU"))
     children = all_processes(profile)[1:]
+    cpu_wait_s = sums.cpu_wait_s + sum(totals(child).cpu_wait_s for child in children)
+    if cpu_wait_s >= 0.05 * sums.wall_s:
+        where = " (all processes)" if children else ""
+        lines.append(("machine", f"{cpu_wait_s:.2f}s runnable but waiting for a CPU{where}"))
     if children:
         said = ", ".join(
             f"{process_label(child)} ({child.verdict.kind if child.verdict else 'not judged'})"

@@ -103,8 +103,10 @@ def verdict_for_profile(profile: Profile, runtime: Optional[RuntimeFacts] = None
     verdict = _whole_program(profile, facts) if profile.processes else _judge(profile, facts)
     if verdict.kind == "too-short":
         return verdict
-    cpu_wait = sum(t.cpu_wait_s or 0.0 for t in profile.threads)
-    busy = sum(ev.busy_s(t) for t in profile.threads)
+    # A whole program's machine: every followed process's threads.
+    threads = [t for proc in ev.all_processes(profile) for t in proc.threads]
+    cpu_wait = sum(t.cpu_wait_s or 0.0 for t in threads)
+    busy = sum(ev.busy_s(t) for t in threads)
     if cpu_wait >= CPU_WAIT_NOTE_SHARE * max(busy, 1e-9) and cpu_wait >= 0.05 * profile.wall_s:
         verdict = replace(
             verdict,
