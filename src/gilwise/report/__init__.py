@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ..model import Profile
-from ._diff import ProfileDiff, compare, diff_document, render_diff_json, render_diff_text
+from ._diff import ProfileDiff, compare, diff_document, render_diff_json
 from ._diff_html import render_diff_html
+from ._diff_text import render_diff_text
 from ._formats import (
     DEFAULT_FORMAT,
     Format,

@@ -3,7 +3,8 @@
 ``compare(before, after)`` lines up what can be lined up: the whole run (wall time, the GIL's
 held share, CPU, GIL waiting), each thread by name, each function by name and file (its line
 may move when the code is edited), and both verdicts. Text, JSON (schema gilwise.diff/1)
-and HTML (``_diff_html``) render the same ProfileDiff, so they agree on every number.
+and HTML (``_diff_text``, ``_diff_html``) render the same ProfileDiff and the same cells
+(below), so they agree on every number.
 
 Child processes are summed into their run's CPU and GIL wait: a change from threads to
 processes moves the work into children, and the run-level figures must still compare.
@@ -15,18 +16,10 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Optional
 
-from rich import box
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
-
 from ..model import FunctionStats, Profile, ThreadStats
 from . import _figures as fig
-from ._console import plain_text
 
 DIFF_SCHEMA = "gilwise.diff/1"
-#: Functions shown, largest change first (text; the HTML shows DIFF_HTML_FUNCTIONS).
-DIFF_FUNCTIONS = 15
 #: A change smaller than this many seconds is "no change" (below any sample interval).
 SAME_S = 0.0005
 
@@ -312,7 +305,6 @@ def thread_cell(change: ThreadChange, column: ThreadColumn) -> str:
     return before_after(old, new)
 
 
-TEXT_FUNCTION_COLUMNS = 5
 FUNCTION_DIFF_HEADINGS = (
     "function",
     "file:line",
@@ -364,88 +356,6 @@ def verdict_lines(profile: Profile) -> tuple[str, str, str, str]:
         fig.speedup(verdict.expected_speedup),
         verdict.reason,
     )
-
-
-# --- text ----------------------------------------------------------------------------------
-
-
-def render_diff_text(diff: ProfileDiff, *, width: int = 120) -> str:
-    """The comparison as plain text, ``width`` columns wide."""
-    return plain_text(_renderable(diff), width)
-
-
-def _table(title: str) -> Table:
-    return Table(
-        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False
-    )
-
-
-def _renderable(diff: ProfileDiff) -> RenderableType:
-    headline = Text.assemble(
-        ("gilwise diff", "bold"),
-        "\nbefore: ",
-        diff.before.command or "(no command recorded)",
-        "\nafter:  ",
-        diff.after.command or "(no command recorded)",
-    )
-    run = _table("run")
-    for heading in ("", "before", "after", "change"):
-        run.add_column(heading, justify="left" if not heading else "right", no_wrap=True)
-    for row in run_rows(diff):
-        run.add_row(Text(row.label), Text(row.before), Text(row.after), Text(row.change))
-
-    return Group(
-        headline,
-        Text(""),
-        run,
-        _threads_table(diff),
-        _functions_table(diff),
-        Text(""),
-        _verdicts_table(diff),
-    )
-
-
-def _threads_table(diff: ProfileDiff) -> Table:
-    table = _table("threads (seconds, before → after; - where the thread did not exist)")
-    table.add_column("thread", overflow="fold", min_width=12)
-    for column in THREAD_DIFF_COLUMNS:
-        table.add_column(column.heading, justify="right", no_wrap=True)
-    for thread in diff.threads:
-        table.add_row(
-            Text(thread.name), *(Text(thread_cell(thread, c)) for c in THREAD_DIFF_COLUMNS)
-        )
-    return table
-
-
-def _functions_table(diff: ProfileDiff) -> RenderableType:
-    changed = changed_functions(diff, DIFF_FUNCTIONS)
-    if not changed:
-        return Text("functions: no change of 0.5 ms or more", style="dim")
-    table = _table(
-        f"functions, largest change of {fig.FUNCTION_RANKING} first "
-        f"({len(changed)} of {len(diff.functions)})"
-    )
-    # Text keeps the first five columns: a terminal has no room for held and wait
-    # before -> after beside a path (HTML and JSON have them).
-    for index, heading in enumerate(FUNCTION_DIFF_HEADINGS[:TEXT_FUNCTION_COLUMNS]):
-        numeric = index >= 2
-        table.add_column(
-            heading, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric
-        )
-    for function in changed:
-        table.add_row(*(Text(cell) for cell in function_cells(function)[:TEXT_FUNCTION_COLUMNS]))
-    return table
-
-
-def _verdicts_table(diff: ProfileDiff) -> Table:
-    verdicts = _table("verdicts")
-    verdicts.add_column("")
-    verdicts.add_column("before", overflow="fold", ratio=1)
-    verdicts.add_column("after", overflow="fold", ratio=1)
-    old, new = verdict_lines(diff.before), verdict_lines(diff.after)
-    for label, b, a in zip(("kind", "recommended", "expected speedup", "reason"), old, new):
-        verdicts.add_row(Text(label), Text(b), Text(a))
-    return verdicts
 
 
 # --- json ----------------------------------------------------------------------------------
