@@ -63,6 +63,9 @@ EARLY_IO_SHARE = 0.15
 # are averaged: other programs on a busy machine blur a single pair's answer.
 AMBIGUOUS_OVERLAP = (1.15, 1.6)
 MAX_PAIRS = 2
+# A pair that kept less than this many cores busy on average was waiting (I/O), even when
+# its threads queued for a core on a crowded machine (which counts as wanting the CPU).
+MIN_USED_CORES = 0.05
 
 
 def _runqueue_wait_s(native_id: Optional[int] = None) -> float:
@@ -263,10 +266,12 @@ class FunctionProbe:
             # Cores the pair used or wanted. Two calls taking turns on the GIL keep about one
             # busy (one holds the GIL while the other sleeps); two waiting calls keep none.
             # (Each call's own CPU share cannot tell: a turn-taker also sleeps half the time.)
-            wanted_cores = sum(call.cpu_s + call.runqueue_s for call in latest_pair) / max(
-                pair_wall_s or 0.0, 1e-9
-            )
-            if wanted_cores < IO_SHARE:
+            elapsed_s = max(pair_wall_s or 0.0, 1e-9)
+            wanted_cores = sum(call.cpu_s + call.runqueue_s for call in latest_pair) / elapsed_s
+            # On a crowded machine a waiting call also queues for a core each time it wakes;
+            # calls that got almost no CPU at all were waiting, however long they queued.
+            used_cores = sum(call.cpu_s for call in latest_pair) / elapsed_s
+            if wanted_cores < IO_SHARE or used_cores < MIN_USED_CORES:
                 wall_s = (first.idle_machine_wall_s + second.idle_machine_wall_s) / 2
             else:
                 # Two CPU-bound calls on two threads stretch each other's wall time while

@@ -27,7 +27,7 @@ from ._base import Backend
 from ._wire import decode_outcome, describe_task, dump_task, function_name
 from ._workqueue import STOP as _STOP
 from ._workqueue import WorkQueue as _WorkQueue
-from ._workqueue import stoppable_queue
+from ._workqueue import abandon, join_at_exit, settle, stoppable_queue
 
 _thread_numbers = itertools.count()
 
@@ -69,13 +69,13 @@ def _worker(work: _WorkQueue, open_session: Callable[[], Any], idle: threading.S
                         f"use backend='process' instead. Details follow."
                     )
                     error.__cause__ = RemoteTraceback(str(exc))
-                    future.set_exception(error)
+                    settle(future, exc=error)
                 else:
                     ok, value = decode_outcome(data, describe)
                     if ok:
-                        future.set_result(value)
+                        settle(future, result=value)
                     else:
-                        future.set_exception(_as_task_error(value, describe))
+                        settle(future, exc=_as_task_error(value, describe))
                     del data, value
             del future, payload, describe
             idle.release()
@@ -139,8 +139,10 @@ class InterpreterBackend(Backend):
                     target=_worker,
                     args=(self._work, self._open_session, self._idle),
                     name=f"gilwise-interp-{next(_thread_numbers)}",
+                    daemon=True,  # joined at exit (join_at_exit) unless interrupted
                 )
                 thread.start()
+                join_at_exit(thread)
                 self._threads.append(thread)
         return future
 
@@ -153,6 +155,9 @@ class InterpreterBackend(Backend):
             threads = list(self._threads)
         if not already:
             self._work.put(_STOP)
+        if interrupt:  # a sub-interpreter cannot be stopped: abandon its (daemon) thread
+            abandon(threads)
+            return
         if wait:
             for thread in threads:
                 if thread is not threading.current_thread():
