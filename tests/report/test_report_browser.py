@@ -201,3 +201,36 @@ def test_hover_shows_seconds_per_state_and_a_click_zooms(tmp_path: Path):
     assert 'data-zoomed="5"' in holder
     drawn = _node_widths(_flames(dom)[1])
     assert sorted(drawn) == [0, 1, 2, 3, 5]  # digest and its callers; spin out of view
+
+
+def test_a_real_profile_draws_its_threads_flame_graphs(tmp_path: Path):
+    import subprocess as sp
+    import sys
+
+    script = tmp_path / "two_spinners.py"
+    script.write_text(
+        "import threading\n"
+        "def spin():\n"
+        "    total = 0\n"
+        "    for i in range(1_500_000):\n"
+        "        total += i\n"
+        "threads = [threading.Thread(target=spin, name=f'spinner-{k}') for k in range(2)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n",
+        encoding="utf-8",
+    )
+    page = tmp_path / "real.html"
+    done = sp.run(
+        [sys.executable, "-m", "gilwise", "profile", "-o", str(page), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri())
+    titles = re.findall(r'<h3 class="flame-title">([^<]*)', dom)
+    assert {"spinner-0 ", "spinner-1 "} <= set(titles)
+    for index, body in _flames(dom).items():
+        assert _node_widths(body), f"flame {index} was not drawn"
+    # Each spinner's graph reaches its own function.
+    assert dom.count(">spin</text>") >= 2

@@ -111,3 +111,8 @@ def test_profile_writes_speedscope_when_the_output_says_so(tmp_path: Path):
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert doc["profiles"] and doc["profiles"][0]["unit"] == "seconds"
     assert any(p["name"].startswith("MainThread") for p in doc["profiles"])
+    # Real call stacks: the script's own frames, each stack ending in a state frame.
+    frames = doc["shared"]["frames"]
+    assert any(f.get("file", "").endswith("spin.py") for f in frames)
+    main = next(p for p in doc["profiles"] if p["name"].startswith("MainThread"))
+    assert all(frames[s[-1]]["name"].startswith("[") for s in main["samples"])
