@@ -72,7 +72,11 @@ def pytest_configure(config: pytest.Config) -> None:
     top = config.getoption("gilwise_top")
     if top < 0:
         raise pytest.UsageError(f"--gilwise-top needs 0 or more tests, got {top}")
-    config.pluginmanager.register(SessionProfiler(output, top), "gilwise-session-profiler")
+    # With pytest-xdist (-n N) the tests run in worker processes this monitor does not see.
+    in_workers = bool(getattr(config.option, "numprocesses", None))
+    config.pluginmanager.register(
+        SessionProfiler(output, top, in_workers=in_workers), "gilwise-session-profiler"
+    )
 
 
 @dataclass(frozen=True)
@@ -88,14 +92,15 @@ class PerTestGil:
 class SessionProfiler:
     """Registered only with ``--gilwise``: the monitor, the test boundaries, the summary."""
 
-    def __init__(self, output: Path, top: int) -> None:
+    def __init__(self, output: Path, top: int, *, in_workers: bool = False) -> None:
         self.output = output
         self.top = top
+        self.in_workers = in_workers
         self.monitor: Optional[Monitor] = None
         self.profile: Optional[Profile] = None
         self.tests: list[tuple[str, float, float]] = []  # (nodeid, start, end), monotonic
         self.error: Optional[str] = None
-        self.format = "json"
+        self.written_format: Optional[str] = None
         self._started_s: dict[str, float] = {}
 
     # -- collecting ----------------------------------------------------------------------
@@ -136,9 +141,13 @@ class SessionProfiler:
         from gilwise.report import choose_format, render
 
         fmt = choose_format(None, self.output, default="json")
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.output.write_text(render(self.profile, fmt), encoding="utf-8")
-        self.format = fmt
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            self.output.write_text(render(self.profile, fmt), encoding="utf-8")
+        except OSError as exc:  # the tests' outcome stands; the summary says what went wrong
+            self.error = f"could not write {self.output}: {exc}"
+            return
+        self.written_format = fmt
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -150,10 +159,17 @@ class SessionProfiler:
             return
         profile = self.profile
         held = "n/a" if profile.held_fraction is None else f"{profile.held_fraction:.1%}"
+        where = (
+            f"written to {self.output} ({self.written_format})"
+            if self.written_format is not None
+            else f"NOT written: {self.error}"
+        )
         write(
             f"profile of the session ({profile.wall_s:.2f} s, {len(profile.threads)} threads, "
-            f"GIL held {held}) written to {self.output} ({self.format})"
+            f"GIL held {held}) {where}"
         )
+        if self.in_workers:
+            write("tests ran in pytest-xdist workers, which this profile does not see: use -n 0")
         if profile.verdict is not None:
             verdict = profile.verdict
             write(

@@ -148,6 +148,15 @@ def test_where_the_probe_cannot_run_the_tests_still_run_and_the_summary_says_why
     assert not (pytester.path / "none.json").exists()
 
 
+def test_an_unwritable_path_is_reported_not_a_crash(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_nothing():\n    pass\n")
+    (pytester.path / "taken").write_text("a file, not a directory")
+    result = pytester.runpytest("-p", "no:randomly", "--gilwise=taken/run.json")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*GIL held *) NOT written: could not write taken/run.json: *"])
+
+
 def test_inert_without_the_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_inert="""
