@@ -186,7 +186,7 @@ def test_profile_repr_is_short_and_says_what_matters():
 
 
 @pytest.mark.slow
-def test_a_real_notebook_kernel_shows_the_html_report(tmp_path: Path) -> None:
+def test_a_real_notebook_kernel_shows_the_html_report(tmp_path: Path, no_leaks) -> None:
     nbformat = pytest.importorskip("nbformat", reason="nbformat is in the dev extra")
     nbclient = pytest.importorskip("nbclient", reason="nbclient is in the dev extra")
     pytest.importorskip("ipykernel", reason="ipykernel is in the dev extra")
