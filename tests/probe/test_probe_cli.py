@@ -257,6 +257,7 @@ ENDINGS = textwrap.dedent(
 ).format(tests=TESTS_DIR)
 
 
+@pytest.mark.multiversion
 @pytest.mark.parametrize(
     ("how", "exit_code", "end_reason"),
     [

@@ -62,7 +62,9 @@ def _function_seconds(process: dict, name: str) -> float:
     return sum(f["gil_held_s"] for f in process["functions"] if f["function"] == name)
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.parametrize(
+    "method", [pytest.param("fork", marks=pytest.mark.multiversion), "spawn", "forkserver"]
+)
 def test_a_pool_gets_one_section_per_worker_holding_its_own_gil(tmp_path, method):
     report = _profile(
         tmp_path,
