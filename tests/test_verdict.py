@@ -490,3 +490,13 @@ def test_a_whole_program_starved_of_cpu_says_so():
     )
     verdict = verdict_for_profile(replace(program, processes=starved), TWO_CORES)
     assert "Threads also waited 1.60s for a CPU" in verdict.reason
+
+
+def test_idle_threads_beside_sleeping_ones_do_not_make_the_run_idle():
+    sleepers = [_waiter(f"worker-{i}", io=0.98) for i in range(2)]
+    idle = [_waiter(f"service-{i}", idle=1.0) for i in range(4)]
+    main = _waiter("MainThread", join=0.98)
+    verdict = verdict_for_profile(
+        _evidence_profile(main, *sleepers, *idle, held_fraction=0.0), TWO_CORES
+    )
+    assert verdict.kind == "io-bound"

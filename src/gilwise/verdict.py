@@ -228,12 +228,18 @@ def _judge(profile: Profile, facts: RuntimeFacts) -> Verdict:
 
 
 def _mostly_waited(profile: Profile, sums: ev.Totals) -> bool:
-    """The threads waited (results, joins, idle) at least half the run, longer than they
-    were active, and none of them ran most of its own time: a pool parent, a coordinator.
-    Active time here includes waiting for a core (a thread queued for a CPU wants to run)."""
-    if not sums.reasons_known or sums.quiet_s < sums.wall_s / 2 or sums.active_s >= sums.quiet_s:
+    """The threads waited (results, joins, idle) at least half the run and none of them was
+    active (running, ready to run, in I/O, waiting for the GIL or a contended lock) most of
+    its own time: a pool parent, a coordinator. Idle threads beside a busy one (a sleeper, a
+    saturated stage) never make a run "mostly waiting"."""
+    if not sums.reasons_known or sums.quiet_s < sums.wall_s / 2:
         return False
-    return all(ev.busy_s(t) < SATURATED_SHARE * t.wall_s for t in profile.threads)
+    share = ev.contended_share(profile)
+    return all(
+        ev.busy_s(t) + (t.io_wait_s or 0.0) + (t.gil_wait_s or 0.0) + ev.contended_lock_s(t, share)
+        < SATURATED_SHARE * t.wall_s
+        for t in profile.threads
+    )
 
 
 def _too_short(profile: Profile, sums: ev.Totals) -> Optional[Verdict]:
