@@ -47,8 +47,10 @@ ROUND_GUARD_S = 60.0
 
 
 def _spin_ms(milliseconds: float) -> None:
-    until = time.perf_counter() + milliseconds / 1000
-    while time.perf_counter() < until:
+    """Pure-Python work for ``milliseconds`` of this thread's CPU time (not wall time: on a
+    busy machine a wall-clock spin is mostly waiting for a core, which is not CPU-bound)."""
+    until = time.thread_time() + milliseconds / 1000
+    while time.thread_time() < until:
         pass
 
 
