@@ -191,6 +191,17 @@ class Lease:
         self.job_s = seconds if self.job_s is None else 0.8 * self.job_s + 0.2 * seconds
 
 
+def _alone(calls: list[Call], *, rerun: bool) -> list[Job]:
+    """A job of its own for each call (its future fails if it cannot be pickled again)."""
+    jobs = []
+    for call in calls:
+        try:
+            jobs.append(Job.alone(call, rerun=rerun))
+        except Exception as exc:  # pickling runs arbitrary __reduce__ code
+            settle(call.future, exc=exc)
+    return jobs
+
+
 def _fail_unstarted(jobs: Iterable[Job], error: BaseException) -> None:
     for job in jobs:
         for call in job.calls[job.delivered :]:
@@ -809,11 +820,7 @@ class Service:
         if running.batch:
             # Outcomes may have died in its buffer: run each undelivered call once more alone,
             # so only the call that really crashes fails.
-            for call in running.calls[running.delivered :]:
-                try:
-                    again.append(Job.alone(call, rerun=True))
-                except Exception as exc:
-                    settle(call.future, exc=exc)
+            again += _alone(running.calls[running.delivered :], rerun=True)
         else:
             call = running.calls[running.delivered]
             settle(call.future, exc=self._crash_error(worker, call, returncode, running.rerun))
@@ -878,7 +885,7 @@ class Service:
         job = worker.jobs[0]
         call = job.calls[job.delivered]
         lease = worker.lease
-        again = [Job.alone(later, rerun=False) for later in job.calls[job.delivered + 1 :]]
+        again = _alone(job.calls[job.delivered + 1 :], rerun=False)
         again.extend(list(worker.jobs)[1:])
         self._stop_worker(worker, lease, signal.SIGTERM)
         worker.kill_at = now + (lease.config.kill_grace_s if lease is not None else 0.0)
