@@ -83,9 +83,10 @@ if hasattr(os, "register_at_fork"):
 def _seconds_or_zero(value: Any, name: str) -> float:
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number of seconds >= 0; got {value!r}")
-    if not value >= 0 or math.isinf(value):
+    seconds = float(value)
+    if not seconds >= 0 or math.isinf(seconds):  # also catches NaN
         raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
+    return seconds
 
 
 def default_idle_timeout_s() -> float:

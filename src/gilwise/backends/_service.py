@@ -626,7 +626,7 @@ class Service:
         except (EOFError, OSError):
             pass
 
-    def _on_message(self, worker: Worker, data: bytes) -> None:
+    def _on_message(self, worker: Worker, data: bytes | bytearray) -> None:
         if worker.state in (Worker.DYING, Worker.RETIRING):
             return  # its jobs already failed (timeout, interrupt) or it had none
         if not worker.ready:

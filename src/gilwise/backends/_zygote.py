@@ -132,7 +132,7 @@ def serve(ctl: socket.socket) -> None:
     gc.freeze()  # workers then do not copy-on-write the zygote's objects on each collection
     try:
         while True:
-            readable, _, _ = select.select([ctl, wake_r], [], [])
+            readable, _, _ = select.select([ctl.fileno(), wake_r], [], [])
             if wake_r in readable:
                 try:
                     while os.read(wake_r, 4096):
@@ -140,7 +140,7 @@ def serve(ctl: socket.socket) -> None:
                 except BlockingIOError:
                     pass
                 _reap(ctl, children)
-            if ctl not in readable:
+            if ctl.fileno() not in readable:
                 continue
             data, fds, _flags, _address = socket.recv_fds(ctl, _MESSAGE_MAX_BYTES, 4)
             if not data:
