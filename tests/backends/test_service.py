@@ -450,3 +450,22 @@ def test_prepare_workers_does_nothing_once_threads_exist():
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_program_that_ends_right_after_starting_the_service_prints_nothing():
+    script = """
+        from gilwise.backends._process import ProcessBackend, prepare_workers
+
+        prepare_workers()
+        ProcessBackend(1).warm_up()
+    """
+    for _ in range(3):  # the zygote may still be starting when the program ends
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_script_env(),
+            check=False,
+        )
+        assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -180,6 +180,8 @@ def run_forked_zygote(ctl: socket.socket, caller_pid: int) -> None:
         die_with_parent(caller_pid)
         _send(ctl, ("ready", 0, 0))
         serve(ctl)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the caller stopped the service (or ended) before the zygote said it is ready
     except BaseException:
         traceback.print_exc()
     finally:
@@ -215,6 +217,8 @@ def main(fd: int, caller_pid: int) -> None:
     try:
         _send(ctl, ("ready", imported, failed))
         serve(ctl)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the caller stopped the service (or ended) while the zygote was importing
     finally:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
