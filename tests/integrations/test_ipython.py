@@ -29,11 +29,16 @@ from workloads import run_threads, spinner
 
 @pytest.fixture(scope="module")
 def shell() -> Any:
-    ip = InteractiveShell.instance()
+    from traitlets.config import Config
+
+    # No history: its saving thread would outlive the tests (and sit in later profiles).
+    config = Config()
+    config.HistoryManager.enabled = False
+    ip = InteractiveShell.instance(config=config)
     ip.run_line_magic("load_ext", "gilwise")
     ip.run_cell(SETUP)
     yield ip
-    ip.user_ns.pop(PROFILE_VARIABLE, None)
+    InteractiveShell.clear_instance()
 
 
 def run(shell: Any, code: str) -> Any:
