@@ -221,9 +221,9 @@ def off_cpu_share_of_holders(lock: LockStats, threads: list[ThreadStats]) -> Opt
     native_cpu = native
     if threads and all(cpu is not None for cpu in clocks):
         native_cpu = min(native, max(sum(cpu or 0.0 for cpu in clocks) - python, 0.0))
-    # Without I/O of its own (a quarter of its CPU at least), a holder queued for a core
-    # is just a busy machine, not a lock held across I/O.
-    if io < 0.25 * (native_cpu + python):
+    # Without I/O of its own (a tenth of its CPU at least: a fast fsync is short), a holder
+    # queued for a core is just a busy machine, not a lock held across I/O.
+    if io <= 0 or io < 0.1 * (native_cpu + python):
         return 0.0
     return (io + native - native_cpu) / (io + python + native)
 
