@@ -498,7 +498,13 @@ def _whole_program(profile: Profile, facts: RuntimeFacts) -> Verdict:
         for p, _ in per_process
         if any(ev.busy_s(t) >= WORKER_BUSY_SHARE * max(t.wall_s, 1e-9) for t in p.threads)
     ]
-    cores_busy = (held + native) / wall
+    # Concurrency while the workers lived (the parent's start-up and teardown are not a
+    # shortfall of the pool).
+    span_s = max((p.wall_s for p in workers), default=wall) if workers else wall
+    worker_busy = sum(
+        sums.busy_s for p, sums in per_process if any(p is worker for worker in workers)
+    )
+    cores_busy = worker_busy / max(span_s, 1e-9) if workers else (held + native) / wall
     streams = len(workers)
     possible = min(facts.cores, max(streams, 1)) * PARALLEL_EFFICIENCY
     speedup = round(min(float(facts.cores), max(1.0, possible / max(cores_busy, 1.0))), 2)
@@ -533,7 +539,8 @@ def _whole_program(profile: Profile, facts: RuntimeFacts) -> Verdict:
         speedup,
         f"Whole program ({len(processes)} processes): {streams} of them ran {work} "
         f"({pids}; {held:.2f}s holding their GILs, {native:.2f}s native), running or ready "
-        f"to run on {cores_busy:.1f} of {facts.cores} cores on average.{parent_note} {advice}",
+        f"to run on {cores_busy:.1f} of {facts.cores} cores on average while they ran."
+        f"{parent_note} {advice}",
     )
 
 
