@@ -38,6 +38,7 @@ from typing import (
 
 from .. import _params
 from .. import backends as _backends
+from .. import runtime as _runtime
 from .._chooser import REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
 from .._chunks import submit_chunk
 from .._retry import Retry, as_retry
@@ -130,6 +131,7 @@ class Executor(cf.Executor):
         self._timer_thread: Optional[Timers] = None
         self._fixed: Optional[Plan] = None
         self._fixed_lane: Optional[Lane] = None
+        _prepare_process_workers(backend, scale_out, backend_options)
         if backend != "auto":
             self._fixed_lane = self._lane(backend, max_workers, options=backend_options)
             self._fixed = Plan(None, Chooser(backend))
@@ -741,6 +743,27 @@ class Executor(cf.Executor):
             # a pool closed without waiting (by its last task) may still be ending
             for lane in list(self._lanes.values()):
                 lane.backend.shutdown(wait=True)
+
+
+def _prepare_process_workers(backend: str, scale_out: Any, options: dict) -> None:
+    """While this program has one thread, let the worker service fork its zygote from it
+    (milliseconds, every import done) if processes may be used; once threads exist (the
+    measuring threads, a pipeline's stages) it would have to start a fresh interpreter."""
+    if backend not in ("auto", "process") or options.get("start_method") == "spawn":
+        return
+    facts = _runtime.current()
+    if backend == "auto" and (scale_out is not None or facts.cores < 2 or not facts.gil_enabled):
+        return
+    if threading.active_count() > 1:
+        return
+    try:
+        from ..backends._process import prepare_workers
+    except ImportError:  # the process backend cannot run here; auto falls back to threads
+        return
+    try:
+        prepare_workers()
+    except OSError:  # e.g. no fork allowed: workers start the slow way when needed
+        return
 
 
 def _shutdown_interrupting(backend: _backends.Backend) -> None:

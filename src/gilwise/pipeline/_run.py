@@ -37,6 +37,26 @@ def _interrupt_runs_at_exit() -> None:
             run.close(interrupt=True)
 
 
+def _prepare_process_workers(runners: list) -> None:
+    """Before any stage thread starts: let the worker service fork its zygote from this
+    (still single-threaded) program if a stage may run on processes (see
+    backends._process.prepare_workers); with threads running it would spawn instead."""
+    may_use_processes = any(
+        getattr(runner.spec, "backend", None) in ("auto", "process")
+        and runner.spec.backend_options.get("start_method") != "spawn"
+        for runner in runners
+        if runner.spec.kind != "batch"
+    )
+    if not may_use_processes or threading.active_count() > 1:
+        return
+    try:
+        from ..backends._process import prepare_workers
+
+        prepare_workers()
+    except (ImportError, OSError):  # workers then start the slow way, when needed
+        return
+
+
 _register_atexit = getattr(threading, "_register_atexit", None)
 if _register_atexit is not None:
     _register_atexit(_interrupt_runs_at_exit)
@@ -78,6 +98,7 @@ class Run:
     def start(self) -> None:
         """Create the named backends (errors raise here) and start every thread."""
         try:
+            _prepare_process_workers(self.runners)
             for runner in self.runners:
                 runner.prepare()
         except BaseException:
