@@ -25,7 +25,7 @@ from concurrent import futures as cf
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from .. import _params
-from .._chooser import key, label
+from .._chooser import MAX_CHUNKSIZE, key, label
 from .._chunks import Failure, run_calls
 from ..backends._asyncio import is_coroutine_function
 from ._progress import with_progress
@@ -145,6 +145,8 @@ class _Window:
                 return int(self.chunksize), lane
             if plan is None or lane is None:
                 return 1, None
+            if lane == "inline" and self._lazy(MAX_CHUNKSIZE, lane):
+                return MAX_CHUNKSIZE, lane  # read as consumed: a big chunk costs nothing
             return plan.chooser.chunksize(lane), lane
 
     def _lazy(self, size: int, lane: Optional[str]) -> bool:
