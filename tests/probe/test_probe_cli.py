@@ -384,3 +384,29 @@ def test_ctrl_c_repeated_while_the_report_is_written_still_leaves_a_whole_report
     report = json.loads(out.read_text())
     assert report["end_reason"] == "SIGINT"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+SPIN_WITH_A_PROCESS = textwrap.dedent(
+    """
+    import multiprocessing, threading
+    def spin():
+        while True:
+            pass
+    if __name__ == "__main__":
+        worker = multiprocessing.get_context("fork").Process(target=spin)
+        worker.start()
+        threading.Thread(target=spin).start()  # keeps the program alive after Ctrl-C
+        print("ready", flush=True)
+        worker.join()
+    """
+)
+
+
+def test_ctrl_c_leaves_no_process_the_program_started(tmp_path):
+    exit_s, code, stderr, left, out = _interrupt(
+        tmp_path, to_group=False, program=SPIN_WITH_A_PROCESS
+    )
+    assert code == 130, stderr
+    assert exit_s <= 1.0, f"exited {exit_s:.2f} s after Ctrl-C"
+    assert not left, f"left running: {left}"
+    assert json.loads(out.read_text())["end_reason"] == "SIGINT"

@@ -144,6 +144,7 @@ class _Supervisor:
         self.interrupted: Optional[int] = None
         self.interrupted_at = 0.0
         self.killed = False
+        self.descendants: set[int] = set()
         os.set_blocking(status_fd, False)
         try:
             self.pidfd: Optional[int] = os.pidfd_open(pid)
@@ -191,11 +192,18 @@ class _Supervisor:
                 if info is None:
                     break
                 self._on_signal(info)
+            if self.interrupted is not None:
+                self.descendants.update(self._tree())
             done, status = os.waitpid(self.pid, os.WNOHANG)
             if done:
+                if self.interrupted is not None:
+                    # Interrupted: nothing the program started outlives it (a forked worker
+                    # left behind when it gave up on its threads, say).
+                    self._kill(self.descendants)
                 return status
             if self.interrupted is not None and not self.killed and self._grace_over():
-                self._kill_program()
+                self._kill([self.pid, *self._tree()])
+                self.killed = True
 
     def _on_signal(self, info: Any) -> None:
         if info.si_code != SI_KERNEL:
@@ -211,23 +219,25 @@ class _Supervisor:
         grace = INTERRUPT_GRACE_S + (WRITE_GRACE_S if self.info.get("writing") else 0.0)
         return time.monotonic() - self.interrupted_at > grace
 
-    def _kill_program(self) -> None:
-        """SIGKILL the program and its child processes, all but the sampler."""
+    def _tree(self) -> list[int]:
+        """The program's descendants, all but the sampler (which must hand over its samples)."""
         from gilwise.probe._children import child_pids
 
         keep = self.info.get("sampler_pid")
-        doomed: list[int] = []
+        found: list[int] = []
         pending = [self.pid]
         while pending:
-            pid = pending.pop()
-            for child in child_pids(pid):
-                if child != keep and child not in doomed:
-                    doomed.append(child)
+            for child in child_pids(pending.pop()):
+                if child != keep and child not in found:
+                    found.append(child)
                     pending.append(child)
-        for pid in [self.pid, *doomed]:
+        return found
+
+    @staticmethod
+    def _kill(pids: Any) -> None:
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        self.killed = True
 
     def _read_status(self) -> None:
         while True:
