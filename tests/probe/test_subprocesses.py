@@ -70,9 +70,20 @@ def test_a_pool_gets_one_section_per_worker_holding_its_own_gil(tmp_path, method
         tmp_path,
         f"""
         import multiprocessing
+
+        def meet(barrier):
+            global BARRIER
+            BARRIER = barrier
+
+        def burn_together(seconds):
+            BARRIER.wait(60)  # both workers hold one task each: one cannot take both
+            return burn(seconds)
+
         if __name__ == "__main__":
-            with multiprocessing.get_context({method!r}).Pool(2) as pool:
-                pool.map(burn, [0.4] * 4, chunksize=1)
+            context = multiprocessing.get_context({method!r})
+            barrier = context.Barrier(2)
+            with context.Pool(2, initializer=meet, initargs=(barrier,)) as pool:
+                pool.map(burn_together, [0.8, 0.8], chunksize=1)
         """,
         "--subprocesses",
         "--format",
@@ -84,7 +95,7 @@ def test_a_pool_gets_one_section_per_worker_holding_its_own_gil(tmp_path, method
     assert len(workers) == 2, [(p["pid"], p["command"]) for p in report["processes"]]
     for worker in workers:
         assert worker["gil"]["held_fraction"] > 0.8, worker["gil"]
-        # Each worker burned 2 x 0.4 s of CPU in burn(), holding its GIL throughout (on a
+        # Each worker burned 0.8 s of CPU in burn(), holding its GIL throughout (on a
         # busy machine the GIL is also held while the kernel runs someone else).
         assert _cpu_seconds(worker) == pytest.approx(0.8, abs=0.15)
         assert 0.7 < _function_seconds(worker, "burn") <= _held_seconds(worker) + 1e-6
