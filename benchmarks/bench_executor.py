@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _executor_workloads as wl
 
 import gilwise
-from gilwise.runtime import current
+from gilwise._runtime import current
 
 HTTP_DELAY_S = 0.02
 # A contender slower than this on its first round is not run again on that workload.

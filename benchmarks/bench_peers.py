@@ -455,7 +455,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
 
     from gilwise.demo._server import LocalServer
-    from gilwise.runtime import current
+    from gilwise._runtime import current
 
     sizes = QUICK if args.quick else Sizes()
     rounds = args.rounds or (1 if args.quick else 3)

@@ -51,7 +51,7 @@ import _fresh_script  # noqa: E402
 import scrape  # noqa: E402
 
 import gilwise  # noqa: E402
-from gilwise import runtime  # noqa: E402
+from gilwise import _runtime as runtime
 
 PARSE_MODULE = "gilwise_bench_scrape_parse"
 

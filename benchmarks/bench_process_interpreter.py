@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 from gilwise.backends import create
-from gilwise.runtime import current
+from gilwise._runtime import current
 
 
 def spin(iterations: int) -> int:

@@ -40,7 +40,7 @@ def test_unknown_public_attribute_is_a_clear_attribute_error():
 
 
 def test_report_rerenders_a_saved_profile(tmp_path, capsys):
-    from gilwise.model import Profile, PythonInfo, ThreadStats
+    from gilwise._model import Profile, PythonInfo, ThreadStats
 
     thread = ThreadStats("worker-<1>", 7, 1.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0)
     saved = tmp_path / "run.json"

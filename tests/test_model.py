@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gilwise.model import SCHEMA, Profile, PythonInfo, StateSpan, ThreadStats, Verdict
+from gilwise._model import SCHEMA, Profile, PythonInfo, StateSpan, ThreadStats, Verdict
 
 
 def _profile() -> Profile:
@@ -57,7 +57,7 @@ def test_thread_lookup_names_known_threads():
 
 
 def _profile_v2() -> Profile:
-    from gilwise.model import Frame, LockStats, StackStats
+    from gilwise._model import Frame, LockStats, StackStats
 
     main, leaf = Frame("main", "app.py", 3), Frame("write_record", "app.py", 12)
     child = Profile(PythonInfo("3.11.7", "CPython", True), 2, 0.5, 0.9, (), pid=11, parent_pid=10)

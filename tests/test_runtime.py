@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from gilwise import runtime
-from gilwise.runtime import RuntimeFacts
+from gilwise import _runtime as runtime
+from gilwise._runtime import RuntimeFacts
 
 
 @pytest.mark.multiversion

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from gilwise.model import (
+from gilwise._model import (
     Frame,
     FunctionStats,
     LockStats,
@@ -16,8 +16,8 @@ from gilwise.model import (
     StateSpan,
     ThreadStats,
 )
-from gilwise.runtime import RuntimeFacts
-from gilwise.verdict import (
+from gilwise._runtime import RuntimeFacts
+from gilwise._verdict import (
     TaskMeasurement,
     amdahl_speedup,
     decide_for_task,

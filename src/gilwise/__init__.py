@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._executor import classify as classify
     from ._executor import map as map
     from ._ipython import load_ipython_extension as load_ipython_extension
+    from ._model import Profile as Profile
     from .errors import GilwiseError as GilwiseError
     from .errors import NoClusterError as NoClusterError
     from .errors import NotPicklableError as NotPicklableError
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from .errors import TaskTimeoutError as TaskTimeoutError
     from .errors import UnsupportedError as UnsupportedError
     from .errors import WorkerCrashedError as WorkerCrashedError
-    from .model import Profile as Profile
     from .pipeline import Pipeline as Pipeline
     from .probe import monitor as monitor
     from .probe import profile as profile
@@ -52,7 +52,7 @@ _LAZY: dict[str, str] = {
     "TaskTimeoutError": "gilwise.errors:TaskTimeoutError",
     "UnsupportedError": "gilwise.errors:UnsupportedError",
     "WorkerCrashedError": "gilwise.errors:WorkerCrashedError",
-    "Profile": "gilwise.model:Profile",
+    "Profile": "gilwise._model:Profile",
     "monitor": "gilwise.probe:monitor",
     "profile": "gilwise.probe:profile",
     "classify": "gilwise._executor:classify",

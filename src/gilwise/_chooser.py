@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Union
 
-from . import runtime as _runtime
+from . import _runtime
 from ._measure import (
     AMBIGUOUS_OVERLAP,
     IO_SHARE,
@@ -41,7 +41,7 @@ from ._measure import (
     MeasuredCoroutine,
     waiting_so_far,
 )
-from .verdict import PROCESS_CHUNK_TARGET_S, Decision, TaskMeasurement, decide_for_task
+from ._verdict import PROCESS_CHUNK_TARGET_S, Decision, TaskMeasurement, decide_for_task
 
 # Backends that ship work to other processes or machines: chunks must be worth a round trip.
 REMOTE_BACKENDS = frozenset({"process", "interpreter", "dask"})

@@ -1,6 +1,6 @@
 """What a Profile says happened, in the terms verdicts are made of.
 
-verdict.py decides; this module only adds up: per-state seconds over the threads (with the
+_verdict.py decides; this module only adds up: per-state seconds over the threads (with the
 wait reasons that are never contention kept apart), the threads that wanted the GIL, the
 most-waited lock, the event-loop threads kept busy inside a callback, and separate waits
 counted from the timeline. Pure functions of a Profile: no clocks, no probe.
@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Optional
 
-from .model import (
+from ._model import (
     QUIET_STATES,
     Frame,
     FunctionStats,

@@ -21,7 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
-from gilwise.model import Profile
+from gilwise._model import Profile
 
 #: The user-namespace name the magics leave the last profile under.
 PROFILE_VARIABLE = "_gilwise_profile"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import pytest
 
 if TYPE_CHECKING:
-    from gilwise.model import Profile
+    from gilwise._model import Profile
     from gilwise.probe import Monitor
 
 DEFAULT_PATH = "gilwise-session.json"

@@ -212,7 +212,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .model import Profile
+    from ._model import Profile
     from .report import choose_format, render
 
     try:
@@ -248,7 +248,7 @@ def _add_diff(sub: argparse._SubParsersAction) -> None:
 def _run_diff(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .model import Profile
+    from ._model import Profile
     from .report import DIFF_FORMATS, choose_format, render_diff
 
     profiles = []

@@ -16,9 +16,9 @@ from pathlib import Path
 import _backend_tasks as tasks
 import pytest
 
+from gilwise._runtime import current
 from gilwise.backends import create
 from gilwise.errors import NotPicklableError, RemoteTraceback, UnsupportedError
-from gilwise.runtime import current
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from gilwise.model import Profile
+from gilwise._model import Profile
 
 PROGRAMS = Path(__file__).parent / "programs"
 # A profiled program that runs longer than this is stuck: fail loudly instead of hanging CI.

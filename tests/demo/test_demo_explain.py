@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
+from gilwise._runtime import RuntimeFacts
 from gilwise.demo._cpu import run_cpu
 from gilwise.demo._explain import explain, speedup_text
 from gilwise.demo._results import ExperimentResult, Row, unavailable, with_speedups
-from gilwise.runtime import RuntimeFacts
 
 PY311 = RuntimeFacts((3, 11, 7), "CPython", 2, True, False, "linux")
 FREE_THREADED = RuntimeFacts((3, 13, 0), "CPython", 2, False, True, "linux")
@@ -138,7 +138,7 @@ def test_an_idle_machine_gets_no_warning():
 
 @pytest.mark.multiversion
 def test_subinterpreter_row_is_measured_on_312_and_explained_before(no_leaks):
-    from gilwise import runtime
+    from gilwise import _runtime as runtime
 
     facts = runtime.current()
     row = run_cpu(0.01, facts, repeats=1).row("sub-interpreters")

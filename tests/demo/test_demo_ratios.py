@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from gilwise import runtime
+from gilwise import _runtime as runtime
 from gilwise.demo._cpu import run_cpu
 from gilwise.demo._io import run_io
 from gilwise.demo._load import OtherLoad

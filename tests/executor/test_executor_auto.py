@@ -14,9 +14,10 @@ import time
 import pytest
 
 import gilwise
-from gilwise import runtime, verdict
+from gilwise import _runtime as runtime
+from gilwise import _verdict as verdict
 from gilwise._measure import CallSample, DriftWatch, FunctionProbe
-from gilwise.verdict import cpu_backend
+from gilwise._verdict import cpu_backend
 from workloads import hasher, sleeper, spinner
 
 WAIT_S = 60

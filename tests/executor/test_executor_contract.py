@@ -12,12 +12,13 @@ import pytest
 from executor_gates import raise_on
 
 import gilwise
-from gilwise import backends, runtime
+from gilwise import _runtime as runtime
+from gilwise import backends
 from gilwise._chooser import Chooser
 from gilwise._measure import CallSample
+from gilwise._verdict import TaskMeasurement
 from gilwise.errors import TaskInterruptedError, WorkerCrashedError
 from gilwise.pipeline import Retry
-from gilwise.verdict import TaskMeasurement
 
 WAIT_S = 30
 

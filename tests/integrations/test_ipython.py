@@ -19,7 +19,7 @@ from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 import gilwise  # noqa: E402
 from gilwise._ipython import PROFILE_VARIABLE, ProfileReport  # noqa: E402
-from gilwise.model import Profile, PythonInfo, ThreadStats, Verdict  # noqa: E402
+from gilwise._model import Profile, PythonInfo, ThreadStats, Verdict  # noqa: E402
 
 SETUP = """
 import threading, time

@@ -13,8 +13,8 @@ import re
 
 import pytest
 
+from gilwise._model import Profile, PythonInfo, StateSpan
 from gilwise._pytest_plugin import PerTestGil, per_test_gil
-from gilwise.model import Profile, PythonInfo, StateSpan
 
 TESTS = """
 import threading, time

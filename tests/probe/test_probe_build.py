@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gilwise.model import Frame, StateSpan
+from gilwise._model import Frame, StateSpan
+from gilwise._runtime import RuntimeFacts
 from gilwise.probe._build import (
     attribute_functions,
     build_profile,
@@ -14,7 +15,6 @@ from gilwise.probe._build import (
 )
 from gilwise.probe._procfs import FUTEX, GIL_HELD, GIL_WAIT, IO_WAIT, LOCK_WAIT, NATIVE, RUNNING
 from gilwise.probe._stacks import FrameSeries
-from gilwise.runtime import RuntimeFacts
 
 TWO_CORES = RuntimeFacts((3, 11, 7), "CPython", 2, True, False, "linux")
 FREE_THREADED = RuntimeFacts((3, 13, 0), "CPython", 2, False, True, "linux")

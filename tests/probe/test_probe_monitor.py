@@ -11,10 +11,10 @@ import pytest
 
 import gilwise
 import workloads
+from gilwise._model import SCHEMA, Profile
+from gilwise._runtime import RuntimeFacts
 from gilwise.errors import ProbeUnavailableError
-from gilwise.model import SCHEMA, Profile
 from gilwise.probe import _child, _procfs
-from gilwise.runtime import RuntimeFacts
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 

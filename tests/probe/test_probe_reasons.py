@@ -16,7 +16,7 @@ import pytest
 
 import gilwise
 import workloads
-from gilwise.model import Profile
+from gilwise._model import Profile
 
 pytestmark = [pytest.mark.multiversion, pytest.mark.usefixtures("no_leaks")]
 

@@ -11,7 +11,7 @@ from report_profiles import (
     stacked_profile,
 )
 
-from gilwise.model import Profile
+from gilwise._model import Profile
 
 BUILDERS = {
     "gil_bound": gil_bound_profile,

@@ -7,7 +7,7 @@ schema /2 run with call stacks, a contended lock and a child process (``stacked_
 
 from __future__ import annotations
 
-from gilwise.model import (
+from gilwise._model import (
     Frame,
     FunctionStats,
     LockStats,

@@ -12,8 +12,8 @@ import pytest
 from report_profiles import gil_bound_profile, stacked_profile
 from test_report_html import _parse
 
+from gilwise._model import FunctionStats, Profile, PythonInfo, ThreadStats, Verdict
 from gilwise.cli import main
-from gilwise.model import FunctionStats, Profile, PythonInfo, ThreadStats, Verdict
 from gilwise.report import compare, render_diff
 
 SOURCE = "/home/user/project/app/compute.py"

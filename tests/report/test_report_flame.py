@@ -8,7 +8,7 @@ import re
 
 from report_profiles import HOSTILE_NAME, big_profile, hostile_profile, stacked_profile
 
-from gilwise.model import THREAD_STATES, Frame, StackStats
+from gilwise._model import THREAD_STATES, Frame, StackStats
 from gilwise.report import render
 from gilwise.report._flame import NO_STACK, FrameTable, thread_flames
 

@@ -20,7 +20,7 @@ from report_profiles import (
     io_profile,
 )
 
-from gilwise.model import FunctionStats, Profile, StateSpan, ThreadStats
+from gilwise._model import FunctionStats, Profile, StateSpan, ThreadStats
 from gilwise.report import render
 from gilwise.report._html import PLOT_WIDTH_PX, STATE_COLOURS, pixel_bars
 

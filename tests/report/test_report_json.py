@@ -7,7 +7,7 @@ import json
 import pytest
 from report_profiles import free_threaded_profile, gil_bound_profile
 
-from gilwise.model import SCHEMA, Profile
+from gilwise._model import SCHEMA, Profile
 from gilwise.report import render
 
 pytestmark = pytest.mark.multiversion

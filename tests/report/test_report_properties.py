@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gilwise.model import THREAD_STATES, Profile, PythonInfo, StateSpan, ThreadStats
+from gilwise._model import THREAD_STATES, Profile, PythonInfo, StateSpan, ThreadStats
 from gilwise.report import render
 from gilwise.report._html import pixel_bars
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gilwise.model import Profile
+from gilwise._model import Profile
 from gilwise.report import FORMATS, render
 
 pytestmark = pytest.mark.multiversion

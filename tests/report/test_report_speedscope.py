@@ -10,7 +10,7 @@ import pytest
 from report_profiles import io_profile, stacked_profile
 from speedscope_schema import SPEEDSCOPE_SCHEMA
 
-from gilwise.model import Profile
+from gilwise._model import Profile
 from gilwise.report import render, speedscope_document
 from gilwise.report._speedscope import STATE_FRAMES
 

@@ -17,7 +17,7 @@ from report_profiles import (
 )
 from rich.console import Console
 
-from gilwise.model import FunctionStats
+from gilwise._model import FunctionStats
 from gilwise.report import render, render_to_console
 
 

@@ -16,7 +16,7 @@ from report_profiles import (
     io_profile,
 )
 
-from gilwise.model import THREAD_STATES, Profile, StateSpan
+from gilwise._model import THREAD_STATES, Profile, StateSpan
 from gilwise.report import render
 from gilwise.report._trace import TRACE_PID
 

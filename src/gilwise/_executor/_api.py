@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, overload
 
-from .. import _params
-from .. import runtime as _runtime
-from ..verdict import Decision, decide_for_task
+from .. import _params, _runtime
+from .._verdict import Decision, decide_for_task
 from . import _progress
 from ._core import Executor
 from ._map import map_results

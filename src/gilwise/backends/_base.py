@@ -73,7 +73,7 @@ class Backend(abc.ABC):
 
     @classmethod
     def default_workers(cls) -> int:
-        from ..runtime import current
+        from .._runtime import current
 
         return current().cores
 

@@ -21,8 +21,8 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable, ClassVar, Optional
 
+from .._runtime import current
 from ..errors import NotPicklableError, RemoteTraceback, UnsupportedError
-from ..runtime import current
 from ._base import Backend
 from ._wire import decode_outcome, describe_task, dump_task, function_name
 from ._workqueue import STOP as _STOP

@@ -109,7 +109,7 @@ class ThreadBackend(Backend):
 
     @classmethod
     def default_workers(cls) -> int:
-        from ..runtime import current
+        from .._runtime import current
 
         return min(32, current().cores + 4)
 

@@ -13,8 +13,8 @@ import multiprocessing
 import threading
 from typing import Any, Optional
 
+from .._runtime import RuntimeFacts
 from ..errors import GilwiseError
-from ..runtime import RuntimeFacts
 from . import _work
 from ._measure import DEFAULT_REPEATS, Measurement, Work, fastest_in_turn
 from ._results import ExperimentResult, Row, unavailable, with_speedups

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from ..runtime import RuntimeFacts
+from .._runtime import RuntimeFacts
 from ._results import ExperimentResult, Row
 
 #: Below this a "parallel" way did not really run in parallel; at or above it, it did.

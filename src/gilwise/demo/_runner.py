@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from .. import runtime
-from ..runtime import RuntimeFacts
+from .. import _runtime as runtime
+from .._runtime import RuntimeFacts
 from ._cpu import run_cpu
 from ._explain import explain
 from ._gil import probe_available

@@ -26,7 +26,7 @@ from gilwise.probe._sampler import SamplerConfig
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from gilwise.model import Profile
+    from gilwise._model import Profile
 
 # The sampler process uses the locating functions here for child processes it follows (see
 # _children), so the modules that build a Profile are imported only by ``attach``.
@@ -281,9 +281,9 @@ def attach(
     Raises ProbeUnavailableError when the process cannot be read (gone, permissions) or is
     not a CPython process.
     """
-    from gilwise import runtime as _runtime
+    from gilwise import _runtime
+    from gilwise._runtime import RuntimeFacts
     from gilwise.probe import _build, _child
-    from gilwise.runtime import RuntimeFacts
 
     missing = _procfs.available()
     if missing is not None:

@@ -19,8 +19,8 @@ from bisect import bisect_right
 from collections import defaultdict
 from typing import Any, Iterable, Optional
 
-from gilwise import verdict as _verdict
-from gilwise.model import (
+from gilwise import _verdict
+from gilwise._model import (
     Frame,
     FunctionStats,
     Profile,
@@ -29,6 +29,7 @@ from gilwise.model import (
     StateSpan,
     ThreadStats,
 )
+from gilwise._runtime import RuntimeFacts
 from gilwise.probe._locks import lock_stats
 from gilwise.probe._procfs import (
     FUTEX,
@@ -44,7 +45,6 @@ from gilwise.probe._procfs import (
 )
 from gilwise.probe._reasons import blocked_reason
 from gilwise.probe._stacks import GILWISE_DIR, FrameSeries, FunctionKey, Stack
-from gilwise.runtime import RuntimeFacts
 
 # A long run's timeline is resampled to at most this many spans (dominant state per bin),
 # so a report of an hour-long run stays a few MB. Statistics always use every sample.

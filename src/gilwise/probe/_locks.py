@@ -25,7 +25,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from typing import Optional
 
-from gilwise.model import LockStats
+from gilwise._model import LockStats
 from gilwise.probe._frames import FunctionKey
 from gilwise.probe._procfs import IDLE, JOIN_WAIT, LOCK_WAIT, RESULT_WAIT, STATE_NAMES
 

@@ -14,15 +14,14 @@ import threading
 from dataclasses import replace
 from typing import Any, Callable, Optional, TypeVar
 
-from gilwise import runtime as _runtime
-from gilwise import verdict as _verdict
+from gilwise import _runtime, _verdict
+from gilwise._model import Profile
+from gilwise._runtime import RuntimeFacts
 from gilwise.errors import ProbeUnavailableError
-from gilwise.model import Profile
 from gilwise.probe import _build, _child, _frames, _gil_address, _procfs
 from gilwise.probe._names import ThreadNames
 from gilwise.probe._sampler import SamplerConfig
 from gilwise.probe._stacks import StackSampler
-from gilwise.runtime import RuntimeFacts
 
 # Thread-state samples per second. 1000 Hz keeps a 2-thread pure-Python run within the 3%
 # overhead budget on 2 cores (benchmarks/bench_profile_overhead.py) and resolves the GIL's

@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
-# Thread state codes; the order matches gilwise.model.THREAD_STATES. RUNNING and FUTEX are
+# Thread state codes; the order matches gilwise._model.THREAD_STATES. RUNNING and FUTEX are
 # used only when the GIL's address is unknown: then a running thread may or may not hold
 # the GIL and a futex may or may not be the GIL's.
 # IDLE, JOIN_WAIT and RESULT_WAIT are never sampled: the build gives them to blocked samples

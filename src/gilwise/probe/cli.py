@@ -34,8 +34,8 @@ import traceback
 from dataclasses import replace
 from typing import Any, Optional
 
+from gilwise._model import Profile
 from gilwise.errors import ProbeUnavailableError
-from gilwise.model import Profile
 from gilwise.probe._monitor import DEFAULT_RATE_HZ, DEFAULT_STACK_RATE_HZ, MAX_RATE_HZ, Monitor
 
 INTERRUPTED_EXIT = 130
@@ -158,7 +158,7 @@ class _Program:
 
     def write_rescued(self, info: dict[str, Any]) -> int:
         """In the supervisor: the report from the sampler's samples; returns the exit code."""
-        from gilwise import runtime as _runtime
+        from gilwise import _runtime
         from gilwise.probe._monitor import profile_from_result
 
         code: int = info["exit_code"]

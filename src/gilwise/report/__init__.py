@@ -3,7 +3,7 @@ speedscope and trace (Chrome/Perfetto); ``_formats`` is their registry.
 
 ``render_diff`` compares two profiles of one program (text, json or html).
 
-Renderers never measure: they turn a ``gilwise.model.Profile`` into a string. Numbers that
+Renderers never measure: they turn a ``gilwise._model.Profile`` into a string. Numbers that
 were not measured (None) read as ``n/a``, never as 0.
 
     from gilwise.report import render, choose_format
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..model import Profile
+from .._model import Profile
 from ._diff import ProfileDiff, compare, diff_document, render_diff_json
 from ._diff_html import render_diff_html
 from ._diff_text import render_diff_text

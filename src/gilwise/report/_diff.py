@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Optional
 
-from ..model import FunctionStats, Profile, ThreadStats
+from .._model import FunctionStats, Profile, ThreadStats
 from . import _figures as fig
 
 DIFF_SCHEMA = "gilwise.diff/1"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Optional
 
-from ..model import ThreadStats
+from .._model import ThreadStats
 from . import _diff as d
 from . import _figures as fig
 from ._html import PAGE_CSS, html_page, report_block, state_bar

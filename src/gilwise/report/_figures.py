@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..model import FunctionStats, Profile, ThreadStats
+from .._model import FunctionStats, Profile, ThreadStats
 
 NOT_MEASURED = "n/a"
 TOP_FUNCTIONS = 15
@@ -37,7 +37,7 @@ def share(part_s: Optional[float], whole_s: Optional[float]) -> str:
 
 
 def speedup(value: float) -> str:
-    """``1.9x``: one decimal, as verdict.py writes speedups in its reasons."""
+    """``1.9x``: one decimal, as _verdict.py writes speedups in its reasons."""
     return f"{value:.1f}x"
 
 

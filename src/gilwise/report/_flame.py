@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..model import THREAD_STATES, Frame, Profile, ThreadStats
+from .._model import THREAD_STATES, Frame, Profile, ThreadStats
 from . import _figures as fig
 
 NO_STACK = Frame("(no Python stack)", "", 0)

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import PurePath
 from typing import Callable, Optional, Sequence, Union
 
-from ..model import Profile
+from .._model import Profile
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from html import escape
 from typing import Iterable, Optional
 
 from .._evidence import evidence_lines
-from ..model import THREAD_STATES, Profile, StateSpan, ThreadStats
+from .._model import THREAD_STATES, Profile, StateSpan, ThreadStats
 from . import _figures as fig
 from ._flame import FLAME_CSS, FLAME_SCRIPT, FlameSet
 from ._formats import Format, RenderOptions

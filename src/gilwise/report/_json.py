@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import Profile
+from .._model import Profile
 from ._formats import Format, RenderOptions
 
 

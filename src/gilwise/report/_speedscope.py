@@ -20,7 +20,7 @@ import json
 from typing import Any, Optional
 
 from .. import __version__
-from ..model import Frame, Profile, StackStats, ThreadStats
+from .._model import Frame, Profile, StackStats, ThreadStats
 from . import _figures as fig
 from ._formats import Format, RenderOptions
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._evidence import evidence_lines
-from ..model import QUIET_STATES, LockStats, Profile
+from .._model import QUIET_STATES, LockStats, Profile
 from . import _figures as fig
 from ._console import plain_text
 from ._formats import Format, RenderOptions

@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from ..model import Profile, StateSpan
+from .._model import Profile, StateSpan
 from ._formats import Format, RenderOptions
 
 TRACE_PID = 1

@@ -1,6 +1,6 @@
 """The data model of a GIL profile: what happened, per thread, per function and over time.
 
-A Profile is a plain frozen value built by the probe, judged by verdict.py and drawn by
+A Profile is a plain frozen value built by the probe, judged by _verdict.py and drawn by
 report/. It knows nothing of how samples were taken. ``to_dict``/``from_dict`` implement the
 versioned JSON schema ``gilwise.profile/2`` (``from_dict`` still reads ``gilwise.profile/1``:
 every field /2 added has a default); extra keys beyond the contract are allowed, the
@@ -172,7 +172,7 @@ class LockStats:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the profile means and what to do: see verdict.py for how it is decided."""
+    """What the profile means and what to do: see _verdict.py for how it is decided."""
 
     kind: VerdictKind
     recommended_backend: BackendName

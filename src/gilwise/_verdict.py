@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 from . import _evidence as ev
-from . import runtime as _runtime
-from .model import QUIET_STATES, BackendName, Profile, ThreadStats, Verdict, VerdictKind
-from .runtime import RuntimeFacts
+from . import _runtime
+from ._model import QUIET_STATES, BackendName, Profile, ThreadStats, Verdict, VerdictKind
+from ._runtime import RuntimeFacts
 
 # A pool of processes (or own-GIL interpreters) on coarse tasks keeps about this share of
 # each core busy with useful work; measured on 2 cores by benchmarks/bench_executor.py.
