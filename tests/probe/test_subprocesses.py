@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from gilwise.probe._children import CHILDREN_POLL_S, SETTLE_S
+
 pytestmark = pytest.mark.usefixtures("no_leaks")
+
+# A child is found at a poll (every CHILDREN_POLL_S) and attached once SETTLE_S old: up to
+# this much of its life (one level of the tree) is before its first sample, by design.
+ATTACH_LATENCY_S = SETTLE_S + CHILDREN_POLL_S
 
 TIMEOUT_S = 180
 BURN = textwrap.dedent(
@@ -62,6 +68,14 @@ def _function_seconds(process: dict, name: str) -> float:
     return sum(f["gil_held_s"] for f in process["functions"] if f["function"] == name)
 
 
+def _function_held_share(process: dict, name: str) -> float:
+    """The share of the samples in ``name`` (any state) in which its thread held the GIL."""
+    states = ("gil_held_s", "gil_wait_s", "native_s", "io_wait_s", "lock_wait_s")
+    entries = [f for f in process["functions"] if f["function"] == name]
+    total = sum(f[state] for f in entries for state in states)
+    return sum(f["gil_held_s"] for f in entries) / total
+
+
 @pytest.mark.parametrize(
     "method", [pytest.param("fork", marks=pytest.mark.multiversion), "spawn", "forkserver"]
 )
@@ -94,7 +108,11 @@ def test_a_pool_gets_one_section_per_worker_holding_its_own_gil(tmp_path, method
     workers = [p for p in _workers(report, marker) if _function_seconds(p, "burn") > 0]
     assert len(workers) == 2, [(p["pid"], p["command"]) for p in report["processes"]]
     for worker in workers:
-        assert worker["gil"]["held_fraction"] > 0.8, worker["gil"]
+        # Its own GIL: while it burns it never waits for a GIL. (Not its whole-life
+        # held_fraction: that also counts its wait at the barrier for the other worker and
+        # its wait for more work or the pool's end once its burn is done; how long those
+        # last depends on how the two workers were scheduled, e.g. ~0.2 s of 1 s when idle.)
+        assert _function_held_share(worker, "burn") > 0.95, worker["functions"][:3]
         # Each worker burned 0.8 s of CPU in burn(), holding its GIL throughout (on a
         # busy machine the GIL is also held while the kernel runs someone else).
         assert _cpu_seconds(worker) == pytest.approx(0.8, abs=0.15)
@@ -206,7 +224,8 @@ def test_monitor_subprocesses_in_a_program(tmp_path):
     seen = json.loads(done.stdout)
     assert seen["root_pid"] == seen["my_pid"] == seen["parent_pid"]
     assert seen["held"] > 0.8
-    assert seen["burn"] >= 0.35  # 0.4 s of CPU in burn(), more wall on a busy machine
+    # 0.4 s of CPU in burn() from the fork on, less what ran before the child was attached.
+    assert seen["burn"] >= 0.4 - ATTACH_LATENCY_S - 0.02
     assert seen["cpu"] == pytest.approx(0.4, abs=0.1)
     assert seen["end"] == "exited"
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 # How often the process tree is listed: a child living less than this may be missed.
 CHILDREN_POLL_S = 0.02
-# A new child is attached once seen this long (fork + exec is well under it).
+# A new child is attached once this old, counted from its fork (fork + exec is well under it).
 SETTLE_S = 0.03
 # A freshly started python whose GIL or stacks cannot be located yet (still starting up)
 # is retried at every poll; after this long it is sampled with what could be found.
@@ -73,6 +73,26 @@ def image_signature(pid: int) -> Optional[tuple[int, int]]:
     except (IndexError, ValueError):
         return None
     return signature if all(signature) else None  # zeros: exiting, its memory is gone
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_age_s(pid: int) -> float:
+    """How long ago ``pid`` was forked (clock-tick resolution); 0.0 when unknown.
+
+    A child's age counts from its fork, not from when a poll first saw it: a grandchild
+    is listed only once its parent is followed, so "first seen" could lag its fork by a
+    settle and a poll per level (e.g. gilwise's own process workers, children of a zygote
+    forked from the program, lost their first ~0.1 s of samples)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+        started_ticks = int(text[text.rindex(b")") + 2 :].split()[19])  # field 22
+        now = time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+    return max(0.0, now - started_ticks / _CLOCK_TICKS)
 
 
 def command_line(pid: int) -> str:
@@ -186,16 +206,28 @@ class Family:
                 self._detach(pid, "exec")  # a new program in the same process
                 self._pending[pid] = (now, child.parent_pid)
         present: set[int] = set()
-        for parent in (self.root.pid, *self._followed, *self._transit):
+        # A child attached (or found not to be Python) in this poll has its own children
+        # listed in this poll too, not one poll later.
+        parents = [self.root.pid, *self._followed, *self._transit]
+        listed: set[int] = set()
+        while parents:
+            parent = parents.pop()
+            if parent in listed:
+                continue
+            listed.add(parent)
             for pid in child_pids(parent):
                 present.add(pid)
                 if pid == self._own_pid or pid in self._followed or pid in self._ignored:
                     continue
                 if pid in self._transit:
                     continue
-                first_s, parent_pid = self._pending.setdefault(pid, (now, parent))
+                if pid not in self._pending:
+                    self._pending[pid] = (now - process_age_s(pid), parent)
+                first_s, parent_pid = self._pending[pid]
                 if now - first_s >= SETTLE_S:
                     self._attach(pid, parent_pid, now - first_s)
+                    if pid in self._followed or pid in self._transit:
+                        parents.append(pid)
         self._transit &= present
         for pid in [pid for pid in self._pending if pid not in present]:
             del self._pending[pid]
