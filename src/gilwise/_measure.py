@@ -257,21 +257,17 @@ class FunctionProbe:
         if latest_pair is not None and overlap is not None:
             pair_wall_s = _pair_elapsed_s(latest_pair)
             pair_cpu_s = overlap * pair_wall_s
-        if self.singles:
+        pair_waited = latest_pair is not None and _pair_waited(latest_pair)
+        if self.singles and not pair_waited:
             best = self._best_single()
             wall_s, cpu_s = best.idle_machine_wall_s, best.cpu_s
         elif latest_pair is not None:
             first, second = latest_pair
             cpu_s = (first.cpu_s + second.cpu_s) / 2
-            # Cores the pair used or wanted. Two calls taking turns on the GIL keep about one
-            # busy (one holds the GIL while the other sleeps); two waiting calls keep none.
-            # (Each call's own CPU share cannot tell: a turn-taker also sleeps half the time.)
-            elapsed_s = max(pair_wall_s or 0.0, 1e-9)
-            wanted_cores = sum(call.cpu_s + call.runqueue_s for call in latest_pair) / elapsed_s
-            # On a crowded machine a waiting call also queues for a core each time it wakes;
-            # calls that got almost no CPU at all were waiting, however long they queued.
-            used_cores = sum(call.cpu_s for call in latest_pair) / elapsed_s
-            if wanted_cores < IO_SHARE or used_cores < MIN_USED_CORES:
+            # A pair that waited overrules the singles: they were measured first and paid
+            # for imports, a cold connection or the like (a scraper's first download looks
+            # half CPU-bound, while the warm pair after it mostly waits).
+            if pair_waited:
                 wall_s = (first.idle_machine_wall_s + second.idle_machine_wall_s) / 2
             else:
                 # Two CPU-bound calls on two threads stretch each other's wall time while
@@ -287,6 +283,21 @@ class FunctionProbe:
             calls=self.calls,
             pair_cpu_s=pair_cpu_s,
         )
+
+
+def _pair_waited(pair: tuple[CallSample, CallSample]) -> bool:
+    """True when the two calls of a pair mostly waited (I/O) rather than wanted a core.
+
+    Cores the pair used or wanted: two calls taking turns on the GIL keep about one busy
+    (one holds the GIL while the other sleeps); two waiting calls keep none. (Each call's
+    own CPU share cannot tell: a turn-taker also sleeps half the time.) On a crowded machine
+    a waiting call also queues for a core each time it wakes; calls that got almost no CPU
+    at all were waiting, however long they queued.
+    """
+    elapsed_s = _pair_elapsed_s(pair)
+    wanted_cores = sum(call.cpu_s + call.runqueue_s for call in pair) / elapsed_s
+    used_cores = sum(call.cpu_s for call in pair) / elapsed_s
+    return wanted_cores < IO_SHARE or used_cores < MIN_USED_CORES
 
 
 def _pair_elapsed_s(pair: tuple[CallSample, CallSample]) -> float:

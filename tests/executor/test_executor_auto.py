@@ -359,3 +359,26 @@ def test_a_waiting_pair_that_queued_for_a_core_on_a_crowded_machine_is_io_bound(
     probe.add_pair(first, second)
     decision = verdict.decide_for_task(probe.measurement())
     assert decision.kind == "io-bound", decision.reason
+
+
+def test_a_cold_first_call_does_not_outvote_a_warm_pair_that_waited():
+    # A scraper's first download (the stage measures one call first): 13.5 ms, half of it CPU
+    # (imports, a cold connection). The warm pair after it waits ~6 ms with 0.5 ms CPU each,
+    # keeping 0.17 cores busy: I/O-bound, not "serialised on the GIL".
+    probe = FunctionProbe()
+    probe.add_single(_sample(0.0135, 0.007))
+    assert probe.next_step() == "pair"
+    probe.add_pair(_sample(0.006, 0.0005, 0.02), _sample(0.006, 0.0005, 0.02))
+    assert probe.next_step() is None
+    measured = probe.measurement()
+    assert measured.wall_s == pytest.approx(0.006)
+    decision = verdict.decide_for_task(measured)
+    assert (decision.kind, decision.backend) == ("io-bound", "thread"), decision.reason
+
+
+def test_a_cpu_bound_pair_keeps_the_best_single_as_the_per_call_time():
+    probe = FunctionProbe()
+    probe.add_single(_sample(0.02, 0.02))
+    probe.add_pair(_sample(0.04, 0.02, 0.1), _sample(0.04, 0.02, 0.1))
+    assert probe.measurement().wall_s == pytest.approx(0.02)
+    assert probe.measurement().cpu_share == pytest.approx(1.0)
