@@ -500,3 +500,17 @@ def test_idle_threads_beside_sleeping_ones_do_not_make_the_run_idle():
         _evidence_profile(main, *sleepers, *idle, held_fraction=0.0), TWO_CORES
     )
     assert verdict.kind == "io-bound"
+
+
+def test_lock_waits_no_stack_tied_to_a_lock_by_threads_that_did_nothing_else_are_not_contention():
+    """Pool workers that only waited (no CPU, no I/O), whose lock waits no stack tied to a
+    contended lock (Profile.locks empty), beside one saturated stage: not lock contention
+    (seen in the idle-pool calibration program when pool threads woke at shutdown)."""
+    pool = [_waiter(f"pool-{i}", lock=0.3, idle=0.7) for i in range(2)]
+    stage = _waiter("crunch-stage", held=0.95)
+    verdict = verdict_for_profile(_evidence_profile(stage, *pool, held_fraction=0.95), TWO_CORES)
+    assert verdict.kind != "lock-contention"
+    # The same waits tied to a named lock are contention again.
+    lock = LockStats(0x7F00, "get (queue.py:1)", ("pool-0", "pool-1"), 0.6, 0.3)
+    named = _evidence_profile(stage, *pool, held_fraction=0.95, locks=(lock,))
+    assert verdict_for_profile(named, TWO_CORES).kind == "lock-contention"

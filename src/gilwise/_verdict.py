@@ -65,6 +65,9 @@ IDLE_SHARE = 0.05
 SATURATED_SHARE = 0.5
 # Contended lock waits make the verdict when they are this share of the active time...
 LOCK_SHARE = 0.25
+# A lock waiter with no lock the probe could name must have done this share of its time in
+# CPU or I/O of its own for its waits to count as contention (see _lock_waits_are_evidence).
+LOCK_WAITER_ACTIVE_SHARE = 0.05
 # ... and about this much more than the GIL waits (threads queueing on a lock also wait for
 # the GIL on their way in and out: measured ~0.1 s GIL wait against ~0.55 s lock wait each
 # for 3 threads on one lock).
@@ -178,8 +181,11 @@ def _judge(profile: Profile, facts: RuntimeFacts) -> Verdict:
 
     # Against the lock waits, count the CPU really used (see Totals.work_s).
     working_s = sums.work_s + sums.io_s + sums.gil_wait_s + sums.lock_s
-    if sums.lock_s >= max(LOCK_SHARE * working_s, MIN_WORK_S) and sums.lock_s >= (
-        LOCK_OVER_GIL_WAIT * sums.gil_wait_s
+    lock_evidence = _lock_waits_are_evidence(profile)
+    if (
+        lock_evidence
+        and sums.lock_s >= max(LOCK_SHARE * working_s, MIN_WORK_S)
+        and sums.lock_s >= LOCK_OVER_GIL_WAIT * sums.gil_wait_s
     ):
         return _lock_verdict(profile, sums)
 
@@ -327,6 +333,19 @@ def _loop_blocked_verdict(block: ev.LoopBlock) -> Verdict:
         f"loop runs meanwhile. Move the blocking call or the CPU work off the loop: "
         f"`await asyncio.to_thread(...)` or `loop.run_in_executor(...)` (a process pool for "
         f"CPU), or use an async library for the I/O.",
+    )
+
+
+def _lock_waits_are_evidence(profile: Profile) -> bool:
+    """False when stacks told the wait reasons, the probe tied no wait to a contended lock,
+    and the threads that waited did nothing else (no CPU, no I/O of their own): such waits
+    are idle threads whose stacks were not re-read in time (e.g. many pool workers waking at
+    shutdown), not contention."""
+    if profile.locks or not any(ev.quiet_s(t) is not None for t in profile.threads):
+        return True
+    return any(
+        (t.cpu_s or 0.0) + (t.io_wait_s or 0.0) >= LOCK_WAITER_ACTIVE_SHARE * t.wall_s
+        for t in ev.lock_waiters(profile)
     )
 
 
