@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 SCHEMA = "gilwise.profile/2"
 #: Older documents ``from_dict`` still reads.
@@ -43,17 +43,7 @@ ThreadState = Literal[
     "result_wait",
 ]
 # New states go at the end: the probe's state codes are indices into this tuple.
-THREAD_STATES: tuple[str, ...] = (
-    "gil_held",
-    "gil_wait",
-    "native",
-    "io_wait",
-    "lock_wait",
-    "unknown",
-    "idle",
-    "join_wait",
-    "result_wait",
-)
+THREAD_STATES: tuple[str, ...] = get_args(ThreadState)
 #: Blocked states that are never a problem in themselves (no contention, nothing to speed up).
 QUIET_STATES: tuple[str, ...] = ("idle", "join_wait", "result_wait")
 
@@ -69,18 +59,7 @@ VerdictKind = Literal[
     "lock-held-across-io",
     "loop-blocked",
 ]
-VERDICT_KINDS: tuple[str, ...] = (
-    "serial",
-    "gil-bound",
-    "native-parallel",
-    "io-bound",
-    "lock-contention",
-    "mixed",
-    "idle",
-    "too-short",
-    "lock-held-across-io",
-    "loop-blocked",
-)
+VERDICT_KINDS: tuple[str, ...] = get_args(VerdictKind)
 BackendName = Literal["inline", "thread", "process", "asyncio", "interpreter"]
 RECOMMENDABLE_BACKENDS: tuple[str, ...] = ("inline", "thread", "process", "asyncio", "interpreter")
 
