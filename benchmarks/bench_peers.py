@@ -39,7 +39,6 @@ import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,17 +213,21 @@ def _checksum(results: list) -> int:
     return hash(tuple(results)) & 0xFFFFFFFF
 
 
-def _stop_after(limit_s: float) -> threading.Timer:
-    """Past ``limit_s``, say so and kill this cell's whole process group (its pools too)."""
+def _stop_after(limit_s: float) -> None:
+    """Past ``limit_s``, say so and kill this cell's whole process group (its pools too).
 
-    def stop() -> None:
+    A timer signal, not a timer thread: a script has one thread when it creates its pool, and
+    a thread here would change what the tools do (gilwise cannot fork its warm zygote from a
+    program with threads and starts a fresh interpreter instead; fork-based pools copy the
+    thread's state). ``_stop_after(0)`` cancels."""
+
+    def stop(signum: int, frame: Any) -> None:
         sys.stdout.write(json.dumps({"timeout": True}) + "\n")
         sys.stdout.flush()
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
-    timer = threading.Timer(limit_s, stop)
-    timer.daemon = True
-    return timer
+    signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, limit_s)
 
 
 def _import_tool(tool: str) -> None:
@@ -251,12 +254,11 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     runner = RUNNERS[spec["tool"]]
     if spec["workload"] == "second":
         runner(fn, items)
-    watchdog = _stop_after(params["cell_limit_s"])
-    watchdog.start()
+    _stop_after(params["cell_limit_s"])
     started = time.perf_counter()
     results, note = runner(fn, items)
     elapsed_s = time.perf_counter() - started
-    watchdog.cancel()
+    _stop_after(0)
     return {"seconds": elapsed_s, "check": _checksum(results), "count": len(results), "note": note}
 
 
@@ -454,8 +456,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(json.dumps(run_cell(json.loads(args.cell))))
         return 0
 
-    from gilwise.demo._server import LocalServer
     from gilwise._runtime import current
+    from gilwise.demo._server import LocalServer
 
     sizes = QUICK if args.quick else Sizes()
     rounds = args.rounds or (1 if args.quick else 3)

@@ -75,6 +75,15 @@ def test_all_lazy_table_and_type_checking_imports_agree() -> None:
     assert gilwise.__all__ == sorted(gilwise.__all__, key=lambda n: (n[0].islower(), n))
 
 
+def _fresh_python(code: str) -> str:
+    """What ``code`` printed in a fresh interpreter (nothing imported yet)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_every_public_name_resolves_in_a_fresh_interpreter() -> None:
     # A fresh interpreter: nothing imported yet, so every lazy entry is really loaded here.
     code = (
@@ -83,11 +92,7 @@ def test_every_public_name_resolves_in_a_fresh_interpreter() -> None:
         "    assert getattr(gilwise, name) is not None, name\n"
         "print(len(gilwise.__all__))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert int(done.stdout) == len(gilwise.__all__)
+    assert int(_fresh_python(code)) == len(gilwise.__all__)
 
 
 def test_lazy_entries_point_at_the_defining_module() -> None:
@@ -208,3 +213,16 @@ def test_type_hints_of_exported_classes_still_resolve() -> None:
         hints = typing.get_type_hints(cls)
         assert hints and not any(isinstance(hint, str) for hint in hints.values()), cls
     assert typing.get_type_hints(gilwise.Profile)["held_fraction"] == typing.Optional[float]
+
+
+def test_running_work_does_not_import_what_it_does_not_use() -> None:
+    # Every fresh worker interpreter and every user script pays gilwise's import: the
+    # Executor and gilwise.map must not pull in asyncio (~30 ms), platform or sysconfig.
+    code = (
+        "import sys, gilwise\n"
+        "gilwise.Executor, gilwise.map\n"
+        "with gilwise.Executor('thread') as ex: assert ex.submit(abs, -1).result() == 1\n"
+        "print(sorted(m for m in ('asyncio', 'platform', 'sysconfig') if m in sys.modules))\n"
+    )
+    out = _fresh_python(code)
+    assert out.strip() == "[]", out

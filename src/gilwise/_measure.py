@@ -36,10 +36,8 @@ waiting for the GIL, for I/O or for sleep).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import statistics
 import sys
 import threading
 import time
@@ -347,7 +345,11 @@ class DriftWatch:
         self._seen += 1
         if self._seen % (self._recent.maxlen or 1):
             return False
-        median_s = statistics.median(self._recent)
+        ordered = sorted(self._recent)
+        middle = len(ordered) // 2
+        median_s = (
+            ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        )
         low, high = sorted((max(median_s, 1e-9), max(self.reference_s, 1e-9)))
         # Tiny calls staying tiny are noise, not drift.
         return high / low > self.ratio and high >= TINY_CALL_S
@@ -361,9 +363,11 @@ def measure_three_calls(
     Blocking. The first exception of any call is re-raised after all three finished.
     A coroutine function is awaited three times in a row on a private event loop.
     """
-    from .backends._asyncio import is_coroutine_function
+    from ._callables import is_coroutine_function
 
     if is_coroutine_function(fn):
+        import asyncio  # imported when needed: asyncio alone doubles gilwise's import time
+
         probe = FunctionProbe(is_coroutine=True)
         results: list[Any] = []
         for _ in range(3):

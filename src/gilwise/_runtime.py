@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import sys
-import sysconfig
 from dataclasses import dataclass
 
 
@@ -50,7 +48,20 @@ def usable_cores() -> int:
 
 def is_free_threaded_build() -> bool:
     """True for a CPython built with --disable-gil (3.13t+), whether or not the GIL is on now."""
+    if sys.version_info < (3, 13):
+        return False  # no free-threaded build before 3.13 (and no sysconfig import to ask)
+    import sysconfig  # only here: its import costs milliseconds
+
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def _implementation_name() -> str:
+    """What platform.python_implementation() says ("CPython", "PyPy"), without importing
+    platform (several milliseconds on every import of gilwise)."""
+    name = sys.implementation.name
+    return {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython"}.get(
+        name, name.capitalize()
+    )
 
 
 def is_gil_enabled() -> bool:
@@ -64,7 +75,7 @@ def current() -> RuntimeFacts:
     """The facts of this process, computed once."""
     return RuntimeFacts(
         python_version=tuple(sys.version_info[:3]),  # type: ignore[arg-type]
-        implementation=platform.python_implementation(),
+        implementation=_implementation_name(),
         cores=usable_cores(),
         gil_enabled=is_gil_enabled(),
         free_threaded_build=is_free_threaded_build(),

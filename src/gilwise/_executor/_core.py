@@ -38,11 +38,11 @@ from typing import (
 
 from .. import _params, _runtime
 from .. import backends as _backends
+from .._callables import is_coroutine_function
 from .._chooser import REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
 from .._chunks import submit_chunk
 from .._retry import Retry, as_retry
 from .._verdict import Decision
-from ..backends._asyncio import is_coroutine_function
 from ..backends._workqueue import exiting_after_interrupt
 from ..errors import NotPicklableError, TaskInterruptedError, TaskTimeoutError
 from ._tasks import Lane, Plan, Task

@@ -25,9 +25,9 @@ from concurrent import futures as cf
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from .. import _params
+from .._callables import is_coroutine_function
 from .._chooser import MAX_CHUNKSIZE, key, label
 from .._chunks import Failure, run_calls
-from ..backends._asyncio import is_coroutine_function
 from ._progress import with_progress
 
 if TYPE_CHECKING:

@@ -15,23 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, ClassVar, Optional
 
+from .._callables import is_coroutine_function
 from ..errors import TaskTimeoutError
 from ._base import Backend
-
-
-def is_coroutine_function(fn: Callable[..., Any]) -> bool:
-    """True for ``async def`` functions, partials of them and objects with ``async __call__``."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - an instance with async __call__
-    return call is not None and not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
 
 
 class AsyncioBackend(Backend):
