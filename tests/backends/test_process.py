@@ -370,11 +370,11 @@ def test_workers_die_with_a_killed_parent(tmp_path):
 
 @pytest.mark.multiversion
 def test_validate_then_submit_of_the_same_task_pickles_it_once(backend, monkeypatch):
-    import cloudpickle
+    from gilwise.backends import _process
 
     calls = []
-    real_dumps = cloudpickle.dumps
-    monkeypatch.setattr(cloudpickle, "dumps", lambda obj: calls.append(obj) or real_dumps(obj))
+    real_dumps = _process.task_dumps
+    monkeypatch.setattr(_process, "task_dumps", lambda obj: calls.append(obj) or real_dumps(obj))
     args = (2, 3)
     backend.validate(tasks.add, args, {})
     future = backend.submit(tasks.add, args, {})  # another empty kwargs dict: still a match

@@ -46,14 +46,12 @@ import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, ClassVar, Optional
 
-import cloudpickle
-
 from ..errors import NotPicklableError
 from . import _service
 from ._base import Backend
 from ._process_worker import BATCH, CALL
 from ._service_workers import FORKSERVER, SPAWN
-from ._wire import dump_task, function_name
+from ._wire import cloudpickle_dumps, dump_task, function_name, task_dumps
 
 # validate() keeps a payload up to this size for the submit() of the same task: a bigger one
 # costs more to keep alive (if that submit comes late, or never) than to pickle again. At
@@ -226,7 +224,7 @@ class ProcessBackend(Backend):
                 initializer,
                 tuple(initargs),
                 {},
-                dumps=lambda task: cloudpickle.dumps(task[:2]),
+                dumps=lambda task: cloudpickle_dumps(task[:2]),
                 destination="a process worker",
                 function_advice="Define the initializer at module level.",
                 argument_advice="Pass initargs that can be pickled.",
@@ -323,7 +321,7 @@ class ProcessBackend(Backend):
             return []
         flush_each = timeout_s is not None
         try:
-            payload = BATCH + cloudpickle.dumps((fn, calls, flush_each))
+            payload = BATCH + task_dumps((fn, calls, flush_each))
         except Exception:
             self._dump(fn, (), {})  # the function itself: named as such
             for index, (args, kwargs) in enumerate(calls):
@@ -374,7 +372,7 @@ class ProcessBackend(Backend):
             fn,
             args,
             kwargs,
-            dumps=cloudpickle.dumps,
+            dumps=task_dumps,
             destination="a process worker",
             function_advice='Define it at module level, or use backend="thread".',
             argument_advice='Use backend="thread", or pass something picklable.',

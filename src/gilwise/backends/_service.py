@@ -53,13 +53,11 @@ import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Optional
 
-import cloudpickle
-
 from ..errors import TaskInterruptedError, TaskTimeoutError, WorkerCrashedError
 from . import _service_workers, _zygote
 from ._process_worker import BATCH, BATCH_FAILED, CALL, INIT_FAILED, READY, SYS_PATH
 from ._service_workers import SPAWN, Worker, Zygote, how_it_died, may_fork_zygote
-from ._wire import decode_outcome, describe_task, function_name
+from ._wire import decode_outcome, describe_task, function_name, task_dumps
 from ._workqueue import exiting_after_interrupt, settle
 
 # Failed start-ups in a row after which queued tasks fail instead of retrying forever.
@@ -164,7 +162,7 @@ class Job:
 
     @classmethod
     def alone(cls, call: Call, *, rerun: bool) -> Job:
-        payload = CALL + cloudpickle.dumps((call.fn, call.args, call.kwargs))
+        payload = CALL + task_dumps((call.fn, call.args, call.kwargs))
         job = cls([call], payload, batch=False, timeout_s=call.timeout_s, rerun=rerun)
         job.claimed = True
         return job

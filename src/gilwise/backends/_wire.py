@@ -29,6 +29,30 @@ _short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = 4
 _short.maxlevel = 2
 
 
+def cloudpickle_dumps(obj: Any) -> bytes:
+    """cloudpickle.dumps, importing cloudpickle at the first task that needs it (it and the
+    platform module it imports cost ~15 ms: programs that stay on threads never pay it)."""
+    import cloudpickle
+
+    return cloudpickle.dumps(obj)
+
+
+def task_dumps(obj: Any) -> bytes:
+    """Pickle a task for a process worker: plain pickle when it can (C speed, by reference,
+    as ProcessPoolExecutor does), cloudpickle for what plain pickle cannot send (a lambda, a
+    closure, a class made at run time) and for anything that refers to ``__main__``: a
+    worker may not have the caller's main script (a spawned one never runs it), so
+    cloudpickle sends those by value. Both pickle module-level functions of importable
+    modules by reference, so the worker imports the same code either way."""
+    try:
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return cloudpickle_dumps(obj)
+    if b"__main__" in data:  # a global of the main script (or data naming it: also fine)
+        return cloudpickle_dumps(obj)
+    return data
+
+
 def function_name(fn: Callable[..., Any]) -> str:
     """The qualified name of a callable (or a short repr of it), for messages."""
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
