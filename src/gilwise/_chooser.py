@@ -33,6 +33,7 @@ from typing import Any, Callable, Optional, Union
 from . import _runtime
 from ._measure import (
     AMBIGUOUS_OVERLAP,
+    EARLY_IO_SHARE,
     IO_SHARE,
     CallSample,
     DriftWatch,
@@ -55,6 +56,11 @@ MAX_RECHECKS = 3
 EARLY_CPU_AFTER_S = 0.035
 # ... and only when its overlap (cores busy) is outside this range: clearly turns or parallel.
 EARLY_CLEAR_OVERLAP = (1.1, 1.75)
+# When a driver peeks at measured calls still running (seconds after they started).
+PEEK_DELAYS_S = (0.004, 0.012, 0.04, 0.1)
+# A call whose first milliseconds were busy (a cold connection, a lazy import) and that has
+# waited since is judged waiting from the time between two peeks, once that is this long.
+RECENT_WAIT_MIN_S = 0.02
 # Exceptions that mean "the worker process died", by name (the process backend defines them).
 _CRASH_ERRORS = ("WorkerCrashedError",)
 
@@ -135,6 +141,7 @@ class Chooser:
         self.notes: list[str] = []
         self.per_call_s: Optional[float] = None
         self._warm_pair_done = False
+        self._peeked: dict[int, tuple[Any, Any]] = {}  # id(call) -> (call, its last peek)
 
     # --- measuring ----------------------------------------------------------------------
 
@@ -218,12 +225,14 @@ class Chooser:
         peeks = [call.peek() for call in calls]
         if not peeks or any(sample is None for sample in peeks):
             return None
-        if waiting_so_far(calls):
-            so_far = TaskMeasurement(
-                wall_s=min(sample.wall_s for sample in peeks),
-                cpu_s=sum(sample.cpu_s for sample in peeks) / len(peeks),
-                calls=0,
-            )
+        recent_share = self._recent_share(calls, peeks)
+        waiting_lately = recent_share is not None and recent_share < EARLY_IO_SHARE
+        if waiting_so_far(calls) or waiting_lately:
+            elapsed_s = min(sample.wall_s for sample in peeks)
+            cpu_s = sum(sample.cpu_s for sample in peeks) / len(peeks)
+            if waiting_lately:  # judge what the calls do now, not their busy start
+                cpu_s = min(cpu_s, recent_share * elapsed_s)  # type: ignore[operator]
+            so_far = TaskMeasurement(wall_s=elapsed_s, cpu_s=cpu_s, calls=0)
             what = "I/O-bound (they were waiting)"
         else:
             busy = busy_pair_so_far(peeks)
@@ -236,6 +245,25 @@ class Chooser:
             f"calls started before those returned; decided again once they did"
         )
         return so_far
+
+    def _recent_share(self, calls: list, peeks: list) -> Optional[float]:
+        """Share of the time since the previous peek at ``calls`` that they used or wanted a
+        core; None on the first peek or when that was less than RECENT_WAIT_MIN_S ago."""
+        previous, self._peeked = (
+            self._peeked,
+            {id(call): (call, sample) for call, sample in zip(calls, peeks)},
+        )
+        wanted_s = interval_s = 0.0
+        for call, sample in zip(calls, peeks):
+            before = previous.get(id(call))
+            if before is None or before[0] is not call:
+                return None
+            interval = sample.wall_s - before[1].wall_s
+            if interval < RECENT_WAIT_MIN_S:
+                return None
+            wanted_s += sample.cpu_s - before[1].cpu_s + sample.runqueue_s - before[1].runqueue_s
+            interval_s += interval
+        return max(0.0, wanted_s) / interval_s
 
     # --- deciding -----------------------------------------------------------------------
 
@@ -305,6 +333,7 @@ class Chooser:
             opened = open_backend("thread", decision.workers)
         self.decision = decision
         self.early = early
+        self._peeked = {}
         self.per_call_s = decision.measured.wall_s or None
         # A function whose calls keep changing would be re-measured forever: stop watching.
         # One sent to other processes is never re-measured here: re-measuring runs calls in

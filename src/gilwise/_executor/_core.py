@@ -39,7 +39,7 @@ from typing import (
 from .. import _params, _runtime
 from .. import backends as _backends
 from .._callables import is_coroutine_function
-from .._chooser import REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
+from .._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
 from .._chunks import submit_chunk
 from .._retry import Retry, as_retry
 from .._verdict import Decision
@@ -56,8 +56,6 @@ R = TypeVar("R")
 
 # Threads the auto Executor measures first calls on (created on demand, reused).
 _MEASURE_THREADS = 64
-# When to look at first calls still running, to start queued I/O-bound calls early.
-PEEK_DELAYS_S = (0.004, 0.012, 0.04, 0.1)
 
 _live_executors: weakref.WeakSet = weakref.WeakSet()
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from .. import backends
-from .._chooser import REMOTE_BACKENDS, Chooser, run_measured
+from .._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, run_measured
 from .._chunks import Failure, submit_chunk
 from ..errors import NotPicklableError, StageError
 from ._calls import StageCall, outputs_of
@@ -36,6 +36,8 @@ IN_FLIGHT_PER_WORKER = 2
 PROBE_IN_FLIGHT = 3
 # How long auto holds an item for a partner to measure a pair with, on a slow stream.
 PAIR_PARTNER_WAIT_S = 0.1
+# Backends whose workers wait for I/O: a few more of them than needed cost little.
+IO_BACKENDS = frozenset({"thread", "asyncio"})
 # Most items one task carries to a worker process (auto picks fewer for longer calls).
 MAX_CHUNK = 64
 
@@ -117,6 +119,25 @@ class _Slots:
             self._cond.notify_all()
 
 
+class _OnceLock:
+    """A lock acquired once and released once, by whichever thread comes first."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._held = False
+        self._guard = threading.Lock()
+
+    def acquire(self) -> None:
+        self._lock.acquire()
+        self._held = True
+
+    def release(self) -> None:
+        with self._guard:
+            if self._held:
+                self._held = False
+                self._lock.release()
+
+
 class _Task:
     __slots__ = ("attempts", "item", "seq")
 
@@ -156,6 +177,11 @@ class StageRunner:
         self._outbox = outbox
         self._call = StageCall(spec.fn, spec.kind)  # type: ignore[arg-type]
         self._backend: Optional[backends.Backend] = None
+        # Backends replaced after an early decision was redone: shut down with the stage.
+        self._retired: list[backends.Backend] = []
+        # Guards the Chooser and the switch of backend: the submitter, and the helper thread
+        # of a measured call that finishes after an early decision, both decide.
+        self._choosing = threading.RLock()
         self._validated = False
         self._inline = False
         self._done: queue.SimpleQueue = queue.SimpleQueue()
@@ -189,23 +215,45 @@ class StageRunner:
         for thread in self.threads:
             thread.start()
 
+    def _backends(self) -> list[backends.Backend]:
+        with self._choosing:
+            current = [] if self._backend is None else [self._backend]
+            return self._retired + current
+
     def shutdown(self) -> None:
-        """After the threads are joined: free the backend's workers."""
-        if self._backend is not None:
-            self._backend.shutdown(wait=True)
+        """After the threads are joined: free the backends' workers."""
+        for backend in self._backends():
+            backend.shutdown(wait=True)
 
     def interrupt(self) -> None:
-        """Ctrl-C: stop the backend's running calls where it can, without waiting."""
-        backend = self._backend
-        if backend is not None:
+        """Ctrl-C: stop the backends' running calls where they can, without waiting."""
+        for backend in self._backends():
             try:
                 backend.shutdown(wait=False, interrupt=True)
             except TypeError:  # a backend still on protocol v1
                 backend.shutdown(wait=False)
 
     def _use(self, name: str, workers: Optional[int], reason: str) -> backends.Backend:
-        backend = backends.create(name, workers, **self.spec.backend_options)
-        self._backend = backend
+        """Run the stage on ``name`` with ``workers`` from now on: the current backend if it
+        is that already (an early decision confirmed), else a new one."""
+        current = self._backend
+        if (
+            current is not None
+            and current.name == name
+            and (
+                workers == current.max_workers
+                # An early look at waiting calls may ask for more threads than the finished
+                # calls do; more threads than needed for I/O cost nothing worth a new pool.
+                or (name in IO_BACKENDS and workers is not None and workers <= current.max_workers)
+            )
+        ):
+            backend = current
+        else:
+            backend = backends.create(name, workers, **self.spec.backend_options)
+            if current is not None:
+                self._retired.append(current)  # its calls in flight still finish
+            self._backend = backend
+            self._validated = False
         if self.spec.chunksize is not None:
             self._chunk = self.spec.chunksize
         elif name in REMOTE_BACKENDS:
@@ -247,7 +295,7 @@ class StageRunner:
                 return
             if value is TIMEOUT:  # no partner for the held item yet: measure it alone
                 self._slots.release()
-                self._measure_alone(pending)  # type: ignore[arg-type]
+                self._measure([pending])  # type: ignore[list-item]
                 pending = None
                 if self.counters.backend == "inline" and not self._go_inline(seq):
                     return
@@ -257,7 +305,7 @@ class StageRunner:
                     self._outbox.put(value)
                     return
                 if pending is not None:
-                    self._measure_alone(pending)
+                    self._measure([pending])
                 if self._backend is None and self._chooser.probe.calls:
                     self._decide()  # so the stats say what the stage would have used
                 self._done.put(_EndOfInput(seq, end=value))
@@ -282,12 +330,14 @@ class StageRunner:
                     return
                 self._done.put(_EndOfInput(seq, end=end))
                 return
-            if self._chooser.next_step() == "single":
-                self._measure_alone(task)
+            with self._choosing:
+                step = self._chooser.next_step()
+            if step == "single":
+                self._measure([task])
             elif pending is None:
                 pending = task
             else:
-                self._measure_pair(pending, task)
+                self._measure([pending, task])
                 pending = None
             if self.counters.backend == "inline" and not self._go_inline(seq):
                 return
@@ -315,7 +365,7 @@ class StageRunner:
         self._validate(backend, tasks[0].item)  # NotPicklableError stops the run
         items = [task.item for task in tasks]
         try:
-            remote = self.counters.backend in REMOTE_BACKENDS
+            remote = backend.name in REMOTE_BACKENDS
             future = submit_chunk(backend, remote, self._call, items, False)
         except Exception as exc:
             future = Future()
@@ -357,63 +407,86 @@ class StageRunner:
             self.counters.busy_s += busy_s
             return self._emit(outputs_of(self.spec.kind, task.item, value))
 
-    def _measure_alone(self, task: _Task) -> None:
-        chooser = self._chooser
-        (measure,) = chooser.measured([self._call])
-        chooser.measuring += 1
-        with self._control.measure_lock:
-            future = run_measured(measure, task.item)
-        if chooser.record(measure, ok=future.exception() is None):
-            self._decide()
-        self._deliver(task, future)
+    def _measure(self, tasks: list[_Task]) -> None:
+        """Measure one call, or two started together, each on a helper thread, and wait.
 
-    def _measure_pair(self, first: _Task, second: _Task) -> None:
-        """Two calls at once, one here and one on a helper thread, started together."""
+        While they run, peek: once they clearly wait (or a pair clearly takes turns), decide
+        at once and return, so the next items go to the chosen backend while the measured
+        calls finish (a fetch taking 100 ms is known to wait after a few ms). The measured
+        calls' outcomes are delivered after the stage decided from them, so a retry of a
+        measured failure always has a backend. Returns early only once decided or stopped.
+        """
         chooser = self._chooser
-        measures = chooser.measured([self._call, self._call])
-        chooser.measuring += 2
-        outcomes: list[Future] = []
-        with self._control.measure_lock:
-            helper = threading.Thread(
-                target=lambda: outcomes.append(run_measured(measures[1], second.item)),
-                name="gilwise-pipeline-measure",
-                daemon=True,
-            )
-            helper.start()
-            try:
-                mine = run_measured(measures[0], first.item)
-            finally:
-                helper.join()
-        chooser.record(measures[0], ok=mine.exception() is None)
-        if chooser.record(measures[1], ok=outcomes[0].exception() is None):
-            self._decide()
-        self._deliver(first, mine)
-        self._deliver(second, outcomes[0])
+        with self._choosing:
+            measures = chooser.measured([self._call] * len(tasks))
+            chooser.measuring += len(tasks)
+        calls = [measure.call for measure in measures]
+        lock = _OnceLock(self._control.measure_lock)
+        outcomes: list[Optional[Future]] = [None] * len(tasks)
+        finished = threading.Event()
 
-    def _decide(self) -> None:
+        def run(index: int) -> None:
+            outcome = outcomes[index] = run_measured(measures[index], tasks[index].item)
+            with self._choosing:
+                decide = chooser.record(measures[index], ok=outcome.exception() is None)
+                last = all(done is not None for done in outcomes)
+            if decide:
+                self._decide()
+            if last:
+                lock.release()
+                for task, done in zip(tasks, outcomes):
+                    self._deliver(task, done)  # type: ignore[arg-type]
+                finished.set()
+
+        lock.acquire()
+        started_s = time.perf_counter()
+        for index in range(len(tasks)):
+            threading.Thread(
+                target=run, args=(index,), name="gilwise-pipeline-measure", daemon=True
+            ).start()
+        for delay_s in PEEK_DELAYS_S:
+            if finished.wait(max(0.0, started_s + delay_s - time.perf_counter())):
+                return
+            with self._choosing:
+                so_far = chooser.peek(chooser.generation, calls)
+                if so_far is not None:
+                    self._decide(so_far, early=True)
+            if so_far is not None:
+                lock.release()  # the other stages may measure while these calls finish
+                return
+        while not finished.wait(POLL_S):
+            if self._inbox.stopped():
+                return
+
+    def _decide(self, measured: Any = None, *, early: bool = False) -> None:
         # Decided before any measured failure is delivered, so a retry always has a backend.
         chooser = self._chooser
 
         def open_backend(name: str, workers: int) -> backends.Backend:
             return self._use(name, self.spec.workers or workers, "")
 
-        decision, backend = chooser.decide(open_backend)
-        self.counters.reason = decision.reason
-        if decision.backend != self.counters.backend:  # fell back (unavailable here)
-            self.counters.backend = decision.backend
-        if decision.backend in REMOTE_BACKENDS:
-            try:
-                self._validate(backend, None)
-            except NotPicklableError as exc:
-                backend.shutdown(wait=True)
-                chooser.fall_back_to_threads(str(exc))
-                self._use(
-                    "thread",
-                    self.spec.workers or decision.workers,
-                    f"{decision.reason} But the function cannot be "
-                    f"sent to another process ({exc}), so threads run it instead.",
-                )
-        self._validated = True
+        with self._choosing:
+            decision, backend = chooser.decide(open_backend, measured, early=early)
+            if backend is None:  # an early decision confirmed: nothing new to open
+                return
+            self.counters.reason = decision.reason
+            if decision.backend != self.counters.backend:  # fell back (unavailable here)
+                self.counters.backend = decision.backend
+            if decision.backend in REMOTE_BACKENDS:
+                try:
+                    self._validate(backend, None)
+                except NotPicklableError as exc:
+                    chooser.fall_back_to_threads(str(exc))
+                    self._use(
+                        "thread",
+                        self.spec.workers or decision.workers,
+                        f"{decision.reason} But the function cannot be "
+                        f"sent to another process ({exc}), so threads run it instead.",
+                    )
+                else:
+                    if not early:
+                        backend.warm_up()  # start every worker now, not at its first task
+            self._validated = True
 
     def _submit(self, task: _Task) -> None:
         backend = self._backend
