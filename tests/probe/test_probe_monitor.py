@@ -14,7 +14,7 @@ import workloads
 from gilwise._model import SCHEMA, Profile
 from gilwise._runtime import RuntimeFacts
 from gilwise.errors import ProbeUnavailableError
-from gilwise.probe import _child, _procfs
+from gilwise.probe import _child, _procfs, _sampler
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -91,9 +91,16 @@ def test_without_proc_the_monitor_says_what_is_missing(monkeypatch):
         pass
 
 
-def test_an_unreadable_process_gives_an_error_that_says_what_to_do(monkeypatch):
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_an_unreadable_process_gives_an_error_that_says_what_to_do(monkeypatch, start_method):
+    monkeypatch.setattr(_child, "start_method", start_method)
     fake_child = "import sys; sys.stdin.readline(); sys.stdout.write('Epermission denied')"
     monkeypatch.setattr(_child, "sampler_command", lambda: [sys.executable, "-c", fake_child])
+
+    def unreadable(config):
+        raise OSError("permission denied")
+
+    monkeypatch.setattr(_sampler, "Sampler", unreadable)  # what the forked child runs
     with pytest.raises(ProbeUnavailableError, match="ptrace_scope"), gilwise.monitor():
         pass
 

@@ -1,15 +1,15 @@
 """``gilwise.monitor`` and ``gilwise.profile``: profile the GIL of the running process.
 
-Starting a monitor (about 50-200 ms, mostly the sampler child's interpreter start-up):
-find the GIL in our own memory, start the stack-snapshot thread, start the sampler child
-process and wait until it has taken its first sample. Stopping: tell the child to stop,
-collect its samples, stop the stack thread, build the Profile.
+Starting a monitor: find the GIL in our own memory (~1 ms) and the frame layout (~5 ms, once
+per process), start the sampler child process and wait until it has taken its first sample
+(forked: a few ms; a fresh interpreter when forking is not safe: 40-60 ms, see _child), then
+the in-process stack thread if stacks cannot be read remotely. Stopping: tell the child to
+stop, collect its samples, stop the stack thread, build the Profile.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from dataclasses import replace
 from typing import Any, Callable, Optional, TypeVar
@@ -38,6 +38,21 @@ STACK_SOURCES = ("auto", "remote", "in-process")
 MAX_RATE_HZ = 20_000.0
 
 T = TypeVar("T")
+
+# The frame layout is a fact of this interpreter (offsets and its interpreter state's
+# address, the same in a forked child): discovered once per process (~5 ms and two helper
+# threads), keyed by the discovery function so that swapping it (tests) runs the new one.
+_layouts: dict[Callable[..., Any], _frames.FrameLayout] = {}
+
+
+def _frame_layout() -> _frames.FrameLayout:
+    locate = _frames.locate_in_process
+    layout = _layouts.get(locate)
+    if layout is None:
+        layout = locate(_frames.current_tstate())
+        _layouts.clear()
+        _layouts[locate] = layout
+    return layout
 
 
 class Monitor:
@@ -80,7 +95,7 @@ class Monitor:
         # Set by ``gilwise profile``: the supervisor's pipe for the sampler's result when
         # this process ends without stopping the monitor (see probe/_supervise).
         self.rescue_fd: Optional[int] = None
-        self._child: Optional[subprocess.Popen] = None
+        self._child: Optional[_child.SamplerChild] = None
         self._stacks: Optional[StackSampler] = None
         self._names: Optional[ThreadNames] = None
         self._profile: Optional[Profile] = None
@@ -161,6 +176,8 @@ class Monitor:
         try:
             self._names = ThreadNames()
             self._names.start()
+            # The sampler first: it is forked when this process has one thread (see _child).
+            self._child = _child.start(config)
             if self.stacks_used == "in-process":
                 assert self.stack_rate_hz is not None
                 rate = self.stack_rate_hz
@@ -168,7 +185,6 @@ class Monitor:
                     rate = IN_PROCESS_STACK_RATE_HZ
                 self._stacks = StackSampler(rate)
                 self._stacks.start()
-            self._child = _child.start(config)
         except BaseException:
             self._abort()
             raise
@@ -185,7 +201,7 @@ class Monitor:
             layout = None
             if problem is None:
                 try:
-                    layout = _frames.locate_in_process(_frames.current_tstate())
+                    layout = _frame_layout()
                 except OSError as exc:
                     problem = str(exc)
             if layout is not None:

@@ -618,39 +618,47 @@ def raise_file_limit() -> None:
 
 
 def _child_main() -> int:
-    scheduling = raise_priority()
-    raise_file_limit()
+    """``python -m gilwise.probe._sampler``: the config arrives marshalled on stdin."""
     stdin = sys.stdin.buffer
-    stdout = sys.stdout.buffer
     try:
         data = marshal.load(stdin)
     except EOFError:
         return 0
+    return serve(SamplerConfig.from_dict(data), stdin.fileno(), sys.stdout.buffer)
+
+
+def serve(config: SamplerConfig, control_fd: int, out: Any) -> int:
+    """Sample ``config.pid`` until ``control_fd`` has a line or closes; returns the exit code.
+
+    Writes b"R" to ``out`` (a binary file) once the first sample is taken, or b"E" and the
+    reason when the target cannot be read (exit code 1); at the end the marshalled
+    ``result()``, to the rescue pipe instead when the target ended without asking.
+    """
+    scheduling = raise_priority()
+    raise_file_limit()
     try:
-        sampler = Sampler(SamplerConfig.from_dict(data))
+        sampler = Sampler(config)
         sampler.scheduling = scheduling
-        if sampler.config.follow_children:
+        if config.follow_children:
             from gilwise.probe._children import Family
 
             sampler = Family(sampler)  # type: ignore[assignment]
         sampler.sample()
     except OSError as exc:
-        stdout.write(b"E" + str(exc).encode(errors="replace"))
-        stdout.flush()
+        out.write(b"E" + str(exc).encode(errors="replace"))
+        out.flush()
         return 1
-    stdout.write(b"R")
-    stdout.flush()
-    stdin_fd = stdin.fileno()
+    out.write(b"R")
+    out.flush()
 
     asked: list[bytes] = []
 
     def stop_requested(timeout_s: float) -> bool:
-        ready, _, _ = select.select([stdin_fd], [], [], max(0.0, timeout_s))
+        ready, _, _ = select.select([control_fd], [], [], max(0.0, timeout_s))
         if ready:
-            asked.append(os.read(stdin_fd, 64))
+            asked.append(os.read(control_fd, 64))
         return bool(ready)
 
-    config = sampler.config
     started = sampler.start_s if sampler.start_s is not None else time.monotonic()
     deadline = None if config.duration_s is None else started + config.duration_s
     sampler.run_until(stop_requested, deadline_s=deadline)
@@ -658,12 +666,12 @@ def _child_main() -> int:
     sampler.finish()
     if config.rescue_fd is not None and not any(asked):
         # The target ended without asking (a crash, a signal, os._exit): nobody reads our
-        # stdout any more, so the supervisor gets the result.
+        # output any more, so the supervisor gets the result.
         with os.fdopen(config.rescue_fd, "wb") as rescue:
             marshal.dump(sampler.result(), rescue)
         return 0
-    marshal.dump(sampler.result(), stdout)
-    stdout.flush()
+    marshal.dump(sampler.result(), out)
+    out.flush()
     return 0
 
 
