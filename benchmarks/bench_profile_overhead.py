@@ -1,6 +1,11 @@
 """How much gilwise's profiler slows a program, and how its GIL numbers compare with peers.
 
     python benchmarks/bench_profile_overhead.py [--reps 40] [--work 5000000] [--seconds 2]
+        [--starts 30] [--only-start]
+
+Part 0 (start + stop): ``with gilwise.monitor(): pass`` repeated in one process, medians,
+for each way the sampler process starts (forked, the default where safe, or a fresh
+interpreter), and the first monitor of a fresh process (which also finds the frame layout).
 
 Part 1 (overhead): 2 pure-Python CPU threads doing a fixed amount of work, in rounds: each
 round runs the workload unprofiled, unprofiled again (the A/A noise floor), and under
@@ -70,9 +75,7 @@ SETTINGS: dict[str, Optional[dict]] = {
 def _median_ci(values: list[float], rounds: int = 2000) -> tuple[float, float]:
     """A 95% bootstrap interval of the median (seeded: the same data gives the same text)."""
     rng = random.Random(0)
-    medians = sorted(
-        statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds)
-    )
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
     return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
 
 
@@ -124,6 +127,75 @@ def overhead(reps: int, iterations: int) -> None:
     print(f"| monitor start (sampler child, GIL and frame layout search) | {start_ms:.0f} ms |")
     print(f"| monitor stop + build the profile | {stop_ms:.0f} ms |")
     print(f"| sampler child CPU, share of one core | {statistics.median(sampler_share):.1%} |")
+    print()
+
+
+FIRST_MONITOR = """
+import time
+begin = time.perf_counter()
+import gilwise
+monitor = gilwise.monitor  # loads the profiler's modules
+imported = time.perf_counter()
+mon = monitor(); mon.start()
+started = time.perf_counter()
+mon.stop()
+print(imported - begin, started - imported, time.perf_counter() - started)
+"""
+
+
+def start_stop(reps: int) -> None:
+    from gilwise.probe import _child
+
+    print("## Monitor start + stop (`with gilwise.monitor(): pass`)\n")
+    print(
+        f"Medians of {reps} in one process (after one warm-up), and of 5 fresh processes "
+        "timing their first monitor. The sampler is forked when the process has one thread "
+        f"and <= {_child.FORK_MAX_RSS_BYTES >> 20} MiB resident, else a fresh interpreter.\n"
+    )
+    print("| sampler start | start | stop | start + stop |")
+    print("|---|---|---|---|")
+    saved = _child.start_method
+    try:
+        for method, label in (
+            ("auto", f"default (this process: {'fork' if _child.fork_is_safe() else 'spawn'})"),
+            ("fork", "forked"),
+            ("spawn", "fresh interpreter"),
+        ):
+            _child.start_method = method
+            starts, stops = [], []
+            for _ in range(reps + 1):
+                begin = time.perf_counter()
+                mon = gilwise.monitor()
+                mon.start()
+                started = time.perf_counter()
+                mon.stop()
+                starts.append(started - begin)
+                stops.append(time.perf_counter() - started)
+            starts, stops = starts[1:], stops[1:]
+            both = [a + b for a, b in zip(starts, stops)]
+            print(
+                f"| {label} | {statistics.median(starts) * 1000:.1f} ms "
+                f"| {statistics.median(stops) * 1000:.1f} ms "
+                f"| {statistics.median(both) * 1000:.1f} ms |"
+            )
+    finally:
+        _child.start_method = saved
+    firsts = []
+    for _ in range(5):
+        out = subprocess.run(
+            [sys.executable, "-c", FIRST_MONITOR], capture_output=True, text=True, check=True
+        ).stdout.split()
+        firsts.append([float(value) for value in out])
+    import_s, start_s, stop_s = (statistics.median(column) for column in zip(*firsts))
+    both_s = statistics.median(first[1] + first[2] for first in firsts)
+    print(
+        f"| first monitor of a process (default) | {start_s * 1000:.1f} ms "
+        f"| {stop_s * 1000:.1f} ms | {both_s * 1000:.1f} ms |"
+    )
+    print(
+        f"\nBefore its first monitor a process imports gilwise and the profiler's modules: "
+        f"{import_s * 1000:.0f} ms (median; compiled from source when no .pyc can be written)."
+    )
     print()
 
 
@@ -243,14 +315,23 @@ def agreement(seconds: float) -> None:
     print()
 
 
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=40, help="rounds of the overhead part")
     parser.add_argument("--work", type=int, default=5_000_000, help="iterations per thread")
     parser.add_argument("--seconds", type=float, default=2.0, help="per agreement workload")
     parser.add_argument("--skip-agreement", action="store_true")
+    parser.add_argument("--starts", type=int, default=30, help="monitors per start method")
+    parser.add_argument("--only-start", action="store_true", help="part 0 only")
     args = parser.parse_args()
-    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores\n")
+    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores, load {_load()}\n")
+    start_stop(args.starts)
+    if args.only_start:
+        return
     overhead(args.reps, args.work)
     if not args.skip_agreement:
         agreement(args.seconds)
