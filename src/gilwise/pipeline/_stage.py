@@ -441,9 +441,11 @@ class StageRunner:
         lock.acquire()
         started_s = time.perf_counter()
         for index in range(len(tasks)):
-            threading.Thread(
+            helper = threading.Thread(
                 target=run, args=(index,), name="gilwise-pipeline-measure", daemon=True
-            ).start()
+            )
+            self.threads.append(helper)  # the run joins it at close, as the stage's own
+            helper.start()
         for delay_s in PEEK_DELAYS_S:
             if finished.wait(max(0.0, started_s + delay_s - time.perf_counter())):
                 return
