@@ -252,6 +252,38 @@ def test_waits_on_one_lock_are_one_lock_with_its_holder():
     assert lock.held_across == "io_wait in h (a.py:30)"
 
 
+def test_a_holder_split_between_io_and_native_in_one_function_is_named():
+    # 11 holds the lock in h: by turns waiting for the disk (0.45 s), flushing on its own CPU
+    # or waiting for one (native, 0.4 s) and running Python (0.15 s); 12 waits all along.
+    # No state reaches half of the time, the function does: "io_wait in h", its top state.
+    H = ("h", "/app/a.py", 30)
+    threads = {
+        11: _series([0.0, 0.45, 0.85], [IO_WAIT, NATIVE, GIL_HELD]),
+        12: {**_series([0.0], [LOCK_WAIT]), "locks": [0xA]},
+    }
+    frames = {11: FrameSeries([0.0], [(*BOOT, H)]), 12: FrameSeries([0.0], [(*BOOT, F)])}
+    profile = _stacked(threads, frames, ([0.0, 0.85], [0, 11]))
+    (lock,) = profile.locks
+    assert lock.held_across == "io_wait in h (a.py:30)"
+    assert lock.holder_states == pytest.approx({"io_wait": 0.45, "native": 0.4, "gil_held": 0.15})
+
+
+def test_a_holder_spread_over_functions_is_not_named():
+    # 11 holds the lock for a third of the time in each of h, k and m: no function has half
+    # of it, so none is named.
+    H, K, M = ("h", "/app/a.py", 30), ("k", "/app/a.py", 40), ("m", "/app/a.py", 50)
+    threads = {
+        11: _series([0.0, 0.32, 0.34, 0.65, 0.67], [IO_WAIT, GIL_HELD] * 2 + [IO_WAIT]),
+        12: {**_series([0.0], [LOCK_WAIT]), "locks": [0xA]},
+    }
+    frames = {
+        11: FrameSeries([0.0, 0.33, 0.66], [(*BOOT, H), (*BOOT, K), (*BOOT, M)]),
+        12: FrameSeries([0.0], [(*BOOT, F)]),
+    }
+    (lock,) = _stacked(threads, frames).locks
+    assert lock.held_across is None
+
+
 def test_a_long_timeline_is_resampled_to_the_cap_keeping_dominant_states():
     spans = []
     for index in range(1000):

@@ -216,12 +216,7 @@ def test_a_lock_held_across_fsync_names_the_writing_function(tmp_path):
     assert sorted(lock.waiters) == ["waiter-0", "waiter-1"]
     assert lock.wait_s == pytest.approx(sum(waited), abs=2 * MARGIN_S)
     line = write_record.__code__.co_firstlineno
-    # The holder is inferred (not read from memory); in about 1 run in 8 on 3.10 no single
-    # holder is named (a known weakness, see the closing note of the session that found it):
-    # then the other threads' states meanwhile must still show the holder's I/O.
-    if lock.held_across is None:
-        assert lock.holder_states.get("io_wait", 0.0) + lock.holder_states.get("native", 0.0) > 0
-        return
+    assert lock.held_across is not None, lock
     assert lock.held_across.endswith(f" in write_record ({_basename()}:{line})")
     # On a real disk fsync's off-CPU time dominates the hold; on tmpfs it is instant, and on
     # some file systems the kernel does the flush on the calling thread's CPU (running, not
