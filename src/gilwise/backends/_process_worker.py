@@ -34,6 +34,7 @@ import signal
 import sys
 import time
 import traceback
+from typing import Callable, Optional
 
 from ._service_pipe import MessagePipe
 
@@ -51,18 +52,24 @@ INITIALIZER_FAILED_EXIT = 3
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Be SIGKILLed when the parent dies (Linux); exit now if it is already gone."""
+def die_with_parent(parent_pid: int, signum: int = signal.SIGKILL) -> None:
+    """Get ``signum`` (default SIGKILL) when the parent dies (Linux); exit now if it is
+    already gone."""
+    if not ask_for_death_signal(parent_pid, signum):
+        os._exit(1)
+
+
+def ask_for_death_signal(parent_pid: int, signum: int) -> bool:
+    """Get ``signum`` when the parent dies (Linux); False if it is already gone."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
         except (OSError, AttributeError):
             pass  # EOF on the pipe still ends the worker when the parent goes
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
+    return os.getppid() == parent_pid  # else the parent died before prctl took effect
 
 
 def _dumps(obj: object) -> bytes:
@@ -121,13 +128,29 @@ def _run_batch(conn: MessagePipe, message: memoryview) -> None:
             flushed = now
 
 
-def serve(conn: MessagePipe) -> int:
-    """Set up, then run work until EOF; return the exit code."""
+def serve(conn: MessagePipe, protect: Optional[Callable[[], None]] = None) -> int:
+    """Set up, then run work until EOF; return the exit code.
+
+    ``protect`` (die_with_parent for a forked worker) runs right after READY was sent when
+    it is cheap (ctypes already imported), else after the first message: importing ctypes
+    takes milliseconds that would otherwise delay a new pool's first result. Until then EOF
+    on the pipe (the caller gone) still ends the worker, and the zygote kills its workers
+    when it ends."""
+    try:
+        return _serve(conn, protect)
+    except (BrokenPipeError, ConnectionResetError):
+        return 0  # the caller is gone (it ended, or stopped the service): nothing to say
+
+
+def _serve(conn: MessagePipe, protect: Optional[Callable[[], None]]) -> int:
     if not _set_up(conn):
         return INITIALIZER_FAILED_EXIT
     from ._wire import execute
 
     conn.send_bytes(READY)
+    if protect is not None and "ctypes" in sys.modules:
+        protect()
+        protect = None
     while True:
         try:
             message = conn.recv_bytes()
@@ -142,13 +165,15 @@ def serve(conn: MessagePipe) -> int:
         else:
             conn.send_bytes(execute(body, dumps=_dumps))
         del message, body
+        if protect is not None:
+            protect()
+            protect = None
 
 
 def run_forked(fd: int, zygote_pid: int) -> int:
     """Entry of a worker forked by the zygote (already ignoring SIGINT)."""
-    die_with_parent(zygote_pid)
     os.set_inheritable(fd, False)  # a subprocess started by a task must not hold the pipe
-    return serve(MessagePipe(fd))
+    return serve(MessagePipe(fd), protect=lambda: die_with_parent(zygote_pid))
 
 
 def main(fd: int, parent_pid: int) -> None:

@@ -47,7 +47,7 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any
+from typing import Any, Callable, Optional
 
 FORK = b"F"
 SIGNAL = b"K"
@@ -99,6 +99,7 @@ def _fork_worker(ctl: socket.socket, wake_fds: tuple[int, int], worker_fd: int) 
     try:  # the worker: never return into the zygote's loop
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for fd in wake_fds:
             os.close(fd)
         ctl.close()
@@ -118,8 +119,12 @@ def _fork_worker(ctl: socket.socket, wake_fds: tuple[int, int], worker_fd: int) 
     return 0  # pragma: no cover - never reached
 
 
-def serve(ctl: socket.socket) -> None:
-    """The zygote's loop: fork workers, reap them, until EOF on ``ctl``; never returns."""
+def serve(ctl: socket.socket, protect: Optional[Callable[[], bool]] = None) -> None:
+    """The zygote's loop: fork workers, reap them, until EOF on ``ctl``; never returns.
+
+    ``protect`` (ask_for_death_signal, for a zygote forked from the caller) runs once the
+    requests already queued are served: the first worker is then not held up by the
+    ctypes import it needs; until then EOF on ``ctl`` ends the zygote as usual."""
     global in_zygote
     in_zygote = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -129,10 +134,20 @@ def serve(ctl: socket.socket) -> None:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the select below
+    # The zygote's death signal (the caller died): end like at EOF, killing the workers. A
+    # worker protects itself only after its first task (see _process_worker.serve).
+    caller_gone: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: caller_gone.append(signum))
     gc.freeze()  # workers then do not copy-on-write the zygote's objects on each collection
     try:
         while True:
+            if protect is not None and not select.select([ctl.fileno()], [], [], 0)[0]:
+                if not protect():
+                    return  # the caller died before it could be asked to tell us
+                protect = None
             readable, _, _ = select.select([ctl.fileno(), wake_r], [], [])
+            if caller_gone:
+                return
             if wake_r in readable:
                 try:
                     while os.read(wake_r, 4096):
@@ -174,12 +189,13 @@ def serve(ctl: socket.socket) -> None:
 
 def run_forked_zygote(ctl: socket.socket, caller_pid: int) -> None:
     """In the child of the caller's fork: become the zygote; never returns."""
-    from ._process_worker import die_with_parent
+    from ._process_worker import ask_for_death_signal
 
     try:
-        die_with_parent(caller_pid)
+        if os.getppid() != caller_pid:  # the caller died already
+            return
         _send(ctl, ("ready", 0, 0))
-        serve(ctl)
+        serve(ctl, protect=lambda: ask_for_death_signal(caller_pid, signal.SIGTERM))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the caller stopped the service (or ended) before the zygote said it is ready
     except BaseException:
@@ -192,7 +208,7 @@ def main(fd: int, caller_pid: int) -> None:
     """Entry of a spawned zygote (``python -c``): preload the caller's modules, then serve."""
     from ._process_worker import die_with_parent
 
-    die_with_parent(caller_pid)
+    die_with_parent(caller_pid, signal.SIGTERM)  # serve() then ends cleanly on it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
