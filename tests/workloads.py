@@ -51,6 +51,8 @@ class SpinReport:
     wall_s: float
     sleep_s: float
     cpu_s: float = 0.0  # on-CPU seconds since the thread started, read as it finished
+    start_s: float = 0.0  # time.monotonic() as it began spinning (its window: start_s + wall_s)
+    window_cpu_s: float = 0.0  # on-CPU seconds inside that window
 
 
 def measured_spinner(seconds: float) -> SpinReport:
@@ -61,7 +63,10 @@ def measured_spinner(seconds: float) -> SpinReport:
     spinner(seconds)
     wall_s = time.monotonic() - start
     sleep_s = sleep_seconds(native_id, wall_s, before)
-    return SpinReport(native_id, wall_s, sleep_s, schedstat(native_id)[0] / 1e9)
+    on_cpu_ns = schedstat(native_id)[0]
+    return SpinReport(
+        native_id, wall_s, sleep_s, on_cpu_ns / 1e9, start, (on_cpu_ns - before[0]) / 1e9
+    )
 
 
 def duty_spinner(seconds: float, duty: float, period_s: float = 0.02) -> float:
