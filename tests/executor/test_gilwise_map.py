@@ -59,3 +59,77 @@ def test_progress_bar_can_be_forced_on(no_leaks, capsys):
 def test_many_tiny_calls_are_batched(no_leaks):
     total = sum(gilwise.map(int.__neg__, range(200_000)))
     assert total == -sum(range(200_000))
+
+
+def test_under_auto_the_first_call_runs_in_the_consumer_and_is_yielded_first(no_leaks):
+    import threading
+
+    threads = []
+
+    def where(x):
+        threads.append((x, threading.get_ident()))
+        return x + 1
+
+    results = gilwise.map(where, range(20))
+    assert next(results) == 1
+    assert threads == [(0, threading.get_ident())]  # nothing else ran before the pool exists
+    assert list(results) == list(range(2, 21))
+    assert sorted(x for x, _ in threads) == list(range(20))  # every call ran exactly once
+
+
+def test_under_auto_a_failing_first_call_is_named_as_input_0(no_leaks):
+    def fail(x):
+        raise KeyError(x)
+
+    with pytest.raises(KeyError) as raised:
+        next(gilwise.map(fail, [7, 8]))
+    assert raised.value.gilwise_index == 0  # type: ignore[attr-defined]
+    assert list(gilwise.map(fail, [])) == []
+
+
+def _fresh(code: str) -> str:
+    import subprocess
+    import sys
+    import textwrap
+
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_tiny_calls_never_start_the_process_machinery():
+    # x + 1 needs no worker process: forking the zygote would make the caller copy every
+    # page of its data it writes later (copy-on-write), and import the process machinery.
+    out = _fresh(
+        """
+        import sys, gilwise
+        assert sum(gilwise.map(abs, range(-50_000, 0))) == sum(range(1, 50_001))
+        print("gilwise.backends._process" in sys.modules)
+        """
+    )
+    assert out == "False"
+
+
+def test_a_first_call_that_is_not_tiny_prepares_process_workers():
+    out = _fresh(
+        """
+        import time, gilwise
+        from gilwise.backends import _service
+
+        def spin(x):
+            end = time.thread_time() + 0.002
+            while time.thread_time() < end:
+                pass
+            return x
+
+        assert list(gilwise.map(spin, range(3))) == [0, 1, 2]
+        print(_service.current() is not None)
+        """
+    )
+    assert out == "True"

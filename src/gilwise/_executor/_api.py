@@ -69,6 +69,7 @@ def map(
         "auto",
         ordered=ordered,
         progress=progress,
+        probe_first=backend == "auto",
     )
 
 

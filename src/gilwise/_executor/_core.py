@@ -138,6 +138,8 @@ class Executor(cf.Executor):
     @staticmethod
     def _check_options(backend: str, options: dict) -> None:
         """TypeError now for an option no backend this Executor may use accepts."""
+        if not options:
+            return  # nothing to check (and no backend module to import for it)
         if backend != "auto":
             _backends.backend_class(backend).check_options(options)
             return
@@ -742,11 +744,18 @@ class Executor(cf.Executor):
                 lane.backend.shutdown(wait=True)
 
 
+# Set (in this thread) while gilwise.map makes the pool for a function whose first call
+# was tiny: such calls never go to processes, so no zygote is forked for them.
+_no_prefork = threading.local()
+
+
 def _prepare_process_workers(backend: str, scale_out: Any, options: dict) -> None:
     """While this program has one thread, let the worker service fork its zygote from it
     (milliseconds, every import done) if processes may be used; once threads exist (the
     measuring threads, a pipeline's stages) it would have to start a fresh interpreter."""
     if backend not in ("auto", "process") or options.get("start_method") == "spawn":
+        return
+    if backend == "auto" and getattr(_no_prefork, "active", False):
         return
     facts = _runtime.current()
     if backend == "auto" and (scale_out is not None or facts.cores < 2 or not facts.gil_enabled):

@@ -34,6 +34,15 @@ if TYPE_CHECKING:
     from ._core import Executor
 
 
+# gilwise.map (auto) runs its first call in the consumer before making its pool: a call this
+# short is never worth a process (tiny calls run inline), so the pool is made without
+# forking the worker service's zygote, whose copy-on-write of the caller's memory (~1 ms per
+# 1 MB the caller writes afterwards) and the process machinery's import are then not paid.
+# Far below TINY_CALL_S: a function whose first call is 0.3 ms may have 20 ms calls later.
+NO_PREFORK_BELOW_S = 0.00005
+_NO_INPUT = object()
+
+
 class MapResults(itertools.chain):
     """The iterator Executor.map and gilwise.map return: results in C (a chain over each
     task's results), plus ``close()`` like a generator's (cancels what has not started and,
@@ -69,6 +78,7 @@ def map_results(
     ordered: bool,
     progress: Any = False,
     total: Optional[int] = None,
+    probe_first: bool = False,
 ) -> Iterator[Any]:
     """The iterator behind Executor.map (first tasks submitted now, like concurrent.futures)."""
     if not callable(fn):
@@ -90,6 +100,7 @@ def map_results(
         results.refill()  # like concurrent.futures: the first tasks are submitted by the call
     else:  # gilwise.map: a factory; the pool is made at the first next() and owned here
         results.make_executor = executor
+        results.probe_first = probe_first and not spread
     iterator = results.results()
     if progress:
         iterator = with_progress(iterator, total, progress, label(fn))
@@ -118,6 +129,7 @@ class _Window:
         self.key: Any = None
         self.executor: Executor = None  # type: ignore[assignment]
         self.make_executor: Optional[Callable[[], Executor]] = None
+        self.probe_first = False  # gilwise.map under auto: first call here (see _owned_outcomes)
         self.window: deque[_Entry] = deque()
         self.arrivals: Optional[queue.SimpleQueue] = None if ordered else queue.SimpleQueue()
         self.read = 0  # inputs read so far
@@ -257,7 +269,25 @@ class _Window:
     def _owned_outcomes(self) -> Iterator[Iterator[Any]]:
         owner = None
         if self.make_executor is not None:  # gilwise.map: this generator owns its pool
-            owner = self.make_executor()
+            prefork = True
+            if self.probe_first and not self.coroutine:
+                first = self._first_call_here()
+                if first is None:
+                    return  # no input
+                value, seconds = first
+                prefork = seconds >= NO_PREFORK_BELOW_S
+                yield iter((value,))
+                del value
+            if prefork:
+                owner = self.make_executor()
+            else:
+                from ._core import _no_prefork
+
+                _no_prefork.active = True
+                try:
+                    owner = self.make_executor()
+                finally:
+                    _no_prefork.active = False
             self.bind(owner)
         try:
             if owner is not None:
@@ -270,6 +300,22 @@ class _Window:
         finally:
             if owner is not None and not owner._interrupted:
                 owner.shutdown(wait=True, cancel_futures=True)
+
+    def _first_call_here(self) -> Optional[tuple[Any, float]]:
+        """gilwise.map under auto: run the first input's call in the consumer, who waits for
+        its result anyway, before any pool exists. (result, seconds), or None if there is no
+        input; its exception is raised, named as input #0."""
+        item = next(self.inputs, _NO_INPUT)
+        if item is _NO_INPUT:
+            return None
+        self.read = 1
+        started = time.perf_counter()
+        try:
+            value = self.fn(item)
+        except Exception as error:
+            _name_the_call(error, self.fn, 0)
+            raise
+        return value, time.perf_counter() - started
 
     def _outcomes(self) -> Iterator[Iterator[Any]]:
         """For each finished task, in order, an iterator over its results that pops each
