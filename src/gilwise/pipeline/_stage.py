@@ -8,6 +8,13 @@ at most ``max_in_flight(workers, chunksize)`` items however slow its neighbours 
 
 A stage that runs inline does all of this in its submitter thread; a stage on a process pool
 may send several items per task (a chunk) to pay for the round trip once.
+
+Under backend="auto" the submitter first hands items to measured calls (one alone, or two
+started together), each on a helper thread, and peeks at them while they run; once the
+Chooser can tell (they clearly wait, or a pair clearly takes turns) it decides early and the
+submitter goes on with the chosen backend while the measured calls finish; the last of them
+to finish files the samples and confirms (or redoes) the decision. Both threads decide, so
+the Chooser and the switch of backend are guarded by ``_choosing``.
 """
 
 from __future__ import annotations
