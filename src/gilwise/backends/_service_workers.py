@@ -18,7 +18,6 @@ import os
 import pickle
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +28,8 @@ from . import _zygote
 from ._service_pipe import MessagePipe
 
 if TYPE_CHECKING:
+    import subprocess  # imported where a fresh interpreter starts: forking never needs it
+
     from ._service import Job, Lease
 
 FORKSERVER, SPAWN = "forkserver", "spawn"
@@ -52,6 +53,8 @@ def _package_parent() -> str:
 
 
 def _python_command(bootstrap: str) -> list[str]:
+    import subprocess
+
     flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
     return [sys.executable, *flags, "-c", bootstrap, _package_parent()]
 
@@ -76,6 +79,8 @@ def zygote_command() -> list[str]:
 
 def _start_with_socket(command: list[str], kind: int) -> tuple[socket.socket, subprocess.Popen]:
     """Start ``command`` + [its end of a new socket pair, our pid]; return our end."""
+    import subprocess
+
     ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
     try:
         popen = subprocess.Popen(
@@ -198,6 +203,8 @@ class Zygote:
         with contextlib.suppress(OSError):
             self.ctl.close()
         if self.popen is not None:
+            import subprocess
+
             try:
                 self.popen.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -316,6 +323,8 @@ class Worker:
     def spawned_returncode(self) -> Optional[int]:
         """A spawned worker's exit code, waiting briefly (it closed its pipe: exiting)."""
         assert self.popen is not None
+        import subprocess
+
         try:
             return self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired:  # closed its pipe but lives on: make it stop
