@@ -40,6 +40,8 @@ from ._measure import (
     FunctionProbe,
     MeasuredCall,
     MeasuredCoroutine,
+    gil_held_by_others,
+    since,
     waiting_so_far,
 )
 from ._verdict import PROCESS_CHUNK_TARGET_S, Decision, TaskMeasurement, decide_for_task
@@ -56,6 +58,9 @@ MAX_RECHECKS = 3
 EARLY_CPU_AFTER_S = 0.035
 # ... and only when its overlap (cores busy) is outside this range: clearly turns or parallel.
 EARLY_CLEAR_OVERLAP = (1.1, 1.75)
+# ... and, to be judged overlapping (threads) early, it must have used this many cores for
+# real: calls taking turns on the GIL never use more than one core between them.
+EARLY_PARALLEL_CORES = 1.2
 # When a driver peeks at measured calls still running (seconds after they started).
 PEEK_DELAYS_S = (0.004, 0.012, 0.04, 0.1)
 # A call whose first milliseconds were busy (a cold connection, a lazy import) and that has
@@ -138,6 +143,9 @@ class Chooser:
         self.early = False  # the decision came from a peek at calls still running
         self.failed = False  # a measured call raised: decide from what succeeded
         self.crashed = False  # a call killed a worker process: processes only, from now on
+        # The remote backend it was sent to, once it was: it never comes back to this process
+        # (a call that crashes its worker there would crash the caller here).
+        self.remote: Optional[str] = None
         self.notes: list[str] = []
         self.per_call_s: Optional[float] = None
         self._warm_pair_done = False
@@ -254,6 +262,7 @@ class Chooser:
             {id(call): (call, sample) for call, sample in zip(calls, peeks)},
         )
         wanted_s = interval_s = 0.0
+        lately = []
         for call, sample in zip(calls, peeks):
             before = previous.get(id(call))
             if before is None or before[0] is not call:
@@ -261,8 +270,11 @@ class Chooser:
             interval = sample.wall_s - before[1].wall_s
             if interval < RECENT_WAIT_MIN_S:
                 return None
-            wanted_s += sample.cpu_s - before[1].cpu_s + sample.runqueue_s - before[1].runqueue_s
+            lately.append(since(before[1], sample))
+            wanted_s += lately[-1].cpu_s + lately[-1].runqueue_s
             interval_s += interval
+        if gil_held_by_others(lately):
+            return None  # others held the GIL meanwhile: not clear that the calls wait
         return max(0.0, wanted_s) / interval_s
 
     # --- deciding -----------------------------------------------------------------------
@@ -311,6 +323,19 @@ class Chooser:
                 reason=decision.reason + " But one of its calls crashed a worker process, so "
                 "it runs only in worker processes, never in this one.",
             )
+        if (
+            self.remote is not None
+            and not self.is_coroutine
+            and decision.backend not in REMOTE_BACKENDS
+        ):
+            decision = replace(
+                decision,
+                backend=self.remote,  # type: ignore[arg-type]
+                workers=max(1, min(facts.cores, self.max_workers or facts.cores)),
+                reason=decision.reason + f" But it had been sent to {self.remote} workers "
+                "already, and a function sent to other processes never runs in this one "
+                "again (a call that crashes its worker would crash this program).",
+            )
         if decision.backend == "process" and self.scale_out is not None:
             decision = replace(
                 decision,
@@ -334,6 +359,8 @@ class Chooser:
         self.decision = decision
         self.early = early
         self._peeked = {}
+        if decision.backend in REMOTE_BACKENDS:
+            self.remote = decision.backend
         self.per_call_s = decision.measured.wall_s or None
         # A function whose calls keep changing would be re-measured forever: stop watching.
         # One sent to other processes is never re-measured here: re-measuring runs calls in
@@ -372,6 +399,7 @@ class Chooser:
             self.notes.append(note)
         if self.decision is not None:
             self.decision = replace(self.decision, backend="thread")
+        self.remote = None  # it cannot go to another process at all
 
     # --- after deciding -----------------------------------------------------------------
 
@@ -468,6 +496,12 @@ def busy_pair_so_far(peeks: list) -> Optional[TaskMeasurement]:
         return None
     overlap = sum(s.cpu_s / max(elapsed_s - s.runqueue_s, s.cpu_s, 1e-9) for s in peeks)
     if EARLY_CLEAR_OVERLAP[0] <= overlap < EARLY_CLEAR_OVERLAP[1]:
+        return None
+    if overlap >= EARLY_CLEAR_OVERLAP[1] and sum(s.cpu_s for s in peeks) < (
+        EARLY_PARALLEL_CORES * elapsed_s
+    ):
+        # Overlapping only after the waits for a core are taken out: on a loaded machine
+        # that is not clear enough to run queued calls on threads in this process early.
         return None
     return TaskMeasurement(
         wall_s=elapsed_s,

@@ -43,7 +43,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from ._verdict import TINY_CALL_S, TaskMeasurement
 
@@ -73,10 +73,21 @@ def _runqueue_wait_s(native_id: Optional[int] = None) -> float:
     counting that wait as wanting the CPU (not as I/O) keeps the classification independent
     of how loaded the machine is. Waiting for the GIL is not counted: that thread sleeps.
     ``native_id``: another thread of this process (default: the calling thread).
+
+    The calling thread's counter is read without releasing the GIL where possible: a read
+    that released it could wait for the GIL (and queue for a core) between this reading and
+    the call's clocks, and that wait would count as the call's (a 10 ms call on two threads
+    then looked like it overlapped, 1.66 cores busy, on a loaded machine).
     """
     global _SCHEDSTAT_OK
     if not _SCHEDSTAT_OK:
         return 0.0
+    if native_id is None:
+        reader = _gil_holding_reader()
+        if reader is not None:
+            value = reader(_SELF_PATH)
+            if value is not None:
+                return value[1]
     path = (
         "/proc/thread-self/schedstat"
         if native_id is None
@@ -95,6 +106,82 @@ def _runqueue_wait_s(native_id: Optional[int] = None) -> float:
 
 
 _SCHEDSTAT_OK = sys.platform.startswith("linux")
+_SELF_PATH = b"/proc/thread-self/schedstat"
+_READER: Any = None  # None: not tried yet; False: unavailable; else the reader
+
+
+def _gil_holding_reader() -> Optional[Callable[[bytes], Optional[tuple[float, float]]]]:
+    """A reader of a thread's ``(on-CPU s, run-queue wait s)`` from its schedstat file,
+    through libc called with the GIL held (ctypes.PyDLL); None where ctypes or libc is
+    not there."""
+    global _READER
+    if _READER is None:
+        try:
+            import ctypes
+
+            libc = ctypes.PyDLL(None, use_errno=True)
+            c_open, c_read, c_close = libc.open, libc.read, libc.close
+            c_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
+            c_read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+            c_read.restype = ctypes.c_ssize_t
+            c_close.argtypes = [ctypes.c_int]
+            flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+            buffer = ctypes.create_string_buffer(128)  # used only with the GIL held
+
+            def read(path: bytes) -> Optional[tuple[float, float]]:
+                fd = c_open(path, flags)
+                if fd < 0:
+                    return None
+                try:
+                    count = c_read(fd, buffer, 128)
+                finally:
+                    c_close(fd)
+                if count <= 0:
+                    return None
+                try:
+                    on_cpu, queued = buffer.raw[:count].split()[:2]
+                    return int(on_cpu) / 1e9, int(queued) / 1e9
+                except ValueError:
+                    return None
+
+            _READER = read if read(_SELF_PATH) is not None else False
+        except (ImportError, OSError, AttributeError):
+            _READER = False
+    return _READER or None
+
+
+def _others_busy() -> dict[int, tuple[float, float]]:
+    """Per other Python thread of this process (native id): seconds on a core and waiting
+    for one, so far. Only Python threads can hold the GIL; a holder is on a core, or waiting
+    for one on a loaded machine (then everyone waiting for the GIL waits with it)."""
+    reader = _gil_holding_reader() if _SCHEDSTAT_OK else None
+    if reader is None:
+        return {}
+    me = threading.get_native_id()
+    busy = {}
+    for thread in threading.enumerate():
+        native_id = thread.native_id
+        if native_id is None or native_id == me:
+            continue
+        value = reader(b"/proc/self/task/%d/schedstat" % native_id)
+        if value is not None:
+            busy[native_id] = value
+    return busy
+
+
+def _busy_since(before: dict[int, tuple[float, float]], exclude: Optional[int] = None) -> float:
+    """How long other threads may have held the GIL since ``before``: their time on a core
+    (one at a time runs Python) plus the longest any one of them waited for a core (a holder
+    preempted on a loaded machine; threads queued together do not hold it together)."""
+    on_cpu_s = 0.0
+    queued_s = 0.0
+    for native_id, (on_cpu, queued) in _others_busy().items():
+        if native_id == exclude:
+            continue
+        on_cpu0, queued0 = before.get(native_id, (0.0, 0.0))
+        on_cpu_s += max(0.0, on_cpu - on_cpu0)
+        queued_s = max(queued_s, queued - queued0)
+    return on_cpu_s + queued_s
 
 
 @dataclass(frozen=True)
@@ -102,6 +189,8 @@ class CallSample:
     """Timing of one call: wall and thread-CPU seconds, and when it started and ended.
 
     ``runqueue_s``: time the thread was ready to run but had no core (0.0 where unknown).
+    ``others_busy_s``: time the process's other Python threads spent on a core or waiting
+    for one meanwhile (0.0 where unknown): time they may have held the GIL.
     """
 
     wall_s: float
@@ -109,29 +198,75 @@ class CallSample:
     started_s: float
     ended_s: float
     runqueue_s: float = 0.0
+    others_busy_s: float = 0.0
+
+    @property
+    def slept_s(self) -> float:
+        """Time the call's thread was neither on a core nor waiting for one."""
+        return max(0.0, self.wall_s - self.cpu_s - self.runqueue_s)
+
+    @property
+    def blocked_by_others_s(self) -> float:
+        """The part of the call's sleep that other threads' work may explain: they may have
+        held the GIL it waited for (a garbage collection, the program's own threads, one of
+        them preempted on a loaded machine while holding it), which is not this call waiting
+        for I/O. Counted only when they were busy for most of that sleep (a few
+        milliseconds of other work during a long wait for I/O leaves it a wait), and when
+        the call used a core for at least half of the rest (a call that barely ran, like a
+        sleep while new threads queued for a core, stays a wait)."""
+        held_s = _gil_held_s(self.others_busy_s, self.slept_s)
+        return held_s if _ran_apart_from(self.cpu_s, self.wall_s - self.runqueue_s, held_s) else 0.0
 
     @property
     def idle_machine_wall_s(self) -> float:
-        """The wall time without the waits for a core: what the call takes on an idle machine."""
-        return max(self.wall_s - self.runqueue_s, self.cpu_s, 1e-9)
+        """The wall time without the waits for a core or for other threads: what the call
+        takes on an idle machine in an otherwise idle process."""
+        return max(self.wall_s - self.runqueue_s - self.blocked_by_others_s, self.cpu_s, 1e-9)
 
     @property
     def cpu_share(self) -> float:
         return min(1.0, self.cpu_s / self.idle_machine_wall_s)
 
 
-def _clocks() -> tuple[float, float, float]:
-    """(run-queue wait, thread CPU, wall) now, read in the order that keeps the call inside."""
-    return _runqueue_wait_s(), time.thread_time(), time.perf_counter()
+# Other threads' work explains a sleep (GIL waits) when it covered at least this share of it
+# and the calls used a core for at least CPU_AFTER_GIL_SHARE of the rest of their time.
+GIL_HELD_SHARE = 0.75
+CPU_AFTER_GIL_SHARE = 0.5
+MIN_CPU_PER_HELD = 0.1
 
 
-def _sample_since(start: tuple[float, float, float]) -> CallSample:
-    queued0, cpu0, wall0 = start
+def _ran_apart_from(cpu_s: float, awake_s: float, held_s: float) -> bool:
+    """Whether calls that used ``cpu_s`` look CPU-bound once ``held_s`` (other threads'
+    work) is taken out of ``awake_s``: a core for at least half of the rest, and CPU worth
+    a tenth of the time taken out (a sleep that barely ran stays a sleep)."""
+    return held_s > 0.0 and cpu_s >= max(
+        CPU_AFTER_GIL_SHARE * (awake_s - held_s), MIN_CPU_PER_HELD * held_s
+    )
+
+
+def _gil_held_s(others_busy_s: float, slept_s: float) -> float:
+    if slept_s <= 0.0 or others_busy_s < GIL_HELD_SHARE * slept_s:
+        return 0.0
+    return min(others_busy_s, slept_s)
+
+
+def _clocks() -> tuple[dict[int, tuple[float, float]], float, float, float]:
+    """(other threads' busy times, run-queue wait, thread CPU, wall) now, read in the order
+    that keeps the call inside."""
+    return _others_busy(), _runqueue_wait_s(), time.thread_time(), time.perf_counter()
+
+
+def _sample_since(start: tuple[dict[int, tuple[float, float]], float, float, float]) -> CallSample:
+    others0, queued0, cpu0, wall0 = start
     wall1 = time.perf_counter()
     cpu1 = time.thread_time()
     wall_s = wall1 - wall0
-    queued_s = min(max(0.0, _runqueue_wait_s() - queued0), wall_s)
-    return CallSample(wall_s, max(0.0, cpu1 - cpu0), wall0, wall1, queued_s)
+    cpu_s = max(0.0, cpu1 - cpu0)
+    # On a core or waiting for one, never both: what exceeds the wall time was a wait
+    # around the call's clocks (a preemption at a system call's return), not in it.
+    queued_s = min(max(0.0, _runqueue_wait_s() - queued0), max(0.0, wall_s - cpu_s))
+    others_s = min(_busy_since(others0), 2 * wall_s) if others0 else 0.0
+    return CallSample(wall_s, cpu_s, wall0, wall1, queued_s, others_s)
 
 
 class MeasuredCall:
@@ -147,7 +282,7 @@ class MeasuredCall:
         self.fn = fn
         self.start_barrier = start_barrier
         self.sample: Optional[CallSample] = None
-        self._started: Optional[tuple[int, int, tuple[float, float, float]]] = None
+        self._started: Optional[tuple[int, int, tuple[Any, float, float, float]]] = None
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         if self.start_barrier is not None:
@@ -165,14 +300,19 @@ class MeasuredCall:
         started = self._started
         if started is None or self.sample is not None:
             return None
-        ident, native_id, (queued0, cpu0, wall0) = started
+        ident, native_id, (others0, queued0, cpu0, wall0) = started
         try:
             cpu_s = time.clock_gettime(time.pthread_getcpuclockid(ident)) - cpu0
         except (AttributeError, OSError):  # not POSIX, or the thread just ended
             return None
         now = time.perf_counter()
-        queued_s = min(max(0.0, _runqueue_wait_s(native_id) - queued0), now - wall0)
-        return CallSample(now - wall0, max(0.0, cpu_s), wall0, now, queued_s)
+        cpu_s = max(0.0, cpu_s)
+        # Read last (they may wait for the GIL): a wait after ``now`` counts as wanting a
+        # core, never as waiting for I/O, and the cap keeps it within the time so far.
+        queued1 = _runqueue_wait_s(native_id)
+        queued_s = min(max(0.0, queued1 - queued0), max(0.0, now - wall0 - cpu_s))
+        others_s = min(_busy_since(others0, native_id), 2 * (now - wall0)) if others0 else 0.0
+        return CallSample(now - wall0, cpu_s, wall0, now, queued_s, others_s)
 
 
 class MeasuredCoroutine:
@@ -293,9 +433,28 @@ def _pair_waited(pair: tuple[CallSample, CallSample]) -> bool:
     at all were waiting, however long they queued.
     """
     elapsed_s = _pair_elapsed_s(pair)
-    wanted_cores = sum(call.cpu_s + call.runqueue_s for call in pair) / elapsed_s
-    used_cores = sum(call.cpu_s for call in pair) / elapsed_s
+    wanted_s = sum(call.cpu_s + call.runqueue_s for call in pair)
+    others_s = _gil_held_s(_third_party_busy_s(pair), max(0.0, elapsed_s - wanted_s))
+    if not _ran_apart_from(sum(call.cpu_s for call in pair), elapsed_s, others_s):
+        others_s = 0.0  # the calls barely ran even when the others were not busy: waiting
+    wanted_cores = (wanted_s + others_s) / elapsed_s
+    used_cores = (sum(call.cpu_s for call in pair) + others_s) / elapsed_s
     return wanted_cores < IO_SHARE or used_cores < MIN_USED_CORES
+
+
+def _third_party_busy_s(calls: Sequence[CallSample]) -> float:
+    """Time threads other than ``calls``' own were busy (on or waiting for a core) while
+    they ran: each call's ``others_busy_s`` counts its partners' work too, so that is taken
+    out (all of it: an underestimate when the partner ran partly outside the call)."""
+    if len(calls) == 1:
+        return calls[0].others_busy_s
+    best = 0.0
+    for index, call in enumerate(calls):
+        partners_s = sum(
+            other.cpu_s + other.runqueue_s for at, other in enumerate(calls) if at != index
+        )
+        best = max(best, call.others_busy_s - partners_s)
+    return best
 
 
 def _pair_elapsed_s(pair: tuple[CallSample, CallSample]) -> float:
@@ -313,6 +472,29 @@ def _pair_overlap(pair: tuple[CallSample, CallSample]) -> float:
     return sum(call.cpu_s / max(elapsed_s - call.runqueue_s, call.cpu_s, 1e-9) for call in pair)
 
 
+def since(before: CallSample, now: CallSample) -> CallSample:
+    """A running call between two of its peeks (``before`` and ``now``)."""
+    return CallSample(
+        now.wall_s - before.wall_s,
+        max(0.0, now.cpu_s - before.cpu_s),
+        before.ended_s,
+        now.ended_s,
+        max(0.0, now.runqueue_s - before.runqueue_s),
+        max(0.0, now.others_busy_s - before.others_busy_s),
+    )
+
+
+def gil_held_by_others(samples: Sequence[CallSample]) -> bool:
+    """True when other threads were busy (on or waiting for a core) for most of the time
+    ``samples`` (calls running over the same time) slept: they may have held the GIL."""
+    if not samples:
+        return False
+    elapsed_s = min(sample.wall_s for sample in samples)
+    wanted_s = sum(sample.cpu_s + sample.runqueue_s for sample in samples)
+    slept_s = max(0.0, elapsed_s * len(samples) - wanted_s)
+    return _gil_held_s(_third_party_busy_s(samples) * len(samples), slept_s) > 0.0
+
+
 def waiting_so_far(calls: list[MeasuredCall], *, min_elapsed_s: float = EARLY_AFTER_S) -> bool:
     """True when every call in ``calls`` is still running and has mostly waited so far.
 
@@ -326,7 +508,10 @@ def waiting_so_far(calls: list[MeasuredCall], *, min_elapsed_s: float = EARLY_AF
     elapsed_s = min(sample.wall_s for sample in peeks if sample is not None)
     if elapsed_s < min_elapsed_s:
         return False
-    wanted_s = sum(sample.cpu_s + sample.runqueue_s for sample in peeks if sample is not None)
+    samples = [sample for sample in peeks if sample is not None]
+    if gil_held_by_others(samples):
+        return False  # other threads held the GIL meanwhile: not clear that these wait
+    wanted_s = sum(sample.cpu_s + sample.runqueue_s for sample in samples)
     return wanted_s < EARLY_IO_SHARE * elapsed_s * len(peeks)
 
 

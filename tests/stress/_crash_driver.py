@@ -50,6 +50,11 @@ AUTO_ITEMS = 24
 AUTO_FIRST_CRASH = 12
 AUTO_SPIN_MS = 10.0
 ROUND_GUARD_S = 60.0
+# GILWISE_STRESS_TRACE=1 (debugging): print each round's decision (explain()) to stderr, and
+# when the crashing call is about to run in this program, print where it runs (its stack)
+# and raise instead of crashing, so the rounds go on and the report shows it as wrong.
+TRACE = os.environ.get("GILWISE_STRESS_TRACE") == "1"
+_DRIVER_PID = os.getpid()
 
 
 def _spin_ms(milliseconds: float) -> None:
@@ -65,6 +70,17 @@ def task(item: tuple[int, Optional[str], float]) -> int:
     index, crash, spin_ms = item
     if spin_ms:
         _spin_ms(spin_ms)
+    if crash and TRACE and os.getpid() == _DRIVER_PID:
+        import traceback
+
+        stack = "".join(traceback.format_stack())
+        print(
+            f"TRACE: crash {crash} of item {index} runs in the caller, on thread "
+            f"{threading.current_thread().name}:\n{stack}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise RuntimeError(f"item {index} would have crashed the caller ({crash})")
     if crash == "exit":
         os._exit(7)
     elif crash == "kill":
@@ -72,6 +88,22 @@ def task(item: tuple[int, Optional[str], float]) -> int:
     elif crash == "segv":
         ctypes.string_at(0)
     return index * index + 1
+
+
+def _trace(text: str) -> None:
+    if TRACE:
+        print(f"TRACE: {text}", file=sys.stderr, flush=True)
+
+
+def _trace_executor(executor: gilwise.Executor) -> None:
+    """The decision, and the raw samples it came from (CallSample: wall, CPU, run-queue)."""
+    if TRACE:
+        from gilwise._chooser import key
+
+        chooser = executor._plans[key(task)].chooser
+        _trace(
+            f"{executor.explain(task)}\n  samples: {chooser.probe.singles} {chooser.probe.pairs}"
+        )
 
 
 def _counts(delivered: dict[int, list[Any]], due: set[int], crash_at: int) -> dict[str, int]:
@@ -107,6 +139,7 @@ def run_map(items: list, crash_at: int, backend: str, chunksize: Any) -> dict[st
             error = exc
         except Exception as exc:  # counted as wrong below, with its type in the report
             error = exc
+        _trace_executor(executor)
     counts = _counts(delivered, set(range(crash_at)), crash_at)
     counts["error_ok"] = _error_ok(error, crash_at) and position == crash_at
     counts["error"] = f"{type(error).__name__}: {error}"[:300] if error else "none"
@@ -128,6 +161,7 @@ def run_submit(items: list, crash_at: int, backend: str) -> dict[str, Any]:
             except Exception as exc:
                 if index == crash_at:
                     error = exc
+        _trace_executor(executor)
     delivered = {i: v for i, v in delivered.items() if v}
     counts = _counts(delivered, set(range(len(items))) - {crash_at}, crash_at)
     counts["error_ok"] = _error_ok(error, crash_at)
@@ -146,6 +180,9 @@ def run_pipeline(items: list, crash_at: int, backend: str, chunksize: Optional[i
     for value in pipe:
         delivered.setdefault(answers.get(value, -1), []).append(value)
     dead = pipe.dead_letters
+    stats = pipe.stats
+    if stats is not None:
+        _trace("\n".join(f"{s.name}: {s.backend}: {s.reason}" for s in stats.stages))
     counts = _counts(delivered, set(range(len(items))) - {crash_at}, crash_at)
     error = dead[0].error if len(dead) == 1 else None
     counts["error_ok"] = (
@@ -207,6 +244,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(json.dumps({"round": number, "hang": True}), flush=True)
             os._exit(3)  # the round's threads may be stuck: do not wait for them
         report["seconds"] = round(time.perf_counter() - started, 3)
+        _trace(f"round {number} done: {json.dumps(report)}")
         print(json.dumps(report), flush=True)
     return 0
 

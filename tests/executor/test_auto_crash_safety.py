@@ -1,0 +1,226 @@
+"""backend="auto" never runs a CPU-bound function's calls in the caller beyond the few it
+measures: each cause of a caller death found under fault injection (tests/stress), on
+injected measurements (no timing).
+
+A call that crashes its process (os._exit, SIGKILL, a segfault) kills the caller when it
+runs there, so a function decided for processes must stay there, and a pure-Python call
+must not look I/O-bound (threads) or overlapping (threads) because of something other
+than the function: another thread holding the GIL, a loaded machine, the measuring itself.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from gilwise import _measure
+from gilwise import _verdict as verdict
+from gilwise._chooser import Chooser, busy_pair_so_far
+from gilwise._measure import CallSample, FunctionProbe, waiting_so_far
+from gilwise._verdict import TaskMeasurement
+
+
+def _sample(wall, cpu, start=0.0, queued=0.0, others=0.0):
+    """A CallSample; ``others``: seconds the process's other threads were on or waiting for
+    a core meanwhile."""
+    return CallSample(wall, cpu, start, start + wall, queued, others)
+
+
+# --- another thread holding the GIL is not waiting for I/O ------------------------------
+
+
+def test_a_call_that_slept_while_another_thread_was_busy_is_not_io():
+    # Seen in the stress test: a 10 ms pure-Python call took 56 ms, 46 ms asleep, while
+    # another thread of the program held the GIL (on a core, or preempted while holding it).
+    alone = _sample(0.056, 0.010)
+    blocked = _sample(0.056, 0.010, others=0.046)
+    assert alone.cpu_share < _measure.IO_SHARE  # what it looked like before
+    assert blocked.cpu_share == pytest.approx(1.0)
+    assert blocked.idle_machine_wall_s == pytest.approx(0.010)
+
+
+def test_other_threads_cpu_counts_only_up_to_the_calls_own_sleep():
+    # A 20 ms wait for I/O with 1 ms of CPU, while another thread worked 5 ms: still waiting.
+    call = _sample(0.020, 0.001, others=0.005)
+    assert call.blocked_by_others_s == 0.0
+    assert call.cpu_share < _measure.IO_SHARE
+    # Others busy for 17 of its 18 ms of sleep, and it ran 2 of the other 3 ms: it may have
+    # waited for the GIL all along.
+    starved = _sample(0.020, 0.002, others=0.017)
+    assert starved.blocked_by_others_s == pytest.approx(0.017)
+    assert starved.cpu_share >= _measure.IO_SHARE
+    # A 20 ms sleep with no CPU while new threads queued for a core (a loaded machine): the
+    # call barely ran even apart from the others' time, so it stays a wait.
+    sleeping = _sample(0.020, 0.00003, others=0.018)
+    assert sleeping.blocked_by_others_s == 0.0
+    assert sleeping.idle_machine_wall_s == pytest.approx(0.020)
+
+
+def test_a_pair_that_slept_while_another_thread_held_the_gil_did_not_wait():
+    # The stress test's case: one call ran alone (10 ms), the other took 56 ms for 10 ms of
+    # CPU, with no run-queue wait: 46 ms asleep on a GIL that another thread held.
+    # Each call's others_busy_s counts its partner's work (10 ms) and the third thread's.
+    first = CallSample(0.0101, 0.010, 0.0, 0.0101, 0.0, 0.010)
+    second = CallSample(0.0564, 0.010, 0.0102, 0.0666, 0.0, 0.0560)
+    probe = FunctionProbe()
+    probe.add_single(_sample(0.0198, 0.010, others=0.0098))
+    probe.add_pair(first, second)
+    decision = verdict.decide_for_task(probe.measurement())
+    assert decision.backend == "process" or decision.kind == "gil-bound", decision.reason
+    # Without the process clock (other threads' CPU unknown) it looked I/O-bound.
+    blind = FunctionProbe()
+    blind.add_single(_sample(0.0198, 0.010))
+    blind.add_pair(
+        CallSample(0.0101, 0.010, 0.0, 0.0101), CallSample(0.0564, 0.010, 0.0102, 0.0666)
+    )
+    assert verdict.decide_for_task(blind.measurement()).kind == "io-bound"
+
+
+def test_a_pair_that_really_waited_is_io_bound_whatever_the_other_threads_did():
+    # Two 20 ms waits with 0.1 ms of CPU each; the rest of the process was idle.
+    first = CallSample(0.020, 0.0001, 0.0, 0.020, 0.0, 0.0003)
+    second = CallSample(0.020, 0.0001, 0.0, 0.020, 0.0, 0.0003)
+    probe = FunctionProbe()
+    probe.add_pair(first, second)
+    assert verdict.decide_for_task(probe.measurement()).kind == "io-bound"
+    # Two 20 ms sleeps on a loaded machine, while the calls queued behind them (started
+    # early on new threads) kept others busy 28 ms: the pair barely ran, it waited.
+    first = CallSample(0.0386, 0.00003, 0.0, 0.0386, 0.0185, 0.0281)
+    second = CallSample(0.0386, 0.00001, 0.0, 0.0386, 0.0186, 0.0282)
+    probe = FunctionProbe()
+    probe.add_pair(first, second)
+    decision = verdict.decide_for_task(probe.measurement())
+    assert (decision.kind, decision.backend) == ("io-bound", "thread"), decision.reason
+
+
+class _Running:
+    """A running measured call as the early peek sees it."""
+
+    def __init__(self, sample):
+        self._sample = sample
+
+    def peek(self):
+        return self._sample
+
+
+def test_calls_starved_of_the_gil_are_not_judged_waiting_early():
+    # 30 ms into two calls that got 1 ms of CPU each: another thread was busy 28 ms.
+    starved = [
+        _Running(CallSample(0.030, 0.001, 0.0, 0.030, 0.0, 0.029)),
+        _Running(CallSample(0.030, 0.001, 0.0, 0.030, 0.0, 0.029)),
+    ]
+    assert not waiting_so_far(starved)
+    waiting = [
+        _Running(CallSample(0.030, 0.001, 0.0, 0.030, 0.0, 0.002)),
+        _Running(CallSample(0.030, 0.001, 0.0, 0.030, 0.0, 0.002)),
+    ]
+    assert waiting_so_far(waiting)
+
+
+# --- run-queue waits around the call's clocks --------------------------------------------
+
+
+def test_run_queue_wait_is_never_more_than_the_time_off_the_cpu(monkeypatch):
+    # A wait for the GIL or a core just before the start clocks (after the run-queue
+    # counter was read) once counted as the call's: 16.5 ms queued in a 16.5 ms call that
+    # ran 10 ms, which made two pure-Python calls look like they overlapped (1.66 cores).
+    readings = iter([1.0, 1.5])
+    monkeypatch.setattr(_measure, "_runqueue_wait_s", lambda native_id=None: next(readings))
+    monkeypatch.setattr(_measure, "_others_busy", dict)
+    start = _measure._clocks()
+    sample = _measure._sample_since(start)
+    assert sample.runqueue_s <= max(0.0, sample.wall_s - sample.cpu_s) + 1e-9
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="schedstat is Linux's")
+def test_the_run_queue_counter_is_read_without_releasing_the_gil():
+    reader = _measure._gil_holding_reader()
+    if reader is None:
+        pytest.skip("ctypes cannot call libc here")
+    first = reader(_measure._SELF_PATH)
+    assert first is not None and first[0] > 0.0 and first[1] >= 0.0
+    second = _measure._runqueue_wait_s()
+    assert second >= first[1]  # the same thread's counter, read two ways, only grows
+
+
+def test_a_pair_judged_overlapping_only_after_taking_out_core_waits_is_not_clear_early():
+    # 40 ms in, 10 ms of CPU each and 30 ms queued each: "2 cores" once the waits are taken
+    # out, but together the calls never used more than one core: not clear enough to start
+    # queued calls on threads in the caller before the pair finished.
+    queued = [CallSample(0.040, 0.010, 0.0, 0.040, 0.030)] * 2
+    assert busy_pair_so_far(queued) is None
+    running = [CallSample(0.040, 0.035, 0.0, 0.040)] * 2  # 1.75 cores for real
+    judged = busy_pair_so_far(running)
+    assert judged is not None and judged.overlap >= 1.5
+
+
+# --- once on processes, never back --------------------------------------------------------
+
+
+def _opened():
+    opened = []
+
+    def open_backend(name, workers):
+        opened.append(name)
+        return name
+
+    return opened, open_backend
+
+
+def test_a_function_sent_to_processes_never_comes_back_to_threads():
+    chooser = Chooser("spin", max_workers=None)
+    opened, open_backend = _opened()
+    gil_bound = TaskMeasurement(
+        wall_s=0.010, cpu_s=0.010, pair_wall_s=0.020, pair_cpu_s=0.020, calls=2
+    )
+    decision, _ = chooser.decide(open_backend, gil_bound, early=True)
+    if decision.backend != "process":
+        pytest.skip(f"processes are not available here: {decision.reason}")
+    # The calls judged early finish and look I/O-bound (a load spike): decided again.
+    waited = TaskMeasurement(wall_s=0.040, cpu_s=0.010, calls=2)
+    decision, _ = chooser.decide(open_backend, waited)
+    assert decision.backend == "process", decision.reason
+    assert "never runs in this one again" in decision.reason
+    assert opened == ["process", "process"]
+    assert "never runs in this one again" in chooser.explain()
+
+
+def test_a_function_that_cannot_be_sent_to_processes_may_run_on_threads():
+    chooser = Chooser("unpicklable")
+    _, open_backend = _opened()
+    gil_bound = TaskMeasurement(
+        wall_s=0.010, cpu_s=0.010, pair_wall_s=0.020, pair_cpu_s=0.020, calls=2
+    )
+    decision, _ = chooser.decide(open_backend, gil_bound)
+    if decision.backend != "process":
+        pytest.skip(f"processes are not available here: {decision.reason}")
+    chooser.fall_back_to_threads("it cannot be pickled")
+    assert chooser.remote is None
+    assert chooser.decision is not None and chooser.decision.backend == "thread"
+
+
+def test_other_threads_busy_time_is_read_from_the_kernel():
+    import threading
+    import time
+
+    if _measure._gil_holding_reader() is None:
+        pytest.skip("no schedstat reader here")
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            pass
+
+    before = _measure._others_busy()
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        deadline = time.thread_time() + 0.05
+        while time.thread_time() < deadline:
+            pass  # this thread and the worker take turns on the GIL
+        others_s = _measure._busy_since(before)
+    finally:
+        stop.set()
+        worker.join()
+    assert others_s >= 0.02  # the worker ran (or queued) while this thread waited
