@@ -224,3 +224,19 @@ def test_other_threads_busy_time_is_read_from_the_kernel():
         stop.set()
         worker.join()
     assert others_s >= 0.02  # the worker ran (or queued) while this thread waited
+
+
+def test_a_call_starved_of_the_gil_between_two_peeks_is_not_judged_waiting_lately():
+    chooser = Chooser("spin", pair_first=False)
+    call = _Running(CallSample(0.012, 0.011, 0.0, 0.012, 0.0, 0.0))  # busy so far
+    assert chooser.peek(chooser.generation, [call]) is None
+    # 25 ms later: 0.5 ms more CPU, while another thread was busy 24 ms (held the GIL).
+    call._sample = CallSample(0.037, 0.0115, 0.0, 0.037, 0.0, 0.024)
+    assert chooser.peek(chooser.generation, [call]) is None
+    # The same without the other thread: it waits now (a cold start, then I/O).
+    chooser = Chooser("fetch", pair_first=False)
+    call = _Running(CallSample(0.012, 0.011, 0.0, 0.012, 0.0, 0.0))
+    assert chooser.peek(chooser.generation, [call]) is None
+    call._sample = CallSample(0.037, 0.0115, 0.0, 0.037, 0.0, 0.0)
+    judged = chooser.peek(chooser.generation, [call])
+    assert judged is not None and judged.cpu_share < 0.5
