@@ -306,6 +306,33 @@ def test_lock_held_for_python_work_is_lock_contention():
     assert "update (app.py:7)" in verdict.reason
 
 
+def test_gil_waits_while_a_lock_has_waiters_do_not_outweigh_the_lock():
+    """Three workers queue on a lock held for pure-Python work (the lock-contention
+    calibration program on a busy machine): 0.4 s of lock waits, 0.22 s of GIL waits, 0.2 s
+    of those while the lock had waiters (on the way to it and out of it). The lock, not the
+    GIL, serialises them."""
+    workers = [
+        _waiter(f"worker-{i}", wall=0.32, held=0.11, wait=0.073, lock=0.133) for i in range(3)
+    ]
+    main = _waiter("MainThread", wall=0.33, held=0.004, join=0.32)
+    lock = LockStats(
+        0x7F00,
+        "update_table (lock_contention.py:20)",
+        tuple(t.name for t in workers),
+        0.4,
+        0.04,
+        holder_states={"gil_held": 0.3, "gil_wait": 0.195, "join_wait": 0.3},
+        held_across="gil_held in update_table (lock_contention.py:20)",
+    )
+    profile = _evidence_profile(main, *workers, wall=0.33, held_fraction=0.99, locks=(lock,))
+    verdict = verdict_for_profile(profile, TWO_CORES)
+    assert (verdict.kind, verdict.expected_speedup) == ("lock-contention", 1.0)
+    # The same waits with the GIL waits outside the lock's contention: GIL-bound evidence.
+    unrelated = replace(lock, holder_states={"gil_held": 0.3, "join_wait": 0.3})
+    verdict = verdict_for_profile(replace(profile, locks=(unrelated,)), TWO_CORES)
+    assert verdict.kind != "lock-contention"
+
+
 def test_brief_lock_use_by_io_threads_is_not_contention():
     threads = [_waiter(f"fetch-{i}", held=0.04, io=0.9, lock=0.05) for i in range(8)]
     verdict = verdict_for_profile(_evidence_profile(*threads, held_fraction=0.3), TWO_CORES)
