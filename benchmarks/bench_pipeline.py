@@ -192,8 +192,8 @@ def spawn_variant(spec: dict[str, Any], hang_guard_s: float) -> dict[str, Any]:
     return answer
 
 
-def cpu_per_page_s(site: scrape.Site, sample: int) -> float:
-    """CPU seconds per page (this process and the server's), measured serially."""
+def cpu_per_page_s(site: scrape.Site, sample: int) -> tuple[float, float]:
+    """CPU seconds per page (this process's, the server's), measured serially."""
     totals = scrape.WordTotals()
     urls = list(scrape.page_urls(site.url, sample))
     totals.add(fetch_and_count(urls[0]))  # warm up imports and caches
@@ -203,7 +203,7 @@ def cpu_per_page_s(site: scrape.Site, sample: int) -> float:
     for url in urls:
         totals.add(fetch_and_count(url))
     client_s = time.process_time() - started
-    return (client_s + sum(server.cpu_times()[:2]) - server_before) / sample
+    return client_s / sample, (sum(server.cpu_times()[:2]) - server_before) / sample
 
 
 def words_per_page(page_kb: float) -> int:
@@ -225,7 +225,7 @@ def run_variants(opts: argparse.Namespace, latency_ms: float) -> list[str]:
         write_parse_module(Path(parse_dir), opts.import_cost_s)
         sys.path.insert(0, parse_dir)
         with scrape.serve(latency_ms / 1000, words) as site:
-            cpu_page_s = cpu_per_page_s(site, opts.cpu_sample)
+            client_page_s, server_page_s = cpu_per_page_s(site, opts.cpu_sample)
             reference = None
             # Round robin, so a burst of load from elsewhere hurts every variant alike.
             for _ in range(opts.repeat):
@@ -250,6 +250,7 @@ def run_variants(opts: argparse.Namespace, latency_ms: float) -> list[str]:
                     print(f"  {name}: {answer['seconds']:.2f}s", file=sys.stderr)
     wall_s = {name: statistics.median(t) for name, t in times_s.items() if t}
 
+    cpu_page_s = client_page_s + server_page_s
     total_cpu_s = cpu_page_s * opts.pages
     io_bound_s = latency_ms / 1000 * math.ceil(opts.pages / opts.fetch_threads)
     limit_s = max(total_cpu_s / cores, io_bound_s)
@@ -280,6 +281,13 @@ def run_variants(opts: argparse.Namespace, latency_ms: float) -> list[str]:
         f"Physical limit {limit_s:.2f}s = max(CPU {total_cpu_s:.2f}s / {cores} cores = "
         f"{total_cpu_s / cores:.2f}s, I/O {io_bound_s:.2f}s) "
         f"(CPU measured serially: {cpu_page_s * 1000:.2f} ms per page)."
+    )
+    fetch_processes = 4 * cores
+    lines.append(
+        f"What bounds one model alone: all threads, the scraper's CPU under one GIL "
+        f"{client_page_s * opts.pages:.2f}s ({client_page_s * 1000:.2f} ms per page); "
+        f"all processes, {fetch_processes} fetching at a time "
+        f"{latency_ms / 1000 * math.ceil(opts.pages / fetch_processes):.2f}s of waiting."
     )
     if not auto_s:
         return lines
