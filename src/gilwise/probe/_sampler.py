@@ -1,14 +1,15 @@
 """The thread-state sampler: runs OUTSIDE the profiled process and reads it through /proc.
 
 Reading the GIL's ``locked`` flag from inside the profiled process is useless (the reader
-holds the GIL, or released it to read), so ``monitor`` starts this module as a child
-process (``python -m gilwise.probe._sampler``) with its own GIL on another core. ``gilwise
-profile --pid`` runs a ``Sampler`` directly in the CLI process.
+holds the GIL, or released it to read), so ``monitor`` and ``gilwise profile --pid`` run
+``serve`` in a child process with its own GIL on another core: forked from the profiled
+process where that is safe, else ``python -m gilwise.probe._sampler`` (see _child).
 
 Protocol of the child (marshal: the same interpreter on both ends, and no pickle import
-to slow its start): SamplerConfig.to_dict() on stdin; the child answers b"R" on
-stdout once the first sample is taken (or b"E" and a message, then exits 1); it samples
-until stdin has a line or closes, then writes the marshalled ``Sampler.result()`` and exits.
+to slow its start): a fresh interpreter reads SamplerConfig.to_dict() on stdin (a forked
+child has it already); the child answers b"R" on stdout once the first sample is taken (or
+b"E" and a message, then exits 1); it samples until stdin has a line or closes, then writes
+the marshalled ``Sampler.result()`` and exits.
 
 Every sample reads the GIL's ``last_holder``/``locked``/``switch_number`` words and, per
 thread, the blocking syscall; a thread's state follows from them (see ``classify``). Samples
