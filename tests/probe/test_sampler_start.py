@@ -35,7 +35,10 @@ with gilwise.monitor() as mon:
     sampler = mon._child
     with open(f"/proc/{{sampler.pid}}/stat") as stat:
         parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-print(type(sampler).__name__, parent == os.getpid(), sampler.returncode, mon.profile.samples > 0)
+    with open(f"/proc/{{sampler.pid}}/comm") as comm:
+        name = comm.read().strip()
+sampled = mon.profile.samples > 0
+print(type(sampler).__name__, parent == os.getpid(), name, sampler.returncode, sampled)
 """
 
 
@@ -47,8 +50,8 @@ def test_a_single_threaded_small_process_forks_its_sampler(tmp_path):
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    # Forked, our child, reaped with exit code 0 at stop, and it sampled.
-    assert result.stdout.split() == ["ForkedSampler", "True", "0", "True"]
+    # Forked, our child, named for ps, reaped with exit code 0 at stop, and it sampled.
+    assert result.stdout.split() == ["ForkedSampler", "True", "gilwise-sampler", "0", "True"]
 
 
 def test_with_another_thread_running_the_sampler_is_a_fresh_interpreter():

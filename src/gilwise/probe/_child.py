@@ -220,6 +220,7 @@ def _forked_main(
         # Sampling is latency-sensitive; the profiled program's signals are not ours.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _name_this_process(b"gilwise-sampler")  # ps/top: not a second copy of the program
         if wait_for_go and os.read(control_fd, 1) != b"G":
             code = 0  # the parent went away before we started
         else:
@@ -235,6 +236,15 @@ def _forked_main(
             pass
     finally:
         os._exit(code)
+
+
+def _name_this_process(name: bytes) -> None:
+    """Set the kernel's name of this process (``comm``, what ps -e and top show); best effort."""
+    ctypes = sys.modules.get("ctypes")  # loaded by the GIL search; never imported here
+    if ctypes is None:
+        return
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)  # PR_SET_NAME
 
 
 class ForkedSampler:
