@@ -164,3 +164,33 @@ def test_under_yama_scope_1_a_forked_sampler_starts_only_once_it_may_read_us(mon
         workloads.spinner(0.1)
     assert allowed == [sampler_pid]
     assert mon.profile.samples > 50
+
+
+CLOSED_STDIO = """
+import os, sys
+sys.path.insert(0, {src!r})
+import gilwise
+from gilwise.probe import _child
+_child.start_method = "fork"
+out = os.dup(1)
+os.close(0)
+os.close(1)  # the sampler's pipes may now get the numbers 0 and 1
+import time
+with gilwise.monitor() as mon:
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:
+        pass
+os.write(out, f"{{type(mon._child).__name__}} {{mon.profile.samples}}".encode())
+"""
+
+
+def test_a_program_with_closed_stdio_forks_a_working_sampler(tmp_path):
+    script = tmp_path / "closed.py"
+    script.write_text(CLOSED_STDIO.format(src=SRC))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    kind, samples = result.stdout.split()
+    assert kind == "ForkedSampler"
+    assert int(samples) >= 100  # sampled the whole 0.2 s at 1 kHz, not stopped at once

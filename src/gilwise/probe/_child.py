@@ -196,7 +196,14 @@ def _forked_main(
     code = 1
     try:
         gc.freeze()  # never scan (and so never copy) the parent's objects
-        devnull = os.open(os.devnull, os.O_RDWR)
+        # A program that closed its stdio may have given our pipes the numbers 0-2, which
+        # become /dev/null and the error pipe below: move ours above them first.
+        control_fd, data_fd, errors_fd = (
+            _above_stdio(fd) for fd in (control_fd, data_fd, errors_fd)
+        )
+        if config.rescue_fd is not None and config.rescue_fd < 3:
+            config = config.replace(rescue_fd=_above_stdio(config.rescue_fd))
+        devnull = _above_stdio(os.open(os.devnull, os.O_RDWR))
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
         os.dup2(errors_fd, 2)
@@ -236,6 +243,13 @@ def _forked_main(
             pass
     finally:
         os._exit(code)
+
+
+def _above_stdio(fd: int) -> int:
+    """``fd``, or a copy of it numbered 3 or more (the copies below 3 are overwritten later)."""
+    while fd < 3:
+        fd = os.dup(fd)
+    return fd
 
 
 def _name_this_process(name: bytes) -> None:
