@@ -25,6 +25,17 @@ pytestmark = [
 SRC = str(Path(gilwise.__file__).resolve().parent.parent)
 
 
+def _run_program(tmp_path: Path, source: str) -> subprocess.CompletedProcess:
+    """Run ``source`` as a script in a fresh interpreter; it must exit 0."""
+    script = tmp_path / "program.py"
+    script.write_text(source)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 SINGLE_THREADED = """
 import os, sys
 sys.path.insert(0, {src!r})
@@ -44,12 +55,7 @@ print(type(sampler).__name__, parent == os.getpid(), name, sampler.returncode, s
 
 def test_a_single_threaded_small_process_forks_its_sampler(tmp_path):
     # In a fresh process: this one may have threads left by other tests (a warm service).
-    script = tmp_path / "single.py"
-    script.write_text(SINGLE_THREADED.format(src=SRC))
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
+    result = _run_program(tmp_path, SINGLE_THREADED.format(src=SRC))
     # Forked, our child, named for ps, reaped with exit code 0 at stop, and it sampled.
     assert result.stdout.split() == ["ForkedSampler", "True", "gilwise-sampler", "0", "True"]
 
@@ -127,13 +133,8 @@ except gilwise.errors.ProbeUnavailableError as exc:
 
 def test_a_forked_sampler_runs_none_of_the_programs_handlers_or_buffers(tmp_path):
     """Buffered output, atexit handlers and signal handlers belong to the program alone."""
-    script = tmp_path / "program.py"
     marks = tmp_path / "marks.txt"
-    script.write_text(PROGRAM.format(src=SRC, marks=str(marks)))
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
+    result = _run_program(tmp_path, PROGRAM.format(src=SRC, marks=str(marks)))
     assert result.stdout.count("buffered") == 1, result.stdout
     # SIGUSR1 ended the sampler (its default action), not the program's handler.
     assert f"exit code -{int(signal.SIGUSR1)}" in result.stdout, result.stdout
@@ -185,12 +186,7 @@ os.write(out, f"{{type(mon._child).__name__}} {{mon.profile.samples}}".encode())
 
 
 def test_a_program_with_closed_stdio_forks_a_working_sampler(tmp_path):
-    script = tmp_path / "closed.py"
-    script.write_text(CLOSED_STDIO.format(src=SRC))
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
+    result = _run_program(tmp_path, CLOSED_STDIO.format(src=SRC))
     kind, samples = result.stdout.split()
     assert kind == "ForkedSampler"
     assert int(samples) >= 100  # sampled the whole 0.2 s at 1 kHz, not stopped at once
