@@ -148,6 +148,7 @@ class Chooser:
         self.remote: Optional[str] = None
         self.notes: list[str] = []
         self.per_call_s: Optional[float] = None
+        self.expected_calls: Optional[int] = None  # calls announced by maps (sized inputs)
         self._warm_pair_done = False
         self._peeked: dict[int, tuple[Any, Any]] = {}  # id(call) -> (call, its last peek)
 
@@ -180,6 +181,10 @@ class Chooser:
             and not probe.pairs
             and min(sample.cpu_share for sample in probe.singles) < IO_SHARE
         )
+
+    def expect(self, calls: int) -> None:
+        """A map over a sized input announced ``calls`` more calls of this function."""
+        self.expected_calls = (self.expected_calls or 0) + max(0, calls)
 
     def measured(self, fns: list[Callable[..., Any]]) -> list[Measure]:
         """Wrappers timing one call of each of ``fns`` (two: a pair started together)."""
@@ -308,6 +313,7 @@ class Chooser:
         else:
             measured = measured or self.probe.measurement()
             decision = decide_for_task(measured, facts, max_workers=self.max_workers)
+        decision = self._keep_small_work_here(decision)
         if self.is_coroutine and decision.backend != "asyncio":
             decision = replace(
                 decision,
@@ -372,6 +378,38 @@ class Chooser:
         else:
             self.drift = DriftWatch(decision.measured.wall_s)
         return decision, opened
+
+    def _keep_small_work_here(self, decision: Decision) -> Decision:
+        """Processes for GIL-bound work only when the work left is worth starting them: the
+        calls announced (a map over a sized input) times the per-call time, spread over the
+        workers, must save more than the workers take to start. Else inline, and explain()
+        says why. Never for a function already sent to processes or that crashed one."""
+        if (
+            decision.backend != "process"
+            or self.expected_calls is None
+            or self.remote is not None
+            or self.crashed
+            or self.scale_out is not None
+        ):
+            return decision
+        remaining = max(0, self.expected_calls - self.probe.calls)
+        work_s = remaining * decision.measured.wall_s
+        start_s, how = process_start_cost_s(decision.workers)
+        saved_s = work_s * (1.0 - 1.0 / max(1, decision.workers))
+        if saved_s > start_s:
+            return decision
+        return replace(
+            decision,
+            backend="inline",
+            workers=1,
+            expected_speedup=1.0,
+            chunksize=1,
+            reason=decision.reason + f" But the work left is small: {remaining} call"
+            f"{'s' if remaining != 1 else ''} of {decision.measured.wall_s * 1000:.2f} ms = "
+            f"{work_s * 1000:.0f} ms, of which {decision.workers} processes would save at "
+            f"most {saved_s * 1000:.0f} ms, less than starting them costs ({how}, "
+            f"~{start_s * 1000:.0f} ms): it runs inline, in this process.",
+        )
 
     def _confirm_early(self) -> Optional[bool]:
         """The calls judged early have finished: None to keep the early decision (the full
@@ -482,6 +520,31 @@ class Chooser:
         lines.append(f"  why: {decision.reason}")
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+# What starting process workers costs when nothing tells better (seconds): a worker service
+# to start (its zygote, then a worker and its first round trip), or a worker to fork from a
+# running zygote.
+COLD_PROCESS_START_S = 0.1
+WARM_ZYGOTE_START_S = 0.03
+
+
+def process_start_cost_s(workers: int) -> tuple[float, str]:
+    """What getting ``workers`` process workers ready costs now, and how that is known."""
+    try:
+        from .backends import _service
+    except ImportError:  # processes cannot run here: nothing to weigh
+        return 0.0, "processes unavailable"
+    warm = getattr(_service, "warm_workers", None)
+    if warm is not None and warm() >= workers:
+        return 0.0, f"{workers} warm workers idle"
+    measured = getattr(_service, "start_cost_s", None)
+    last_s = measured() if measured is not None else None
+    if last_s is not None:
+        return last_s, "the last worker start"
+    if _service.current() is not None:
+        return WARM_ZYGOTE_START_S, "a worker to fork, estimated"
+    return COLD_PROCESS_START_S, "the worker service to start, estimated"
 
 
 def busy_pair_so_far(peeks: list) -> Optional[TaskMeasurement]:

@@ -240,3 +240,87 @@ def test_a_call_starved_of_the_gil_between_two_peeks_is_not_judged_waiting_latel
     call._sample = CallSample(0.037, 0.0115, 0.0, 0.037, 0.0, 0.0)
     judged = chooser.peek(chooser.generation, [call])
     assert judged is not None and judged.cpu_share < 0.5
+
+
+# --- small work stays in this process (issue 10 item 3), but never after processes -------
+
+
+def _gil_bound(per_call_s):
+    return TaskMeasurement(
+        wall_s=per_call_s,
+        cpu_s=per_call_s,
+        pair_wall_s=2 * per_call_s,
+        pair_cpu_s=2 * per_call_s,
+        calls=2,
+    )
+
+
+@pytest.fixture
+def start_cost(monkeypatch):
+    """Pretend starting process workers costs what the test says (no service consulted)."""
+    from gilwise import _chooser
+
+    cost = {"s": 0.1}
+    monkeypatch.setattr(_chooser, "process_start_cost_s", lambda workers: (cost["s"], "told"))
+    return cost
+
+
+def _two_cores(monkeypatch):
+    from gilwise import _runtime
+
+    facts = _runtime.current()
+    if facts.cores < 2 or not facts.gil_enabled:
+        pytest.skip("GIL-bound work goes to processes only with 2+ cores and a GIL")
+
+
+def test_small_work_stays_inline_and_explain_says_why(monkeypatch, start_cost):
+    _two_cores(monkeypatch)
+    # bench_peers' "costly" row: 40 calls of 1 ms; processes would save 19 ms at most.
+    chooser = Chooser("costly")
+    chooser.expect(40)
+    chooser.probe.add_pair(_sample(0.002, 0.001), _sample(0.002, 0.001))
+    _, open_backend = _opened()
+    decision, _ = chooser.decide(open_backend, _gil_bound(0.001))
+    assert decision.backend == "inline", decision.reason
+    assert "the work left is small: 38 calls of 1.00 ms = 38 ms" in chooser.explain()
+    assert chooser.remote is None
+
+
+def test_work_worth_a_start_goes_to_processes(monkeypatch, start_cost):
+    _two_cores(monkeypatch)
+    chooser = Chooser("big")
+    chooser.expect(1000)
+    _, open_backend = _opened()
+    decision, _ = chooser.decide(open_backend, _gil_bound(0.001))
+    assert decision.backend == "process", decision.reason
+    # Warm workers cost nothing to start: even small work goes to them.
+    start_cost["s"] = 0.0
+    chooser = Chooser("small-but-warm")
+    chooser.expect(40)
+    decision, _ = chooser.decide(open_backend, _gil_bound(0.001))
+    assert decision.backend == "process", decision.reason
+
+
+def test_small_work_never_comes_back_from_processes(monkeypatch, start_cost):
+    _two_cores(monkeypatch)
+    chooser = Chooser("sent")
+    _, open_backend = _opened()
+    decision, _ = chooser.decide(open_backend, _gil_bound(0.010), early=True)
+    assert decision.backend == "process"
+    chooser.expect(3)  # a later map of 3 calls: small, but the function went to processes
+    decision, _ = chooser.decide(open_backend, _gil_bound(0.010))
+    assert decision.backend == "process", decision.reason
+
+
+def test_a_map_announces_its_calls_to_auto(no_leaks, start_cost):
+    import gilwise
+
+    start_cost["s"] = 10.0  # nothing is worth a start: everything stays inline
+
+    def square(x):
+        return x * x
+
+    with gilwise.Executor() as executor:
+        assert list(executor.map(square, range(50))) == [x * x for x in range(50)]
+        plan = next(iter(executor._plans.values()))
+        assert plan.chooser.expected_calls == 50

@@ -45,11 +45,13 @@ TESTED_MODES = ("map-batches", "submit", "pipeline-batches")
 KINDS = ("exit", "kill", "segv")
 ITEMS = 16
 # Under auto the first calls are measured in this process (threads), so the crash is placed
-# after them; the work per call makes auto choose processes (the total outweighs a start).
-AUTO_ITEMS = 24
+# after them; the work per call makes auto choose processes (the total outweighs a start:
+# auto keeps a map's small work inline, which a crash would kill by design), and the driver
+# starts two warm workers first (see _warm_up).
+AUTO_ITEMS = 32
 AUTO_FIRST_CRASH = 12
 AUTO_SPIN_MS = 10.0
-ROUND_GUARD_S = 60.0
+ROUND_GUARD_S = float(os.environ.get("GILWISE_STRESS_GUARD_S", "60"))
 # GILWISE_STRESS_TRACE=1 (debugging): print each round's decision (explain()) to stderr, and
 # when the crashing call is about to run in this program, print where it runs (its stack)
 # and raise instead of crashing, so the rounds go on and the report shows it as wrong.
@@ -219,6 +221,13 @@ def run_round(number: int, seed: int, modes: tuple[str, ...] = MODES) -> dict[st
     return {"round": number, "mode": mode, "kind": kind, "crash_at": crash_at, **counts}
 
 
+def _warm_up() -> None:
+    """Two warm process workers, so that starting workers costs auto nothing to weigh."""
+    with gilwise.Executor("process", 2) as executor:
+        for future in [executor.submit(time.sleep, 0.05) for _ in range(2)]:
+            future.result(ROUND_GUARD_S)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--first", type=int, default=0)
@@ -227,6 +236,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--modes", nargs="+", choices=(*MODES, "all"), default=TESTED_MODES)
     args = parser.parse_args(argv)
     modes = MODES if "all" in args.modes else tuple(args.modes)
+    if any("auto" in mode for mode in modes):
+        _warm_up()
     for number in range(args.first, args.first + args.rounds):
         report: dict[str, Any] = {}
         started = time.perf_counter()
@@ -242,6 +253,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         player.join(ROUND_GUARD_S)
         if player.is_alive():
             print(json.dumps({"round": number, "hang": True}), flush=True)
+            if TRACE:
+                import faulthandler
+
+                faulthandler.dump_traceback(all_threads=True)
             os._exit(3)  # the round's threads may be stuck: do not wait for them
         report["seconds"] = round(time.perf_counter() - started, 3)
         _trace(f"round {number} done: {json.dumps(report)}")

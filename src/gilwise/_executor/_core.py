@@ -328,6 +328,12 @@ class Executor(cf.Executor):
             plan = self._plans[key_] = Plan(key_, chooser)
         return plan
 
+    def _expect_calls(self, key_: Any, label_fn: Callable[..., Any], calls: int) -> None:
+        """A map over a sized input will hand ``calls`` calls of this function: auto keeps
+        small work (less than starting process workers would cost) in this process."""
+        with self._lock:
+            self._plan_for(key_, label_fn).chooser.expect(calls)
+
     def _enqueue(
         self,
         fn: Callable[..., Any],

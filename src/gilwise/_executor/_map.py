@@ -93,6 +93,7 @@ def map_results(
     spread = len(iterables) != 1
     inputs = zip(*iterables) if spread else iter(iterables[0])
     results = _Window(fn, inputs, spread, end_s, chunksize, buffersize, ordered)
+    results.total = total
     from ._core import Executor
 
     if isinstance(executor, Executor):
@@ -133,10 +134,13 @@ class _Window:
         self.window: deque[_Entry] = deque()
         self.arrivals: Optional[queue.SimpleQueue] = None if ordered else queue.SimpleQueue()
         self.read = 0  # inputs read so far
+        self.total: Optional[int] = None  # inputs in all, when the input has a length
 
     def bind(self, executor: Executor) -> None:
         self.executor = executor
         self.key = key(self.fn) if executor._fixed is None else None
+        if self.key is not None and self.total is not None:
+            executor._expect_calls(self.key, self.fn, self.total - self.read)
         fixed = executor._fixed_lane
         if self.coroutine and fixed is not None and fixed.name != "asyncio":
             from ._core import _run_coroutine
