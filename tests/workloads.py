@@ -53,19 +53,30 @@ class SpinReport:
     cpu_s: float = 0.0  # on-CPU seconds since the thread started, read as it finished
     start_s: float = 0.0  # time.monotonic() as it began spinning (its window: start_s + wall_s)
     window_cpu_s: float = 0.0  # on-CPU seconds inside that window
+    # Share of each CPU's time the hypervisor took (steal) in that window: a running thread
+    # loses it from its on-CPU time, so the kernel's "sleep" above includes it.
+    steal_share: float = 0.0
 
 
 def measured_spinner(seconds: float) -> SpinReport:
     """``spinner`` that also reports the kernel's account of its sleep (its GIL wait)."""
     native_id = threading.get_native_id()
     before = schedstat(native_id)
+    stolen_before = steal_seconds()
     start = time.monotonic()
     spinner(seconds)
     wall_s = time.monotonic() - start
     sleep_s = sleep_seconds(native_id, wall_s, before)
     on_cpu_ns = schedstat(native_id)[0]
+    steal_share = (steal_seconds() - stolen_before) / ((os.cpu_count() or 1) * wall_s)
     return SpinReport(
-        native_id, wall_s, sleep_s, on_cpu_ns / 1e9, start, (on_cpu_ns - before[0]) / 1e9
+        native_id,
+        wall_s,
+        sleep_s,
+        on_cpu_ns / 1e9,
+        start,
+        (on_cpu_ns - before[0]) / 1e9,
+        steal_share,
     )
 
 
@@ -212,6 +223,17 @@ def sleep_seconds(native_id: int, wall_s: float, before: Optional[tuple[int, int
         on_cpu_ns -= before[0]
         runqueue_ns -= before[1]
     return max(0.0, wall_s - (on_cpu_ns + runqueue_ns) / 1e9)
+
+
+def steal_seconds() -> float:
+    """CPU seconds (all CPUs) a hypervisor has taken from this machine since boot (the
+    "steal" column of /proc/stat; 0.0 on bare metal or where it cannot be read)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def schedstat(native_id: int) -> tuple[int, int]:

@@ -65,12 +65,13 @@ def test_spinners_gil_wait_includes_the_handoffs_and_nothing_reads_native(thread
     # Probe and kernel are compared over the same window, the spinning itself: a thread's
     # life also holds its start (the barrier, the GIL to begin) and its end (the GIL to
     # finish, long on a busy machine where the holder is off a CPU), outside the kernel's
-    # figures.
+    # figures. On a VM the kernel's sleep also holds the time the hypervisor took from the
+    # running thread (steal: ~5% on the 2-core VM this was built on), which is not a wait.
     reports, profile = _profile(workloads.run_threads, workloads.measured_spinner, threads, SECONDS)
     for report in reports:
         states = _states_between(profile, report.native_id, report.start_s, report.wall_s)
         share = states["gil_wait"] / report.wall_s
-        slept = report.sleep_s / report.wall_s
+        slept = report.sleep_s / report.wall_s - report.steal_share
         off_cpu = 1.0 - report.window_cpu_s / report.wall_s
         assert slept - HANDOFF_MARGIN <= share <= off_cpu + HANDOFF_MARGIN, dict(states)
         assert states["native"] / report.wall_s <= HANDOFF_MARGIN, dict(states)
