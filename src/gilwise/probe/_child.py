@@ -224,8 +224,10 @@ def _forked_main(
                     signal.signal(signum, signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
-        # Sampling is latency-sensitive; the profiled program's signals are not ours.
+        # Sampling is latency-sensitive; the profiled program's signals are not ours (nor
+        # its event loop's wake-up descriptor, closed above).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.set_wakeup_fd(-1)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _name_this_process(b"gilwise-sampler")  # ps/top: not a second copy of the program
         if wait_for_go and os.read(control_fd, 1) != b"G":
