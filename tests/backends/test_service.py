@@ -65,6 +65,42 @@ def test_a_second_backend_reuses_the_first_ones_warm_worker():
         second.shutdown()
 
 
+def test_what_auto_reads_about_the_service_warm_workers_and_start_cost():
+    backend = ProcessBackend(1)
+    try:
+        backend.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)
+        cost = _service.start_cost_s()
+        assert cost is not None and 0 < cost < RESULT_TIMEOUT_S
+        assert _service.zygote_ready()
+    finally:
+        backend.shutdown()
+    assert _poll(lambda: _service.warm_workers() >= 1)  # its worker, idle and warm
+    before = _service.warm_workers()
+    other = ProcessBackend(1, initializer=tasks.pid)  # another flavor: not what auto opens
+    try:
+        other.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)
+    finally:
+        other.shutdown()
+    assert _service.warm_workers() == before
+
+
+def test_nothing_is_warm_before_the_service_starts():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from gilwise.backends import _service as s; "
+            "print(s.warm_workers(), s.start_cost_s(), s.zygote_ready())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_script_env(),
+        check=True,
+    ).stdout.split()
+    assert out == ["0", "None", "False"]
+
+
 def test_workers_stop_after_the_idle_timeout():
     backend = ProcessBackend(1, idle_timeout_s=0.3)
     pid = backend.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)

@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterable, Optional
 from ..errors import TaskInterruptedError, TaskTimeoutError, WorkerCrashedError
 from . import _service_workers, _zygote
 from ._process_worker import BATCH, BATCH_FAILED, CALL, INIT_FAILED, READY, SYS_PATH
-from ._service_workers import SPAWN, Worker, Zygote, how_it_died, may_fork_zygote
+from ._service_workers import FORKSERVER, SPAWN, Worker, Zygote, how_it_died, may_fork_zygote
 from ._wire import decode_outcome, describe_task, function_name, task_dumps
 from ._workqueue import exiting_after_interrupt, settle
 
@@ -232,6 +232,7 @@ class Service:
         self.turn = 0  # round robin over leases
         self.retry_at: Optional[float] = None  # a worker could not start: schedule again
         self.sys_path: list[str] = list(sys.path)  # as last seen by the manager
+        self.last_start_cost_s: Optional[float] = None  # a new worker: start to READY
 
     # --- any thread, under lock --------------------------------------------------------
     def start(self, first: Lease) -> None:
@@ -672,6 +673,7 @@ class Service:
     def _became_ready(self, worker: Worker) -> None:
         worker.state = Worker.IDLE
         worker.last_used = time.monotonic()
+        self.last_start_cost_s = worker.last_used - worker.created_at
         if worker.boot_lease is not None:
             worker.boot_lease.boot_failures = 0
         worker.boot_lease = None
@@ -1004,6 +1006,37 @@ def current() -> Optional[Service]:
     if service is None or service.finished:
         return None
     return service
+
+
+# The flavor of a process backend created with no options (what auto opens).
+_DEFAULT_FLAVOR = (FORKSERVER, None, None)
+
+
+def warm_workers() -> int:
+    """Idle live workers that a default process backend (what auto opens) could take now;
+    0 when no service runs. Reads a snapshot: starts nothing."""
+    service = current()
+    if service is None:
+        return 0
+    return sum(
+        1
+        for worker in list(service.workers)
+        if worker.state == Worker.IDLE and worker.lease is None and worker.flavor == _DEFAULT_FLAVOR
+    )
+
+
+def start_cost_s() -> Optional[float]:
+    """How long the last new worker took from its start to READY (seconds), None before any
+    (or when no service runs)."""
+    service = current()
+    return None if service is None else service.last_start_cost_s
+
+
+def zygote_ready() -> bool:
+    """True when the service runs and its zygote can fork a worker now."""
+    service = current()
+    zygote = None if service is None else service.zygote
+    return zygote is not None and zygote.ready
 
 
 def worker_pids() -> list[int]:

@@ -237,6 +237,7 @@ class Worker:
         "jobs",
         "kill_at",
         "last_used",
+        "created_at",
         "lease",
         "pid",
         "pidfd",
@@ -268,6 +269,7 @@ class Worker:
         self.kill_at: Optional[float] = None
         self.job_started = 0.0
         self.last_used = 0.0
+        self.created_at = time.monotonic()
         self.gone = False  # EOF or pidfd seen
         self.returncode: Any = None
         self.exit_deadline: Optional[float] = None
