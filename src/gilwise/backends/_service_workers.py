@@ -227,6 +227,7 @@ class Worker:
     __slots__ = (
         "boot_lease",
         "conn",
+        "created_at",
         "deadline",
         "exit_deadline",
         "exit_killed",
@@ -237,7 +238,6 @@ class Worker:
         "jobs",
         "kill_at",
         "last_used",
-        "created_at",
         "lease",
         "pid",
         "pidfd",
