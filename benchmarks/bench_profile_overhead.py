@@ -124,7 +124,7 @@ def overhead(reps: int, iterations: int) -> None:
     print()
     print("| once per run (defaults) | median |")
     print("|---|---|")
-    print(f"| monitor start (the sampler process; GIL and frame layout found once) | {start_ms:.0f} ms |")
+    print(f"| monitor start (sampler process; GIL, frame layout found once) | {start_ms:.0f} ms |")
     print(f"| monitor stop + build the profile | {stop_ms:.0f} ms |")
     print(f"| sampler child CPU, share of one core | {statistics.median(sampler_share):.1%} |")
     print()
