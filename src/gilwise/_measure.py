@@ -61,6 +61,10 @@ EARLY_IO_SHARE = 0.15
 # are averaged: other programs on a busy machine blur a single pair's answer.
 AMBIGUOUS_OVERLAP = (1.15, 1.6)
 MAX_PAIRS = 2
+# A pair says something about overlapping once its calls ran together this share of the
+# shorter one; then calls asleep less than PARALLEL_MAX_ASLEEP of that time overlapped.
+TOGETHER_SHARE = 0.3
+PARALLEL_MAX_ASLEEP = 0.1
 # A pair that kept less than this many cores busy on average was waiting (I/O), even when
 # its threads queued for a core on a crowded machine (which counts as wanting the CPU).
 MIN_USED_CORES = 0.05
@@ -358,7 +362,8 @@ class FunctionProbe:
         """Cores the measured pairs kept busy, averaged (None before any pair)."""
         if not self.pairs:
             return None
-        return sum(_pair_overlap(pair) for pair in self.pairs) / len(self.pairs)
+        telling = [pair for pair in self.pairs if _ran_together(pair)] or self.pairs
+        return sum(_pair_overlap(pair) for pair in telling) / len(telling)
 
     def add_single(self, sample: CallSample) -> None:
         self.singles.append(sample)
@@ -371,7 +376,8 @@ class FunctionProbe:
         overlap = self.overlap()
         if overlap is not None:
             ambiguous = AMBIGUOUS_OVERLAP[0] <= overlap < AMBIGUOUS_OVERLAP[1]
-            return "pair" if ambiguous and len(self.pairs) < MAX_PAIRS else None
+            apart = not any(_ran_together(pair) for pair in self.pairs)
+            return "pair" if (ambiguous or apart) and len(self.pairs) < MAX_PAIRS else None
         if self.is_coroutine:
             return None if self.singles else "single"
         if self.singles:
@@ -466,10 +472,31 @@ def _pair_overlap(pair: tuple[CallSample, CallSample]) -> float:
     """Cores the pair kept busy: about 2.0 when the calls overlap, 1.0 when they take turns.
 
     Each thread's CPU share of the time it was not waiting for a core: waiting for a core is
-    the machine's load; waiting for the GIL (asleep) is what this looks for.
+    the machine's load; waiting for the GIL (asleep) is what this looks for. On a loaded
+    machine that share blurs (a thread waiting for the GIL also queues for a core), so a
+    pair that ran together without sleeping counts as overlapping whatever the share says:
+    under the GIL one of two calls running together is always waiting for it, and in good
+    part asleep (at least a quarter of the time together, measured on a loaded machine).
     """
     elapsed_s = _pair_elapsed_s(pair)
-    return sum(call.cpu_s / max(elapsed_s - call.runqueue_s, call.cpu_s, 1e-9) for call in pair)
+    overlap = sum(call.cpu_s / max(elapsed_s - call.runqueue_s, call.cpu_s, 1e-9) for call in pair)
+    if _ran_together(pair):
+        asleep = sum(call.slept_s for call in pair) / _together_s(pair)
+        if asleep < PARALLEL_MAX_ASLEEP:
+            overlap = max(overlap, 2.0 * (1.0 - asleep))
+    return overlap
+
+
+def _together_s(pair: tuple[CallSample, CallSample]) -> float:
+    """How long the two calls of a pair ran at the same time."""
+    return max(0.0, min(c.ended_s for c in pair) - max(c.started_s for c in pair))
+
+
+def _ran_together(pair: tuple[CallSample, CallSample]) -> bool:
+    """Whether a pair says anything about overlapping: its calls ran at the same time for a
+    good part of the shorter one (on a loaded machine one of two 1 ms calls often starts
+    only after the other ended: that pair tells nothing, and another is measured)."""
+    return _together_s(pair) >= TOGETHER_SHARE * min(call.wall_s for call in pair)
 
 
 def since(before: CallSample, now: CallSample) -> CallSample:

@@ -36,12 +36,11 @@ import gilwise
 from gilwise.errors import WorkerCrashedError
 
 MODES = ("map-batches", "submit", "auto-map", "auto-submit", "pipeline-batches", "pipeline-auto")
-# What the test runs by default: the modes on process workers. The auto modes are left out
-# until auto stops running calls of a function in the caller (threads) after a load spike
-# although it had sent that function to processes: then the crashing call kills the caller
-# (13 caller deaths in 1000 rounds at load ~15 on 2 cores; issue 10's target is 0). Run them
-# with `--modes all`, or GILWISE_STRESS_MODES=all in the test.
-TESTED_MODES = ("map-batches", "submit", "pipeline-batches")
+# What the test runs by default. pipeline-auto is left out while a pipeline stage under auto
+# can hang (items handed to its process pool never reach the collector: 12 hangs in 1000
+# rounds, 0 caller deaths; pipe2 has the repro). Run it with `--modes all`, or
+# GILWISE_STRESS_MODES=all in the test.
+TESTED_MODES = ("map-batches", "submit", "auto-map", "auto-submit", "pipeline-batches")
 KINDS = ("exit", "kill", "segv")
 ITEMS = 16
 # Under auto the first calls are measured in this process (threads), so the crash is placed
