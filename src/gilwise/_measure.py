@@ -376,7 +376,10 @@ class FunctionProbe:
         overlap = self.overlap()
         if overlap is not None:
             ambiguous = AMBIGUOUS_OVERLAP[0] <= overlap < AMBIGUOUS_OVERLAP[1]
-            apart = not any(_ran_together(pair) for pair in self.pairs)
+            # Tiny calls run inline whatever they overlap: no second pair for those.
+            apart = not any(_ran_together(pair) for pair in self.pairs) and all(
+                call.idle_machine_wall_s >= TINY_CALL_S for pair in self.pairs for call in pair
+            )
             return "pair" if (ambiguous or apart) and len(self.pairs) < MAX_PAIRS else None
         if self.is_coroutine:
             return None if self.singles else "single"

@@ -329,14 +329,21 @@ def test_a_map_announces_its_calls_to_auto(no_leaks, start_cost):
 # --- overlap on a loaded machine: sleeping is what the GIL makes threads do ----------------
 
 
+def _single_and_pair(single, first, second):
+    probe = FunctionProbe()
+    probe.add_single(single)
+    probe.add_pair(first, second)
+    return probe
+
+
 def test_a_pair_that_ran_together_without_sleeping_overlapped_on_a_loaded_machine():
     # sha256 of 4 MiB on two threads with a CPU hog running (measured): each call waited for
     # a core a lot, so its CPU share says little (1.3 "cores"), but neither ever slept.
-    first = CallSample(0.00842, 0.00388, 0.0, 0.00842, 0.00454)
-    second = CallSample(0.00674, 0.00390, 0.00218, 0.00892, 0.00261)
-    probe = FunctionProbe()
-    probe.add_single(_sample(0.004, 0.004))
-    probe.add_pair(first, second)
+    probe = _single_and_pair(
+        _sample(0.004, 0.004),
+        CallSample(0.00842, 0.00388, 0.0, 0.00842, 0.00454),
+        CallSample(0.00674, 0.00390, 0.00218, 0.00892, 0.00261),
+    )
     decision = verdict.decide_for_task(probe.measurement())
     assert (decision.kind, decision.backend) == ("native-parallel", "thread"), decision.reason
 
@@ -344,11 +351,11 @@ def test_a_pair_that_ran_together_without_sleeping_overlapped_on_a_loaded_machin
 def test_a_pure_python_pair_that_queued_for_cores_still_takes_turns():
     # Two 10 ms spins on a loaded machine: much of each one's wait for the GIL was spent
     # queued for a core, but together they still slept over a quarter of the time together.
-    first = CallSample(0.0500, 0.010, 0.0, 0.0500, 0.030)
-    second = CallSample(0.0480, 0.010, 0.002, 0.0500, 0.028)
-    probe = FunctionProbe()
-    probe.add_single(_sample(0.010, 0.010))
-    probe.add_pair(first, second)
+    probe = _single_and_pair(
+        _sample(0.010, 0.010),
+        CallSample(0.0500, 0.010, 0.0, 0.0500, 0.030),
+        CallSample(0.0480, 0.010, 0.002, 0.0500, 0.028),
+    )
     assert probe.overlap() < 1.5
     assert verdict.decide_for_task(probe.measurement()).backend != "thread"
 
@@ -361,3 +368,7 @@ def test_a_pair_whose_calls_ran_one_after_the_other_is_measured_again():
     probe.add_pair(_sample(0.001, 0.001, 0.01), _sample(0.001, 0.001, 0.0102))
     assert probe.next_step() is None
     assert probe.overlap() == pytest.approx(2.0, abs=0.5)  # the pair that ran together
+    # Tiny calls run inline whatever they overlap: one pair of them is enough.
+    tiny = FunctionProbe()
+    tiny.add_pair(_sample(0.00005, 0.00005, 0.0), _sample(0.00005, 0.00005, 0.0001))
+    assert tiny.next_step() is None
