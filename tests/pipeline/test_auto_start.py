@@ -11,7 +11,7 @@ from gilwise._chooser import Chooser
 from gilwise._measure import CallSample
 from gilwise._verdict import Decision, TaskMeasurement
 from gilwise.backends import _process
-from gilwise.pipeline import Pipeline, _stage
+from gilwise.pipeline import Pipeline, _channel, _stage
 
 WAIT_S = 30  # hang guard only
 
@@ -109,3 +109,58 @@ def test_a_stage_decided_for_processes_starts_its_workers_before_its_first_task(
     assert list(pipe) == [2, 1, 3, 1, 2, 3] * 3
     assert pipe.stats.stage("parse").backend == "process"
     assert events[0] == "warm_up" and len(events) > 1
+
+
+class _RunControl:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.measure_lock = threading.Lock()
+        self.errors: list[BaseException] = []
+
+    def fail(self, error: BaseException) -> None:
+        self.errors.append(error)
+        self.stop.set()
+
+    def cut_upstream(self, inbox, error: BaseException) -> None:
+        self.errors.append(error)
+
+    def add_dead_letter(self, letter) -> None:
+        pass
+
+
+class _MeetingLock:
+    """The stage's chooser lock, except that the two measure helpers meet at a barrier
+    before they take it: both measured calls have returned before either files its call."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._meet = threading.Barrier(2)
+        self._met: set[threading.Thread] = set()
+
+    def __enter__(self) -> None:
+        helper = threading.current_thread()
+        if helper.name == "gilwise-pipeline-measure" and helper not in self._met:
+            self._met.add(helper)
+            self._meet.wait(WAIT_S)
+        self._lock.__enter__()
+
+    def __exit__(self, *exc_info) -> None:
+        self._lock.__exit__(*exc_info)
+
+
+def test_a_measured_pair_that_returns_together_is_delivered_once_after_the_decision():
+    control = _RunControl()
+    inbox, outbox = _channel.Channel(8, control.stop), _channel.Channel(8, control.stop)
+    runner = _stage.StageRunner(
+        _stage.StageSpec("upper", "map", fn=str.upper), control, inbox, outbox
+    )
+    runner._choosing = _MeetingLock()  # type: ignore[assignment]
+    runner._chooser.probe.add_single(CallSample(0.05, 0.05, 0.0, 0.05))  # a pair is next
+    order: list[object] = []
+    deliver, decide = runner._deliver, runner._decide
+    runner._deliver = lambda task, future: (order.append(task.seq), deliver(task, future))[1]
+    runner._decide = lambda *args, **kwargs: (order.append("decided"), decide(*args, **kwargs))[1]
+    runner._measure([_stage._Task(1, "a"), _stage._Task(2, "b")])
+    assert order == ["decided", 1, 2]
+    assert runner._backend is not None and not control.errors
+    runner.shutdown()

@@ -302,7 +302,7 @@ class StageRunner:
                 return
             if value is TIMEOUT:  # no partner for the held item yet: measure it alone
                 self._slots.release()
-                self._measure([pending])  # type: ignore[list-item]
+                self._run_held(pending)  # type: ignore[arg-type]
                 pending = None
                 if self.counters.backend == "inline" and not self._go_inline(seq):
                     return
@@ -312,7 +312,7 @@ class StageRunner:
                     self._outbox.put(value)
                     return
                 if pending is not None:
-                    self._measure([pending])
+                    self._run_held(pending)
                 if self._backend is None and self._chooser.probe.calls:
                     self._decide()  # so the stats say what the stage would have used
                 self._done.put(_EndOfInput(seq, end=value))
@@ -325,6 +325,9 @@ class StageRunner:
                     return
                 continue
             if self._backend is not None:
+                if pending is not None:
+                    self._run_held(pending)
+                    pending = None
                 if self._chunk == 1:
                     self._submit(task)
                     continue
@@ -414,6 +417,14 @@ class StageRunner:
             self.counters.busy_s += busy_s
             return self._emit(outputs_of(self.spec.kind, task.item, value))
 
+    def _run_held(self, task: _Task) -> None:
+        """An item held for a measured pair that got no partner: measure it alone, or hand it
+        to the backend if the stage decided meanwhile."""
+        if self._backend is None:
+            self._measure([task])
+        else:
+            self._submit(task)
+
     def _measure(self, tasks: list[_Task]) -> None:
         """Measure one call, or two started together, each on a helper thread, and wait.
 
@@ -430,13 +441,16 @@ class StageRunner:
         calls = [measure.call for measure in measures]
         lock = _OnceLock(self._control.measure_lock)
         outcomes: list[Optional[Future]] = [None] * len(tasks)
+        running = [len(tasks)]
         finished = threading.Event()
 
         def run(index: int) -> None:
             outcome = outcomes[index] = run_measured(measures[index], tasks[index].item)
             with self._choosing:
                 decide = chooser.record(measures[index], ok=outcome.exception() is None)
-                last = all(done is not None for done in outcomes)
+                # Exactly one helper, the last to file its call, decides and delivers.
+                running[0] -= 1
+                last = running[0] == 0
             if decide:
                 self._decide()
             if last:
