@@ -36,11 +36,8 @@ import gilwise
 from gilwise.errors import WorkerCrashedError
 
 MODES = ("map-batches", "submit", "auto-map", "auto-submit", "pipeline-batches", "pipeline-auto")
-# What the test runs by default. pipeline-auto is left out while a pipeline stage under auto
-# can hang (items handed to its process pool never reach the collector: 12 hangs in 1000
-# rounds, 0 caller deaths; pipe2 has the repro). Run it with `--modes all`, or
-# GILWISE_STRESS_MODES=all in the test.
-TESTED_MODES = ("map-batches", "submit", "auto-map", "auto-submit", "pipeline-batches")
+# What the test runs by default: every mode (`--modes` picks some).
+TESTED_MODES = MODES
 KINDS = ("exit", "kill", "segv")
 ITEMS = 16
 # Under auto the first calls are measured in this process (threads), so the crash is placed

@@ -28,7 +28,7 @@ import pytest
 DRIVER = Path(__file__).with_name("_crash_driver.py")
 ROUNDS = int(os.environ.get("GILWISE_STRESS_ROUNDS", "60"))
 SEED = int(os.environ.get("GILWISE_STRESS_SEED", "0"))
-# "all" adds the modes the driver leaves out by default (see _crash_driver.TESTED_MODES).
+# "all": every mode of _crash_driver.MODES (today also the default, _crash_driver.TESTED_MODES).
 MODES_ARGS = ["--modes", "all"] if os.environ.get("GILWISE_STRESS_MODES") == "all" else []
 # Hang guard of one driver program (its own per-round guard is 60 s); a round takes 0.2-1 s.
 DRIVER_GUARD_S = 90.0 + ROUNDS * 3.0
