@@ -109,8 +109,10 @@ class GilwiseMagics(Magics):
             monitor_options["stack_rate_hz"] = None
         output = opts.get("o") or opts.get("output")
         quiet = "q" in opts or "quiet" in opts
-        body, last_expression = _split_last_expression(self.shell.transform_cell(code))
-        namespace = self.shell.user_ns
+        shell = self.shell
+        assert shell is not None  # a magic runs inside a shell
+        body, last_expression = _split_last_expression(shell.transform_cell(code))
+        namespace = shell.user_ns
         try:
             mon = gilwise.monitor(**monitor_options)
         except ValueError as exc:  # e.g. a rate out of range: say so, without a traceback

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator, Sized
 from typing import Any, Callable, Generic, Optional, TypeVar, Union, overload
 
 from .. import _params, backends
@@ -312,7 +312,7 @@ class Pipeline(Generic[T]):
         display = _progress.live(live_stats) if progress is True else None
         try:
             if report is not None:
-                total = len(self._source) if hasattr(self._source, "__len__") else None
+                total = len(self._source) if isinstance(self._source, Sized) else None
                 report(0, total)
                 for done, _ in enumerate(outputs, 1):
                     report(done, total)

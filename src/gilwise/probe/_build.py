@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from bisect import bisect_right
 from collections import defaultdict
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from gilwise import _verdict
 from gilwise._model import (
@@ -27,6 +27,7 @@ from gilwise._model import (
     PythonInfo,
     StackStats,
     StateSpan,
+    ThreadState,
     ThreadStats,
 )
 from gilwise._runtime import RuntimeFacts
@@ -193,13 +194,15 @@ def attribute_functions(pieces: list[Piece]) -> dict[FunctionKey, dict[int, floa
     return out
 
 
-def fold_stacks(tid: int, pieces: list[Piece], interval_s: float, shown_state) -> list[StackStats]:
+def fold_stacks(
+    tid: int, pieces: list[Piece], interval_s: float, shown_state: Callable[[int], ThreadState]
+) -> list[StackStats]:
     """One StackStats per (state, shown stack) of a thread."""
     seconds: dict[tuple[int, Stack], float] = defaultdict(float)
     for begin, end, state, _lock, stack in pieces:
         if stack:
             seconds[(state, stack)] += end - begin
-    folded: dict[tuple[str, tuple[Frame, ...]], float] = defaultdict(float)
+    folded: dict[tuple[ThreadState, tuple[Frame, ...]], float] = defaultdict(float)
     for (state, stack), total in seconds.items():
         frames = shown_stack(stack)
         if frames is not None:
@@ -398,8 +401,8 @@ def build_profile(
     return profile.with_verdict(_verdict.verdict_for_profile(profile, runtime))
 
 
-def _shown_state(state: int) -> str:
-    return "unknown" if state in (RUNNING, FUTEX) else STATE_NAMES[state]
+def _shown_state(state: int) -> ThreadState:
+    return "unknown" if state in (RUNNING, FUTEX) else STATE_NAMES[state]  # type: ignore[return-value]
 
 
 def _timeline(tid: int, pieces: list[Piece], start_s: float) -> list[StateSpan]:

@@ -258,6 +258,7 @@ class Family:
                 return
             if config is None:
                 return  # starting up: try again at the next poll
+        assert config is not None  # a forked child has its parent's config
         config = config.replace(pid=pid, duration_s=None, rescue_fd=None, follow_children=False)
         self._pending.pop(pid, None)
         try:

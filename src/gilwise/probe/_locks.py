@@ -75,7 +75,9 @@ def lock_stats(
         address: sum(p[1] - p[0] for own in by_thread.values() for p in own)
         for address, by_thread in waits.items()
     }
-    chosen = sorted((a for a, total in totals.items() if total >= threshold), key=totals.get)
+    chosen = sorted(
+        (a for a, total in totals.items() if total >= threshold), key=totals.__getitem__
+    )
     chosen.reverse()
     index = _Index(pieces)
     return tuple(_one_lock(address, waits[address], index, names) for address in chosen[:MAX_LOCKS])
