@@ -20,6 +20,7 @@ with the one retry policy (``_retry.Retry``).
 from __future__ import annotations
 
 import builtins
+import functools
 import itertools
 import threading
 import traceback
@@ -90,7 +91,7 @@ def submit_chunk(
     if not remote:
         chunk_timeout_s = None if timeout_s is None else timeout_s * len(items)
         return backend.submit(run_calls, (fn, items, spread), {}, timeout_s=chunk_timeout_s)
-    calls = [(tuple(item) if spread else (item,), {}) for item in items]
+    calls: list[tuple[tuple, dict]] = [(tuple(item) if spread else (item,), {}) for item in items]
     return gather(backend.submit_batch(fn, calls, timeout_s=timeout_s))
 
 
@@ -122,5 +123,5 @@ def gather(futures: list[Future]) -> Future:
     if not futures:
         combined.set_result([])
     for index, future in enumerate(futures):
-        future.add_done_callback(lambda finished, index=index: done(index, finished))
+        future.add_done_callback(functools.partial(done, index))
     return combined

@@ -133,3 +133,14 @@ def test_a_first_call_that_is_not_tiny_prepares_process_workers():
         """
     )
     assert out == "True"
+
+
+def test_closing_a_map_of_tiny_calls_early_cancels_cleanly(no_leaks):
+    # Tiny calls run lazily (no future per chunk): closing must not trip over that.
+    results = gilwise.map(abs, range(100_000))
+    assert sum(itertools.islice(results, 10_001)) == sum(range(10_001))
+    results.close()
+    with gilwise.Executor() as executor:
+        more = executor.map(abs, range(100_000))
+        assert next(more) == 0
+        more.close()

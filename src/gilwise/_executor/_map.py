@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from concurrent import futures as cf
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union, cast
 
 from .. import _params
 from .._callables import is_coroutine_function
@@ -87,7 +87,8 @@ def map_results(
         raise TypeError("map() needs at least one iterable")
     _params.sized(chunksize, "chunksize", ("auto",))
     _params.sized(buffersize, "buffersize", ("auto", None))
-    end_s = None if timeout is None else time.monotonic() + _params.seconds(timeout, "timeout")
+    limit_s = _params.seconds(timeout, "timeout")
+    end_s = None if limit_s is None else time.monotonic() + limit_s
     if total is None and len(iterables) == 1 and hasattr(iterables[0], "__len__"):
         total = len(iterables[0])
     spread = len(iterables) != 1
@@ -266,7 +267,7 @@ class _Window:
 
     def results(self) -> Iterator[Any]:
         outcomes = self._owned_outcomes()
-        results = MapResults.from_iterable(outcomes)
+        results = cast(MapResults, MapResults.from_iterable(outcomes))
         results._source = outcomes
         return results
 
@@ -386,7 +387,8 @@ class _Window:
                 del values, inputs
         finally:
             for entry in window:
-                entry.future.cancel()
+                if entry.future is not None:  # a lazy chunk has none: nothing to cancel
+                    entry.future.cancel()
 
     def _run_lazily(self, entry: _Entry) -> Iterator[Any]:
         inputs = entry.inputs
