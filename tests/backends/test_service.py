@@ -85,20 +85,12 @@ def test_what_auto_reads_about_the_service_warm_workers_and_start_cost():
 
 
 def test_nothing_is_warm_before_the_service_starts():
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from gilwise.backends import _service as s; "
-            "print(s.warm_workers(), s.start_cost_s(), s.zygote_ready())",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_script_env(),
-        check=True,
-    ).stdout.split()
-    assert out == ["0", "None", "False"]
+    done = _run_script(
+        "from gilwise.backends import _service as s\n"
+        "print(s.warm_workers(), s.start_cost_s(), s.zygote_ready())\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "None", "False"]
 
 
 def test_workers_stop_after_the_idle_timeout():
@@ -309,6 +301,18 @@ def _script_env() -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([SRC_DIR, TASKS_DIR]))
 
 
+def _run_script(script: str) -> subprocess.CompletedProcess:
+    """Run ``script`` (dedented) in a fresh Python that imports gilwise and the test tasks."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_script_env(),
+        check=False,
+    )
+
+
 def test_zygote_and_workers_die_with_a_sigkilled_caller(tmp_path):
     started, never = tmp_path / "started", tmp_path / "never"
     script = f"""
@@ -388,14 +392,7 @@ def test_a_module_imported_before_the_service_is_not_imported_again_per_worker(
         if {caller_has_threads!r}:
             stop.set()
     """
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_script_env(),
-        check=False,
-    )
+    done = _run_script(script)
     assert done.returncode == 0, done.stderr
     caller_pid, zygote_pid, forked, *worker_pids = done.stdout.split()
     assert forked == str(not caller_has_threads)
@@ -463,14 +460,7 @@ def test_prepare_workers_forks_the_zygote_before_threads_exist():
         stop.set()
         thread.join()
     """
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_script_env(),
-        check=False,
-    )
+    done = _run_script(script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "True"]
 
@@ -496,12 +486,5 @@ def test_a_program_that_ends_right_after_starting_the_service_prints_nothing():
         ProcessBackend(1).warm_up()
     """
     for _ in range(3):  # the zygote may still be starting when the program ends
-        done = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(script)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=_script_env(),
-            check=False,
-        )
+        done = _run_script(script)
         assert done.returncode == 0 and done.stderr == "", done.stderr
