@@ -535,11 +535,9 @@ def process_start_cost_s(workers: int) -> tuple[float, str]:
         from .backends import _service
     except ImportError:  # processes cannot run here: nothing to weigh
         return 0.0, "processes unavailable"
-    warm = getattr(_service, "warm_workers", None)
-    if warm is not None and warm() >= workers:
+    if _service.warm_workers() >= workers:
         return 0.0, f"{workers} warm workers idle"
-    measured = getattr(_service, "start_cost_s", None)
-    last_s = measured() if measured is not None else None
+    last_s = _service.start_cost_s()
     if last_s is not None:
         return last_s, "the last worker start"
     if _service.current() is not None:
