@@ -11,6 +11,7 @@ than the function: another thread holding the GIL, a loaded machine, the measuri
 from __future__ import annotations
 
 import sys
+import threading
 
 import pytest
 
@@ -320,10 +321,19 @@ def test_a_map_announces_its_calls_to_auto(no_leaks, start_cost):
     def square(x):
         return x * x
 
-    with gilwise.Executor() as executor:
-        assert list(executor.map(square, range(50))) == [x * x for x in range(50)]
-        plan = next(iter(executor._plans.values()))
-        assert plan.chooser.expected_calls == 50
+    # A program with threads: the map hands all 50 calls to the executor (with one thread,
+    # auto runs the first call in the caller and announces 49: tests/executor/test_prefork.py).
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with gilwise.Executor() as executor:
+            assert list(executor.map(square, range(50))) == [x * x for x in range(50)]
+            plan = next(iter(executor._plans.values()))
+            assert plan.chooser.expected_calls == 50
+    finally:
+        stop.set()
+        other.join()
 
 
 # --- overlap on a loaded machine: sleeping is what the GIL makes threads do ----------------

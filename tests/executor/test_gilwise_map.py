@@ -87,54 +87,6 @@ def test_under_auto_a_failing_first_call_is_named_as_input_0(no_leaks):
     assert list(gilwise.map(fail, [])) == []
 
 
-def _fresh(code: str) -> str:
-    import subprocess
-    import sys
-    import textwrap
-
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-def test_tiny_calls_never_start_the_process_machinery():
-    # x + 1 needs no worker process: forking the zygote would make the caller copy every
-    # page of its data it writes later (copy-on-write), and import the process machinery.
-    out = _fresh(
-        """
-        import sys, gilwise
-        assert sum(gilwise.map(abs, range(-50_000, 0))) == sum(range(1, 50_001))
-        print("gilwise.backends._process" in sys.modules)
-        """
-    )
-    assert out == "False"
-
-
-def test_a_first_call_that_is_not_tiny_prepares_process_workers():
-    out = _fresh(
-        """
-        import time, gilwise
-        from gilwise.backends import _service
-
-        def spin(x):
-            end = time.thread_time() + 0.002
-            while time.thread_time() < end:
-                pass
-            return x
-
-        assert list(gilwise.map(spin, range(3))) == [0, 1, 2]
-        print(_service.current() is not None)
-        """
-    )
-    assert out == "True"
-
-
 def test_closing_a_map_of_tiny_calls_early_cancels_cleanly(no_leaks):
     # Tiny calls run lazily (no future per chunk): closing must not trip over that.
     results = gilwise.map(abs, range(100_000))

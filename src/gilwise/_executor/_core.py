@@ -18,6 +18,7 @@ running with TaskInterruptedError and shuts every backend down with ``interrupt=
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 import time
 import weakref
@@ -128,7 +129,10 @@ class Executor(cf.Executor):
         self._timer_thread: Optional[Timers] = None
         self._fixed: Optional[Plan] = None
         self._fixed_lane: Optional[Lane] = None
-        _prepare_process_workers(backend, scale_out, backend_options)
+        # auto forks the worker service's zygote at its first task, not here (see _prefork).
+        self._prefork_due = backend == "auto"
+        if backend == "process":
+            _prepare_process_workers(backend, scale_out, backend_options)
         if backend != "auto":
             self._fixed_lane = self._lane(backend, max_workers, options=backend_options)
             self._fixed = Plan(None, Chooser(backend))
@@ -227,7 +231,9 @@ class Executor(cf.Executor):
         ``timeout``: seconds from this call; a result not ready by then raises TimeoutError.
         Closing the iterator cancels what has not started. ``progress``: True for a rich
         progress bar on stderr, or a callable receiving ``(done, total)`` (total None when
-        the input has no length).
+        the input has no length). Under auto, an Executor's first map in a program with one
+        thread runs its first call in the caller, inside ``map()`` (its duration says
+        whether process workers may pay; its result or exception is the first).
         """
         from ._map import map_results
 
@@ -328,6 +334,32 @@ class Executor(cf.Executor):
             plan = self._plans[key_] = Plan(key_, chooser)
         return plan
 
+    def _may_prefork(self) -> bool:
+        """auto, before its first task: could a fork of this program still become the
+        worker service's zygote (one thread, no zygote yet)? Cheap: imports nothing."""
+        return (
+            self._prefork_due
+            and not self._shutdown
+            and threading.active_count() == 1
+            and not _zygote_up()
+        )
+
+    def _prefork(
+        self, first_call_s: Optional[float] = None, calls_left: Optional[int] = None
+    ) -> None:
+        """auto, once, at its first task: let the worker service fork its zygote from this
+        program while it has one thread (milliseconds, every import done), unless a first
+        call run here (``first_call_s``, with ``calls_left`` more when the input is sized)
+        says processes will not pay. Not at Executor(): a fork makes this program copy each
+        page it writes afterwards (~1 ms per MB), and the process machinery's import costs
+        ~15 ms, which work that stays here (x + 1 over a big list) must not pay."""
+        self._prefork_due = False
+        if first_call_s is not None and not _processes_may_pay(
+            first_call_s, calls_left, self.max_workers
+        ):
+            return
+        _prepare_process_workers(self.backend_name, self.scale_out, self._backend_options)
+
     def _expect_calls(self, key_: Any, label_fn: Callable[..., Any], calls: int) -> None:
         """A map over a sized input will hand ``calls`` calls of this function: auto keeps
         small work (less than starting process workers would cost) in this process."""
@@ -346,6 +378,8 @@ class Executor(cf.Executor):
         pump: bool = True,
         tries: int = 0,
     ) -> cf.Future:
+        if self._prefork_due:
+            self._prefork()
         future: cf.Future = cf.Future()
         task = Task(future, fn, args, kwargs, key_, items)
         task.tries = tries
@@ -750,9 +784,34 @@ class Executor(cf.Executor):
                 lane.backend.shutdown(wait=True)
 
 
-# Set (in this thread) while gilwise.map makes the pool for a function whose first call
-# was tiny: such calls never go to processes, so no zygote is forked for them.
-_no_prefork = threading.local()
+# A first call shorter than this is never worth a process (tiny calls run inline): far
+# below the chooser's TINY_CALL_S, as a function whose first call takes 0.3 ms may have
+# 20 ms calls later.
+NO_PREFORK_BELOW_S = 0.00005
+# What processes must be able to save on the work left for the zygote to be forked: about
+# what a worker forked from it takes to start and answer (the chooser's WARM_ZYGOTE_START_S).
+PREFORK_MIN_SAVING_S = 0.03
+
+
+def _processes_may_pay(first_call_s: float, calls_left: Optional[int], max_workers: Any) -> bool:
+    """From one call's duration (and the calls left, if known): may processes save more
+    than starting them costs?"""
+    if first_call_s < NO_PREFORK_BELOW_S:
+        return False
+    if calls_left is None:
+        return True
+    workers = _runtime.current().cores
+    if isinstance(max_workers, int):
+        workers = min(workers, max_workers)
+    saved_s = calls_left * first_call_s * (1.0 - 1.0 / max(1, workers))
+    return saved_s > PREFORK_MIN_SAVING_S
+
+
+def _zygote_up() -> bool:
+    """Is this program's worker service's zygote already there? (False without importing
+    the process machinery when nothing has imported it.)"""
+    service = sys.modules.get("gilwise.backends._service")
+    return service is not None and service.current() is not None
 
 
 def _prepare_process_workers(backend: str, scale_out: Any, options: dict) -> None:
@@ -760,8 +819,6 @@ def _prepare_process_workers(backend: str, scale_out: Any, options: dict) -> Non
     (milliseconds, every import done) if processes may be used; once threads exist (the
     measuring threads, a pipeline's stages) it would have to start a fresh interpreter."""
     if backend not in ("auto", "process") or options.get("start_method") == "spawn":
-        return
-    if backend == "auto" and getattr(_no_prefork, "active", False):
         return
     facts = _runtime.current()
     if backend == "auto" and (scale_out is not None or facts.cores < 2 or not facts.gil_enabled):

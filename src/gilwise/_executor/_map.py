@@ -34,12 +34,6 @@ if TYPE_CHECKING:
     from ._core import Executor
 
 
-# gilwise.map (auto) runs its first call in the consumer before making its pool: a call this
-# short is never worth a process (tiny calls run inline), so the pool is made without
-# forking the worker service's zygote, whose copy-on-write of the caller's memory (~1 ms per
-# 1 MB the caller writes afterwards) and the process machinery's import are then not paid.
-# Far below TINY_CALL_S: a function whose first call is 0.3 ms may have 20 ms calls later.
-NO_PREFORK_BELOW_S = 0.00005
 _NO_INPUT = object()
 
 
@@ -98,6 +92,11 @@ def map_results(
     from ._core import Executor
 
     if isinstance(executor, Executor):
+        if not results.coroutine and executor._fixed is None and executor._may_prefork():
+            # auto's first task, in a program with one thread: run the first call here, so
+            # that its duration says whether to fork the worker service's zygote now
+            # (Executor._prefork). Its outcome (or exception) is the map's first result.
+            results.first_call_as_entry(executor)
         results.bind(executor)
         results.refill()  # like concurrent.futures: the first tasks are submitted by the call
     else:  # gilwise.map: a factory; the pool is made at the first next() and owned here
@@ -274,25 +273,17 @@ class _Window:
     def _owned_outcomes(self) -> Iterator[Iterator[Any]]:
         owner = None
         if self.make_executor is not None:  # gilwise.map: this generator owns its pool
-            prefork = True
+            seconds = None
             if self.probe_first and not self.coroutine:
                 first = self._first_call_here()
                 if first is None:
                     return  # no input
                 value, seconds = first
-                prefork = seconds >= NO_PREFORK_BELOW_S
                 yield iter((value,))
                 del value
-            if prefork:
-                owner = self.make_executor()
-            else:
-                from ._core import _no_prefork
-
-                _no_prefork.active = True
-                try:
-                    owner = self.make_executor()
-                finally:
-                    _no_prefork.active = False
+            owner = self.make_executor()
+            if seconds is not None and owner._may_prefork():
+                owner._prefork(seconds, self._calls_left())
             self.bind(owner)
         try:
             if owner is not None:
@@ -305,6 +296,9 @@ class _Window:
         finally:
             if owner is not None and not owner._interrupted:
                 owner.shutdown(wait=True, cancel_futures=True)
+
+    def _calls_left(self) -> Optional[int]:
+        return None if self.total is None else max(0, self.total - self.read)
 
     def _first_call_here(self) -> Optional[tuple[Any, float]]:
         """gilwise.map under auto: run the first input's call in the consumer, who waits for
@@ -321,6 +315,27 @@ class _Window:
             _name_the_call(error, self.fn, 0)
             raise
         return value, time.perf_counter() - started
+
+    def first_call_as_entry(self, executor: Executor) -> None:
+        """Executor.map under auto, before its first task: run the first input's call here
+        and keep its outcome as the window's first (finished) entry; then let the Executor
+        decide from its duration whether to fork the worker service's zygote."""
+        item = next(self.inputs, _NO_INPUT)
+        if item is _NO_INPUT:
+            return
+        self.read = 1
+        future: cf.Future = cf.Future()
+        started = time.perf_counter()
+        try:
+            future.set_result(self.fn(*cast(tuple, item)) if self.spread else self.fn(item))
+        except Exception as error:  # delivered when the consumer reaches input #0
+            future.set_exception(error)
+        seconds = time.perf_counter() - started
+        entry = _Entry(future, False, 0, [item])
+        self.window.append(entry)
+        if self.arrivals is not None:
+            self.arrivals.put(entry)
+        executor._prefork(seconds, self._calls_left())
 
     def _outcomes(self) -> Iterator[Iterator[Any]]:
         """For each finished task, in order, an iterator over its results that pops each

@@ -1,0 +1,207 @@
+"""When auto forks the worker service's zygote (Executor._prefork).
+
+A fork makes the caller copy each page it writes afterwards (~1 ms per MB) and imports the
+process machinery (~15 ms): work that stays in the caller must not pay that. So auto forks
+at its first task, not at Executor(); Executor.map and gilwise.map first run one call in the
+caller (while the program has one thread) and fork only if processes may pay: a call of at
+least 50 us, and, for a sized input, work left that processes would shorten by more than
+~30 ms. Each case runs in a fresh interpreter, a program with one thread as a script is.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import gilwise
+
+GUARD_S = 120
+
+SPIN = """
+import sys, threading, time, gilwise
+from gilwise._executor import _core
+
+def spin(x, seconds=0.002):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+    return x
+
+def loaded():
+    return "gilwise.backends._process" in sys.modules
+
+def forked():
+    service = sys.modules.get("gilwise.backends._service")
+    return service is not None and service.current() is not None
+"""
+
+
+def _fresh(code: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", SPIN + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=GUARD_S,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_an_auto_executor_forks_nothing_until_it_has_work():
+    out = _fresh(
+        """
+        executor = gilwise.Executor()
+        print(loaded(), forked())
+        executor.shutdown()
+        with gilwise.Executor("process") as chosen:  # processes chosen: ready at once
+            print(forked())
+        """
+    )
+    assert out == ["False", "False", "True"]
+
+
+def test_tiny_calls_never_start_the_process_machinery():
+    # x + 1 needs no worker process: forking the zygote would make the caller copy every
+    # page of its data it writes later (copy-on-write), and import the process machinery.
+    out = _fresh(
+        """
+        items = list(range(-50_000, 0))
+        assert sum(gilwise.map(abs, items)) == sum(range(1, 50_001))
+        with gilwise.Executor() as executor:
+            assert list(executor.map(abs, items)) == [abs(x) for x in items]
+        print(loaded())
+        """
+    )
+    assert out == ["False"]
+
+
+def test_small_sized_work_is_not_worth_a_fork():
+    # 3 calls of 2 ms: processes would save ~2 ms, far less than a worker's start.
+    out = _fresh(
+        """
+        assert list(gilwise.map(spin, range(3))) == [0, 1, 2]
+        with gilwise.Executor() as executor:
+            assert list(executor.map(spin, range(3))) == [0, 1, 2]
+        print(forked())
+        """
+    )
+    assert out == ["False"]
+
+
+@pytest.mark.parametrize("api", ["gilwise.map", "Executor.map"])
+def test_a_first_call_that_may_pay_forks_the_zygote_from_the_program(api):
+    # An input without a length: nothing says the work is small.
+    run = (
+        "list(gilwise.map(spin, iter(range(3))))"
+        if api == "gilwise.map"
+        else "list(gilwise.Executor().map(spin, iter(range(3))))"
+    )
+    out = _fresh(
+        f"""
+        assert {run} == [0, 1, 2]
+        from gilwise.backends import _service
+        print(forked(), _service.current().zygote.forked)
+        """
+    )
+    assert out == ["True", "True"]
+
+
+def test_a_big_sized_map_forks_the_zygote():
+    # 100 calls of 2 ms left: processes may save ~100 ms.
+    out = _fresh(
+        """
+        with gilwise.Executor(max_workers=2) as executor:
+            results = executor.map(spin, range(101))
+            print(forked())
+            assert list(results) == list(range(101))
+        """
+    )
+    assert out == ["True"]
+
+
+def test_submit_forks_at_the_first_task_while_the_program_has_one_thread():
+    out = _fresh(
+        """
+        with gilwise.Executor() as executor:
+            print(forked())
+            future = executor.submit(spin, 7)
+            print(forked(), future.result(60))
+        """
+    )
+    assert out == ["False", "True", "7"]
+
+
+def test_executor_map_runs_its_first_call_in_the_caller_once(tmp_path):
+    # The first call's duration decides the fork: it runs in the caller, inside map(), and
+    # its result is the map's first; no call runs twice (wherever the others ran: processes).
+    log = tmp_path / "calls.log"
+    out = _fresh(
+        f"""
+        import os
+        CALLER = os.getpid()
+        def note(x):
+            here = os.getpid() == CALLER and threading.current_thread() is threading.main_thread()
+            with open({str(log)!r}, "a") as f:
+                f.write(f"{{x}} {{here}}\\n")
+            return spin(x)
+        with gilwise.Executor() as executor:
+            results = executor.map(note, iter(range(40)))
+            print(open({str(log)!r}).readline())
+            assert list(results) == list(range(40))
+        """
+    )
+    assert out == ["0", "True"]
+    calls = [int(line.split()[0]) for line in log.read_text().splitlines()]
+    assert sorted(calls) == list(range(40))
+
+
+def test_a_failing_first_call_is_raised_by_the_iterator_as_input_0():
+    out = _fresh(
+        """
+        def fail_first(x):
+            if x == 0:
+                raise KeyError("first")
+            return x
+        with gilwise.Executor() as executor:
+            results = executor.map(fail_first, range(5))  # map() itself does not raise
+            try:
+                next(results)
+            except KeyError as error:
+                print(error.gilwise_index, error.args[0])
+        """
+    )
+    assert out == ["0", "first"]
+
+
+def test_map_after_shutdown_runs_no_call():
+    calls = []
+    executor = gilwise.Executor()
+    executor.shutdown()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.map(calls.append, [1, 2])
+    assert calls == []
+
+
+def test_a_program_with_threads_hands_every_call_to_the_executor():
+    out = _fresh(
+        """
+        stop = threading.Event()
+        other = threading.Thread(target=stop.wait)
+        other.start()
+        seen = []
+        with gilwise.Executor() as executor:
+            results = executor.map(lambda x: seen.append(threading.get_ident()) or x, range(3))
+            print(len(seen))
+            assert list(results) == [0, 1, 2]
+        stop.set()
+        other.join()
+        print(threading.main_thread().ident in seen, forked())
+        """
+    )
+    # map() ran nothing in the caller: its calls went to measuring threads.
+    assert out[1:] == ["False", "False"]
