@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -530,11 +531,11 @@ WARM_ZYGOTE_START_S = 0.03
 
 
 def process_start_cost_s(workers: int) -> tuple[float, str]:
-    """What getting ``workers`` process workers ready costs now, and how that is known."""
-    try:
-        from .backends import _service
-    except ImportError:  # processes cannot run here: nothing to weigh
-        return 0.0, "processes unavailable"
+    """What getting ``workers`` process workers ready costs now, and how that is known.
+    Imports nothing: a program that has not imported the worker service (~15 ms) has none."""
+    _service = sys.modules.get("gilwise.backends._service")
+    if _service is None:
+        return COLD_PROCESS_START_S, "the worker service to start, estimated"
     if _service.warm_workers() >= workers:
         return 0.0, f"{workers} warm workers idle"
     last_s = _service.start_cost_s()

@@ -5,7 +5,7 @@ process machinery (~15 ms): work that stays in the caller must not pay that. So 
 at its first task, not at Executor(); Executor.map and gilwise.map first run one call in the
 caller (while the program has one thread) and fork only if processes may pay: a call of at
 least 50 us, and, for a sized input, work left that processes would shorten by more than
-~30 ms. Each case runs in a fresh interpreter, a program with one thread as a script is.
+~50 ms. Each case runs in a fresh interpreter, a program with one thread as a script is.
 """
 
 from __future__ import annotations
@@ -205,3 +205,16 @@ def test_a_program_with_threads_hands_every_call_to_the_executor():
     )
     # map() ran nothing in the caller: its calls went to measuring threads.
     assert out[1:] == ["False", "False"]
+
+
+def test_weighing_a_start_imports_no_process_machinery():
+    # The small-work rule asks what a start costs: with no worker service in the program, the
+    # cold estimate, without importing the service (~15 ms on a decision's critical path).
+    out = _fresh(
+        """
+        from gilwise import _chooser
+        cost_s, how = _chooser.process_start_cost_s(2)
+        print(cost_s == _chooser.COLD_PROCESS_START_S, how, loaded())
+        """
+    )
+    assert out == ["True", "the", "worker", "service", "to", "start,", "estimated", "False"]

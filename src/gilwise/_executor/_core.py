@@ -788,9 +788,11 @@ class Executor(cf.Executor):
 # below the chooser's TINY_CALL_S, as a function whose first call takes 0.3 ms may have
 # 20 ms calls later.
 NO_PREFORK_BELOW_S = 0.00005
-# What processes must be able to save on the work left for the zygote to be forked: about
-# what a worker forked from it takes to start and answer (the chooser's WARM_ZYGOTE_START_S).
-PREFORK_MIN_SAVING_S = 0.03
+# What processes must be able to save on the work left for the zygote to be forked: the
+# fork and the process machinery's import (~10 ms), then what the chooser weighs for a worker
+# forked from the zygote (its WARM_ZYGOTE_START_S, 30 ms), with a margin for a busy machine
+# (40 calls of 1.5 ms forked and ran 2x slower than the loop at load ~1.8).
+PREFORK_MIN_SAVING_S = 0.05
 
 
 def _processes_may_pay(first_call_s: float, calls_left: Optional[int], max_workers: Any) -> bool:
