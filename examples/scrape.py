@@ -103,7 +103,14 @@ def serve(latency_s: float, words_per_page: int) -> Iterator[Site]:
         yield Site(f"http://127.0.0.1:{port}", server.pid)
     finally:
         if server.stdin is not None:
-            server.stdin.close()  # the server stops when its stdin closes
+            # Say so rather than only closing stdin: a process forked from this program
+            # meanwhile (gilwise's worker zygote) holds a copy of the pipe, so the server
+            # would not see EOF until that process exits.
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                server.stdin.write("stop\n")
+                server.stdin.flush()
+            with contextlib.suppress(BrokenPipeError):
+                server.stdin.close()
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -120,7 +127,9 @@ def _run_server(latency_s: float, words_per_page: int) -> None:
     thread = threading.Thread(target=server.serve_forever, name="scrape-site")
     thread.start()
     print(server.server_address[1], flush=True)
-    sys.stdin.read()  # until the parent closes our stdin (or dies)
+    for line in sys.stdin:  # until the parent says stop, or closes our stdin (or dies)
+        if line.strip() == "stop":
+            break
     server.shutdown()
     server.server_close()
     thread.join()
