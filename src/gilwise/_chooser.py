@@ -11,6 +11,10 @@ and asks what to do next. It holds:
   that is unavailable here), and a drift watch that asks for a re-measure (``observe``);
 - the per-call time that sizes chunks (``chunksize``), so calls of any length are handed
   over in units worth their round trip;
+- a watch on calls decided inline (``ran_inline``): they run in the caller's thread as lazy
+  chunks that are no task, so nothing else times them. Their running mean per call says
+  when the work left is worth another backend after all (first calls of 0.3 ms, every
+  tenth call 20 ms: the long calls are most of the work);
 - the crash memory: once a call crashed a process worker (os._exit, a signal), the function
   is never measured or run in the caller again, only on processes;
 - the decision as early as it is clear: a pair of calls judged while still running
@@ -45,7 +49,13 @@ from ._measure import (
     since,
     waiting_so_far,
 )
-from ._verdict import PROCESS_CHUNK_TARGET_S, Decision, TaskMeasurement, decide_for_task
+from ._verdict import (
+    PROCESS_CHUNK_TARGET_S,
+    TINY_CALL_S,
+    Decision,
+    TaskMeasurement,
+    decide_for_task,
+)
 
 # Backends that ship work to other processes or machines: chunks must be worth a round trip.
 REMOTE_BACKENDS = frozenset({"process", "interpreter", "dask"})
@@ -53,6 +63,15 @@ REMOTE_BACKENDS = frozenset({"process", "interpreter", "dask"})
 # make the per-task bookkeeping negligible, short enough to keep results streaming.
 LOCAL_CHUNK_TARGET_S = 0.002
 MAX_CHUNKSIZE = 4096
+# Calls decided inline run in the consumer's thread as lazy chunks lasting about this long
+# (so a long call among them is noticed within a chunk or two) and at most this many calls
+# (a lazy chunk is no task: a big one costs only the inputs it reads ahead).
+INLINE_CHUNK_TARGET_S = 0.002
+MAX_LAZY_CHUNKSIZE = 4 * MAX_CHUNKSIZE
+# Inline calls at least this long (by the running estimate) are timed one by one (~0.3 us
+# per call, <= 1%), leaving out the consumer's time between them; shorter ones only by
+# their chunk's span, the consumer's time included, which can only ask for a re-measure.
+TIMED_INLINE_MIN_S = 3e-5
 # How often one function is re-measured after its call durations drifted.
 MAX_RECHECKS = 3
 # A pair of busy calls is judged while running only after this long (less is noise).
@@ -150,6 +169,9 @@ class Chooser:
         self.notes: list[str] = []
         self.per_call_s: Optional[float] = None
         self.expected_calls: Optional[int] = None  # calls announced by maps (sized inputs)
+        self.calls_done = 0  # calls finished (measured, on a backend or inline), for the above
+        # Calls run inline since the decision: calls, wall s, CPU s (an upper bound).
+        self._inline_ran: tuple[int, float, float] = (0, 0.0, 0.0)
         self._warm_pair_done = False
         self._peeked: dict[int, tuple[Any, Any]] = {}  # id(call) -> (call, its last peek)
 
@@ -202,6 +224,7 @@ class Chooser:
         """File a finished measured call. True when every measured call is in and it is time
         to (re-)decide: the driver then calls ``decide``."""
         self.measuring -= 1
+        self.calls_done += items
         measure.done = True
         measure.ok = ok
         sample = measure.call.sample
@@ -369,6 +392,8 @@ class Chooser:
         if decision.backend in REMOTE_BACKENDS:
             self.remote = decision.backend
         self.per_call_s = decision.measured.wall_s or None
+        seed = decision.measured
+        self._inline_ran = (seed.calls, seed.calls * seed.wall_s, seed.calls * seed.cpu_s)
         # A function whose calls keep changing would be re-measured forever: stop watching.
         # One sent to other processes is never re-measured here: re-measuring runs calls in
         # this process, and a call that crashes a worker would crash the caller.
@@ -393,11 +418,11 @@ class Chooser:
             or self.scale_out is not None
         ):
             return decision
-        remaining = max(0, self.expected_calls - self.probe.calls)
+        remaining = self._calls_left()
+        assert remaining is not None
         work_s = remaining * decision.measured.wall_s
-        start_s, how = process_start_cost_s(decision.workers)
-        saved_s = work_s * (1.0 - 1.0 / max(1, decision.workers))
-        if saved_s > start_s:
+        worth, saved_s, start_s, how = _worth_a_start(work_s, decision.workers)
+        if worth:
             return decision
         return replace(
             decision,
@@ -411,6 +436,12 @@ class Chooser:
             f"most {saved_s * 1000:.0f} ms, less than starting them costs ({how}, "
             f"~{start_s * 1000:.0f} ms): it runs inline, in this process.",
         )
+
+    def _calls_left(self) -> Optional[int]:
+        """Calls still to come of the maps that announced their length (None: unknown)."""
+        if self.expected_calls is None:
+            return None
+        return max(0, self.expected_calls - max(self.calls_done, self.probe.calls))
 
     def _confirm_early(self) -> Optional[bool]:
         """The calls judged early have finished: None to keep the early decision (the full
@@ -445,6 +476,74 @@ class Chooser:
     def observe(self, per_call_s: float, items: int = 1) -> bool:
         """Track per-call durations; True when the function drifted and must be re-measured
         (the Chooser is then reset to measuring)."""
+        self.calls_done += items
+        return self._drifted(per_call_s, items)
+
+    def ran_inline(
+        self, calls: int, wall_s: float, cpu_s: float, queued_s: float = 0.0, *, timed: bool
+    ) -> Optional[TaskMeasurement]:
+        """A lazy inline chunk ran: ``calls`` calls took ``wall_s`` (their own time when
+        ``timed``, else the chunk's span, the consumer's time included), at most ``cpu_s``
+        of CPU and waited up to ``queued_s`` for a core (the thread's, over the span: the
+        consumer's too). Waits for a core are the machine's load, not the calls' own time.
+
+        Returns a TaskMeasurement to decide again from (the driver calls ``decide`` with it)
+        when the running mean of the timed calls says the work left is worth another backend:
+        a per-call time above TINY_CALL_S, and, for processes, the work left (the calls
+        announced, else as much again as ran inline so far) saves more than a start costs.
+        Else None; then, as ``observe``, a lasting change in per-call time (the span of an
+        untimed chunk can only do that) resets the Chooser to measuring (``deciding``)."""
+        if calls <= 0:
+            return None
+        self.calls_done += calls
+        wall_s = max(wall_s - queued_s, min(cpu_s, wall_s), 1e-9)
+        decision = self.decision
+        if (
+            timed
+            and decision is not None
+            and decision.backend == "inline"
+            and not self.is_coroutine
+            and not self.crashed
+        ):
+            ran_calls, ran_wall_s, ran_cpu_s = self._inline_ran
+            self._inline_ran = ran = (
+                ran_calls + calls,
+                ran_wall_s + wall_s,
+                ran_cpu_s + min(cpu_s, wall_s),
+            )
+            measured = self._worth_leaving_inline(*ran)
+            if measured is not None:
+                return measured
+        self._drifted(wall_s / calls, calls)
+        return None
+
+    def _worth_leaving_inline(
+        self, calls: int, wall_s: float, cpu_s: float
+    ) -> Optional[TaskMeasurement]:
+        mean_s = wall_s / max(1, calls)
+        if mean_s < TINY_CALL_S:
+            return None
+        measured = TaskMeasurement(
+            wall_s=mean_s, cpu_s=mean_s * min(1.0, cpu_s / max(wall_s, 1e-9)), calls=calls
+        )
+        prospect = decide_for_task(measured, _runtime.current(), max_workers=self.max_workers)
+        if prospect.backend == "inline":
+            return None
+        left = self._calls_left()
+        if prospect.backend in REMOTE_BACKENDS:
+            # Of unknown length: as much work again as ran inline (a start then costs at
+            # most what waiting for proof would).
+            work_s = wall_s if left is None else left * mean_s
+            if not _worth_a_start(work_s, prospect.workers)[0]:
+                return None
+        self.notes.append(
+            f"decided again after {calls} calls ran inline at {mean_s * 1000:.2f} ms per "
+            f"call on average ({measured.cpu_share:.0%} CPU), more than its first calls "
+            f"took: the work left is worth {prospect.backend}"
+        )
+        return measured
+
+    def _drifted(self, per_call_s: float, items: int) -> bool:
         previous = self.per_call_s
         if previous is None or items >= 8:
             # A chunk's average is already smooth, and a single call's duration carries the
@@ -480,6 +579,15 @@ class Chooser:
             "worker processes, never re-measured in this process"
         )
         return True
+
+    def lazy_chunksize(self) -> int:
+        """Calls per lazy inline chunk: about INLINE_CHUNK_TARGET_S of work."""
+        per_call_s = self.per_call_s or TINY_CALL_S
+        return max(1, min(MAX_LAZY_CHUNKSIZE, math.ceil(INLINE_CHUNK_TARGET_S / per_call_s)))
+
+    def times_inline_calls(self) -> bool:
+        """Whether lazy inline chunks time each call (calls long enough for the cost)."""
+        return (self.per_call_s or 0.0) >= TIMED_INLINE_MIN_S
 
     def chunksize(self, backend_name: str) -> int:
         """Calls per hand-over for ``backend_name``, from the measured per-call time."""
@@ -544,6 +652,14 @@ def process_start_cost_s(workers: int) -> tuple[float, str]:
     if _service.current() is not None:
         return WARM_ZYGOTE_START_S, "a worker to fork, estimated"
     return COLD_PROCESS_START_S, "the worker service to start, estimated"
+
+
+def _worth_a_start(work_s: float, workers: int) -> tuple[bool, float, float, str]:
+    """Whether ``work_s`` of GIL-bound work spread over ``workers`` processes saves more
+    than starting them costs: (worth it, seconds saved, start seconds, how that is known)."""
+    start_s, how = process_start_cost_s(workers)
+    saved_s = work_s * (1.0 - 1.0 / max(1, workers))
+    return saved_s > start_s, saved_s, start_s, how
 
 
 def busy_pair_so_far(peeks: list) -> Optional[TaskMeasurement]:

@@ -159,19 +159,9 @@ def test_a_pair_judged_overlapping_only_after_taking_out_core_waits_is_not_clear
 # --- once on processes, never back --------------------------------------------------------
 
 
-def _opened():
-    opened = []
-
-    def open_backend(name, workers):
-        opened.append(name)
-        return name
-
-    return opened, open_backend
-
-
-def test_a_function_sent_to_processes_never_comes_back_to_threads():
+def test_a_function_sent_to_processes_never_comes_back_to_threads(opened):
     chooser = Chooser("spin", max_workers=None)
-    opened, open_backend = _opened()
+    opened, open_backend = opened
     gil_bound = TaskMeasurement(
         wall_s=0.010, cpu_s=0.010, pair_wall_s=0.020, pair_cpu_s=0.020, calls=2
     )
@@ -187,9 +177,9 @@ def test_a_function_sent_to_processes_never_comes_back_to_threads():
     assert "never runs in this one again" in chooser.explain()
 
 
-def test_a_function_that_cannot_be_sent_to_processes_may_run_on_threads():
+def test_a_function_that_cannot_be_sent_to_processes_may_run_on_threads(opened):
     chooser = Chooser("unpicklable")
-    _, open_backend = _opened()
+    _, open_backend = opened
     gil_bound = TaskMeasurement(
         wall_s=0.010, cpu_s=0.010, pair_wall_s=0.020, pair_cpu_s=0.020, calls=2
     )
@@ -256,16 +246,6 @@ def _gil_bound(per_call_s):
     )
 
 
-@pytest.fixture
-def start_cost(monkeypatch):
-    """Pretend starting process workers costs what the test says (no service consulted)."""
-    from gilwise import _chooser
-
-    cost = {"s": 0.1}
-    monkeypatch.setattr(_chooser, "process_start_cost_s", lambda workers: (cost["s"], "told"))
-    return cost
-
-
 def _two_cores(monkeypatch):
     from gilwise import _runtime
 
@@ -274,24 +254,24 @@ def _two_cores(monkeypatch):
         pytest.skip("GIL-bound work goes to processes only with 2+ cores and a GIL")
 
 
-def test_small_work_stays_inline_and_explain_says_why(monkeypatch, start_cost):
+def test_small_work_stays_inline_and_explain_says_why(monkeypatch, start_cost, opened):
     _two_cores(monkeypatch)
     # bench_peers' "costly" row: 40 calls of 1 ms; processes would save 19 ms at most.
     chooser = Chooser("costly")
     chooser.expect(40)
     chooser.probe.add_pair(_sample(0.002, 0.001), _sample(0.002, 0.001))
-    _, open_backend = _opened()
+    _, open_backend = opened
     decision, _ = chooser.decide(open_backend, _gil_bound(0.001))
     assert decision.backend == "inline", decision.reason
     assert "the work left is small: 38 calls of 1.00 ms = 38 ms" in chooser.explain()
     assert chooser.remote is None
 
 
-def test_work_worth_a_start_goes_to_processes(monkeypatch, start_cost):
+def test_work_worth_a_start_goes_to_processes(monkeypatch, start_cost, opened):
     _two_cores(monkeypatch)
     chooser = Chooser("big")
     chooser.expect(1000)
-    _, open_backend = _opened()
+    _, open_backend = opened
     decision, _ = chooser.decide(open_backend, _gil_bound(0.001))
     assert decision.backend == "process", decision.reason
     # Warm workers cost nothing to start: even small work goes to them.
@@ -302,10 +282,10 @@ def test_work_worth_a_start_goes_to_processes(monkeypatch, start_cost):
     assert decision.backend == "process", decision.reason
 
 
-def test_small_work_never_comes_back_from_processes(monkeypatch, start_cost):
+def test_small_work_never_comes_back_from_processes(monkeypatch, start_cost, opened):
     _two_cores(monkeypatch)
     chooser = Chooser("sent")
-    _, open_backend = _opened()
+    _, open_backend = opened
     decision, _ = chooser.decide(open_backend, _gil_bound(0.010), early=True)
     assert decision.backend == "process"
     chooser.expect(3)  # a later map of 3 calls: small, but the function went to processes

@@ -655,6 +655,29 @@ class Executor(cf.Executor):
             self._decide(plan, so_far, early=True)
         self._pump()
 
+    def _times_inline_calls(self, key_: Any) -> bool:
+        """Whether a lazy inline chunk of this function should time each call."""
+        with self._lock:
+            plan = self._plans.get(key_)
+            return plan is not None and plan.chooser.times_inline_calls()
+
+    def _ran_inline(
+        self, key_: Any, calls: int, wall_s: float, cpu_s: float, queued_s: float, *, timed: bool
+    ) -> None:
+        """A map window ran a lazy inline chunk (see Chooser.ran_inline): decide again if
+        the calls' running mean says so, or re-measure after a lasting change."""
+        with self._lock:
+            plan = self._plans.get(key_)
+            if self._closed or plan is None or plan.lane is None or plan.lane.name != "inline":
+                return
+            measured = plan.chooser.ran_inline(calls, wall_s, cpu_s, queued_s, timed=timed)
+            if measured is not None:
+                self._decide(plan, measured)
+            elif plan.chooser.deciding:
+                plan.lane = None  # re-measure: the next calls go to the measure lane
+        if self._ready:
+            self._pump()
+
     def _keep_on_processes(self, plan: Plan) -> None:
         """Under the lock: a call crashed a worker process; never run it here again."""
         if plan.lane is not None and plan.lane.name == "process":

@@ -4,6 +4,16 @@ Inputs are read only as results are consumed: at most ``buffersize`` tasks (call
 chunks) are in flight. Before a function is decided the window stays small; once its
 Chooser decides (maybe while the first calls still run) the window grows at once.
 
+Calls decided inline (tiny) run in the consumer's thread as it reads them: lazy chunks of
+about 2 ms of work, each timed (its calls one by one when they are long enough for the
+cost) and reported to the function's Chooser, which may decide again (a function whose
+first calls were short and whose later ones are long). Lazy chunks read ahead but not yet
+started then go to the new backend instead: no call runs twice.
+
+On a process backend, a map of known length keeps at least CHUNKS_PER_WORKER chunks per
+worker among the calls left (as multiprocessing.Pool.map does), so the last chunks do
+not leave a worker idle while another finishes a long one.
+
 A chunk's outcome is one entry per call (gilwise._chunks): values are yielded in order up
 to a failed call, which is retried on its own under the Executor's retry policy, else its
 exception is raised, naming the call's index in the input. The iterator keeps no reference
@@ -16,6 +26,7 @@ import builtins
 import contextlib
 import functools
 import itertools
+import math
 import queue
 import sys
 import threading
@@ -26,14 +37,18 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union, cast
 
 from .. import _params
 from .._callables import is_coroutine_function
-from .._chooser import MAX_CHUNKSIZE, key, label
+from .._chooser import MAX_CHUNKSIZE, REMOTE_BACKENDS, key, label
 from .._chunks import Failure, run_calls
+from .._measure import TimedCalls, thread_clocks
 from ._progress import with_progress
 
 if TYPE_CHECKING:
     from ._core import Executor
 
 
+# A map of known length on processes keeps at least this many chunks per worker among the
+# calls left (multiprocessing.Pool.map's rule).
+CHUNKS_PER_WORKER = 4
 _NO_INPUT = object()
 
 
@@ -149,8 +164,9 @@ class _Window:
 
     # --- submitting ---------------------------------------------------------------------
 
-    def _chunk_plan(self) -> tuple[int, Optional[str]]:
-        """How many inputs the next task takes, and the lane it goes to (None: undecided)."""
+    def _chunk_plan(self, in_hand: int = 0) -> tuple[int, Optional[str]]:
+        """How many inputs the next task takes, and the lane it goes to (None: undecided).
+        ``in_hand``: inputs already read that are to be planned again (not yet run)."""
         if self.coroutine:
             return 1, None  # a chunk runs its calls synchronously; coroutines need the loop
         executor = self.executor
@@ -162,16 +178,23 @@ class _Window:
             if plan is None or lane is None:
                 return 1, None
             if lane == "inline" and self._lazy(MAX_CHUNKSIZE, lane):
-                return MAX_CHUNKSIZE, lane  # read as consumed: a big chunk costs nothing
-            return plan.chooser.chunksize(lane), lane
+                if plan is executor._fixed:
+                    return MAX_CHUNKSIZE, lane  # read as consumed: a big chunk costs nothing
+                return plan.chooser.lazy_chunksize(), lane  # auto: watched chunk by chunk
+            size = plan.chooser.chunksize(lane)
+            if lane in REMOTE_BACKENDS and self.total is not None and plan.lane is not None:
+                left = max(1, self.total - self.read + in_hand)
+                size = min(size, math.ceil(left / (CHUNKS_PER_WORKER * plan.lane.capacity)))
+            return size, lane
 
     def _lazy(self, size: int, lane: Optional[str]) -> bool:
         """Tiny calls decided inline, chunked automatically: run them as the consumer reads
         them (a C map over the chunk), with no task, future or list per chunk. Explicit
-        chunk sizes, retries and timeouts keep the task path (per-call bookkeeping)."""
+        chunk sizes, retries and timeouts keep the task path (per-call bookkeeping); so does
+        a single call of a fixed inline backend (auto's lazy chunks may be one call long)."""
         executor = self.executor
         return (
-            size > 1
+            (size > 1 or executor._fixed is None)
             and lane == "inline"
             and self.chunksize == "auto"
             and executor._retry.times == 0
@@ -195,15 +218,20 @@ class _Window:
         batch = list(itertools.islice(self.inputs, size))
         if not batch:
             return False
-        executor = self.executor
         first = self.read
         self.read += len(batch)
+        self.window.append(self._entry(batch, first, lane))
+        return True
+
+    def _entry(self, batch: list, first: int, lane: Optional[str]) -> _Entry:
+        """The window entry running ``batch`` (inputs ``first``...): a lazy chunk, or a task
+        queued on the Executor (not dispatched: the caller pumps)."""
+        executor = self.executor
         if self._lazy(len(batch), lane):
             entry = _Entry(None, True, first, batch)
-            self.window.append(entry)
             if self.arrivals is not None:
                 self.arrivals.put(entry)
-            return True
+            return entry
         if len(batch) == 1:
             args = batch[0] if self.spread else (batch[0],)
             if executor._fixed_lane is not None:
@@ -221,10 +249,30 @@ class _Window:
                 pump=False,
             )
             entry = _Entry(future, True, first, batch)
-        self.window.append(entry)
         if self.arrivals is not None:
             future.add_done_callback(functools.partial(_put_entry, self.arrivals, entry))
-        return True
+        return entry
+
+    def _runs_inline(self) -> bool:
+        """Whether the function still runs inline (auto may have decided again meanwhile)."""
+        executor = self.executor
+        if executor._fixed is not None:
+            return True
+        with executor._lock:
+            plan = executor._plans.get(self.key)
+            return plan is not None and plan.lane is not None and plan.lane.name == "inline"
+
+    def _plan_again(self, entry: _Entry) -> list[_Entry]:
+        """A lazy chunk not started, of a function decided again: its inputs as entries for
+        the function's lane now (none of its calls ran, so none runs twice)."""
+        entries = []
+        inputs, first = entry.inputs, entry.first
+        while inputs:
+            size, lane = self._chunk_plan(in_hand=len(inputs))
+            batch, inputs = inputs[:size], inputs[size:]
+            entries.append(self._entry(batch, first, lane))
+            first += len(batch)
+        return entries
 
     def refill(self) -> None:
         # Queue the whole refill, then dispatch: the first calls of a new function then
@@ -352,8 +400,12 @@ class _Window:
                     entry = window[0]
                     if entry.future is None:  # lazy: the calls run as the consumer reads
                         window.popleft()
+                        if not self._runs_inline():
+                            window.extendleft(reversed(self._plan_again(entry)))
+                            self.executor._pump()
+                            continue
                         self.refill()
-                        yield self._run_lazily(entry)
+                        yield from self._run_lazily(entry)
                         del entry
                         continue
                     if not entry.future.done() and self.executor._fixed is None:
@@ -380,8 +432,12 @@ class _Window:
                         continue
                     window.remove(entry)
                     if entry.future is None:
+                        if not self._runs_inline():
+                            window.extend(self._plan_again(entry))
+                            self.executor._pump()
+                            continue
                         self.refill()
-                        yield self._run_lazily(entry)
+                        yield from self._run_lazily(entry)
                         del entry
                         continue
                     try:
@@ -405,9 +461,24 @@ class _Window:
                 if entry.future is not None:  # a lazy chunk has none: nothing to cancel
                     entry.future.cancel()
 
-    def _run_lazily(self, entry: _Entry) -> Iterator[Any]:
+    def _run_lazily(self, entry: _Entry) -> Iterator[Iterator[Any]]:
+        """Yields the iterator that runs a lazy chunk's calls as the consumer reads them;
+        once the consumer has read them all, reports their time to auto's Chooser (a
+        consumer that stops early never resumes this: nothing is reported)."""
         inputs = entry.inputs
-        return itertools.starmap(self.fn, inputs) if self.spread else builtins.map(self.fn, inputs)
+        executor = self.executor
+        watched = executor._fixed is None
+        timer = TimedCalls(self.fn) if watched and executor._times_inline_calls(self.key) else None
+        fn = self.fn if timer is None else timer
+        started = thread_clocks() if watched else (0.0, 0.0, 0.0)
+        yield itertools.starmap(fn, inputs) if self.spread else builtins.map(fn, inputs)
+        if not watched:
+            return
+        span_s, cpu_s, queued_s = (now - then for now, then in zip(thread_clocks(), started))
+        if timer is None:
+            executor._ran_inline(self.key, len(inputs), span_s, cpu_s, queued_s, timed=False)
+        else:
+            executor._ran_inline(self.key, timer.calls, timer.wall_s, cpu_s, queued_s, timed=True)
 
     def _with_failures(self, values: list, inputs: list, first: int) -> Iterator[Any]:
         """A chunk's results (reversed) up to a failed call, then its retry or its error."""
