@@ -640,18 +640,27 @@ WARM_ZYGOTE_START_S = 0.03
 
 def process_start_cost_s(workers: int) -> tuple[float, str]:
     """What getting ``workers`` process workers ready costs now, and how that is known.
-    Imports nothing: a program that has not imported the worker service (~15 ms) has none."""
+    Imports nothing: a program that has not imported the worker service (~15 ms) has none.
+
+    As time lost against ``workers`` workers ready at once: with ``warm`` of them idle
+    already, those start work now and the others one start later, so the work finishes
+    ``start * (workers - warm) / workers`` later (one warm of two: half a start)."""
     _service = sys.modules.get("gilwise.backends._service")
     if _service is None:
         return COLD_PROCESS_START_S, "the worker service to start, estimated"
-    if _service.warm_workers() >= workers:
+    warm = min(_service.warm_workers(), workers)
+    if warm >= workers:
         return 0.0, f"{workers} warm workers idle"
     last_s = _service.start_cost_s()
     if last_s is not None:
-        return last_s, "the last worker start"
-    if _service.current() is not None:
-        return WARM_ZYGOTE_START_S, "a worker to fork, estimated"
-    return COLD_PROCESS_START_S, "the worker service to start, estimated"
+        start_s, how = last_s, "the last worker start"
+    elif _service.current() is not None:
+        start_s, how = WARM_ZYGOTE_START_S, "a worker to fork, estimated"
+    else:
+        start_s, how = COLD_PROCESS_START_S, "the worker service to start, estimated"
+    if warm:
+        how += f", for {workers - warm} of {workers} workers ({warm} warm)"
+    return start_s * (workers - warm) / workers, how
 
 
 def _worth_a_start(work_s: float, workers: int) -> tuple[bool, float, float, str]:

@@ -362,3 +362,20 @@ def test_a_pair_whose_calls_ran_one_after_the_other_is_measured_again():
     tiny = FunctionProbe()
     tiny.add_pair(_sample(0.00005, 0.00005, 0.0), _sample(0.00005, 0.00005, 0.0001))
     assert tiny.next_step() is None
+
+
+def test_a_warm_worker_counts_against_the_start_cost(monkeypatch):
+    # After Executor() forked its first worker: one of two is warm, so the work finishes
+    # half a start later than with both ready at once, not a whole start.
+    from gilwise import _chooser
+    from gilwise.backends import _service
+
+    monkeypatch.setattr(_service, "start_cost_s", lambda: 0.060)
+    monkeypatch.setattr(_service, "warm_workers", lambda: 1)
+    cost_s, how = _chooser.process_start_cost_s(2)
+    assert cost_s == pytest.approx(0.030)
+    assert how == "the last worker start, for 1 of 2 workers (1 warm)"
+    monkeypatch.setattr(_service, "warm_workers", lambda: 0)
+    assert _chooser.process_start_cost_s(2) == (0.060, "the last worker start")
+    monkeypatch.setattr(_service, "warm_workers", lambda: 3)
+    assert _chooser.process_start_cost_s(2) == (0.0, "2 warm workers idle")

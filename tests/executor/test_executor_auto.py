@@ -7,6 +7,7 @@ large buffer releases it, sleeping waits. Each call is counted to prove none run
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import threading
 import time
@@ -37,6 +38,30 @@ class CountingCalls:
         with self.lock:
             self.calls[x] = self.calls.get(x, 0) + 1
         return self.fn(*args)
+
+
+def cpu_work(iterations: int) -> int:
+    """Pure-Python loop of a fixed amount of work: holds the GIL, and takes the same CPU
+    time however loaded the machine is. (``workloads.spinner`` spins until a wall-clock
+    deadline: under load it gets less CPU, does less work and is rightly measured as
+    smaller, down to "tiny" -> inline on a crowded machine.)"""
+    total = 0
+    for i in range(iterations):
+        total += i
+    return total
+
+
+@functools.cache
+def iterations_for(cpu_s: float) -> int:
+    """Iterations of ``cpu_work`` that take about ``cpu_s`` of CPU here (thread CPU time,
+    which a loaded machine does not stretch; the best of five probes)."""
+    probe = 200_000
+    best_s = float("inf")
+    for _ in range(5):
+        started = time.thread_time()
+        cpu_work(probe)
+        best_s = min(best_s, time.thread_time() - started)
+    return max(1, round(probe * cpu_s / max(best_s, 1e-6)))
 
 
 def _decision(executor, name):
@@ -83,7 +108,7 @@ def _decide_on_a_fresh_executor(fn, args, *, wanted, attempts=3):
 @pytest.mark.skipif(not TWO_CORES, reason="needs 2 cores to tell overlap from turn-taking")
 def test_gil_bound_function_goes_to_processes(no_leaks):
     wanted = cpu_backend(runtime.current())
-    seen = _decide_on_a_fresh_executor(spinner, [0.05] * 8, wanted=wanted)
+    seen = _decide_on_a_fresh_executor(cpu_work, [iterations_for(0.05)] * 8, wanted=wanted)
     decision, explanation = seen[-1]
     assert decision.backend == wanted, [text for _, text in seen]
     assert decision.kind == "gil-bound"
@@ -260,9 +285,9 @@ def test_scale_out_sends_gil_bound_work_to_the_dask_cluster(monkeypatch, no_leak
 
     monkeypatch.setattr(backends, "create", create)
     with gilwise.Executor(scale_out="tcp://scheduler.example:8786") as executor:
-        list(executor.map(spinner, [0.05] * 6))
-        decision = _decision(executor, "spinner")
-    assert decision.backend == "dask", executor.explain(spinner)
+        list(executor.map(cpu_work, [iterations_for(0.05)] * 6))
+        decision = _decision(executor, "cpu_work")
+    assert decision.backend == "dask", executor.explain(cpu_work)
     assert ("dask", {"address": "tcp://scheduler.example:8786"}) in created
 
 
@@ -280,8 +305,8 @@ def test_an_unreachable_cluster_falls_back_to_threads_and_says_why(monkeypatch, 
 
     monkeypatch.setattr(backends, "create", create)
     with gilwise.Executor(scale_out="tcp://nowhere:8786") as executor:
-        assert len(list(executor.map(spinner, [0.05] * 6))) == 6
-        text = executor.explain(spinner)
+        assert len(list(executor.map(cpu_work, [iterations_for(0.05)] * 6))) == 6
+        text = executor.explain(cpu_work)
     assert "no scheduler answered" in text, text
 
 
