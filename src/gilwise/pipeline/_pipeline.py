@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator, Sized
 from typing import Any, Callable, Generic, Optional, TypeVar, Union, overload
@@ -263,6 +262,8 @@ class Pipeline(Generic[T]):
 
     async def __aiter__(self) -> AsyncIterator[T]:
         """Like ``__iter__`` for ``async for``: waiting for an output never blocks the loop."""
+        import asyncio  # already loaded by the caller's event loop; a plain run never needs it
+
         run = self._start()
         try:
             pause_s = _ASYNC_POLL_MIN_S

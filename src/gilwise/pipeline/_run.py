@@ -9,7 +9,6 @@ wins: it stops the run and the consumer re-raises it.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import weakref
@@ -187,6 +186,10 @@ class Run:
             if hasattr(self._source, "__iter__") or not hasattr(self._source, "__aiter__"):
                 self._feed_sync()
             else:
+                # Imported here: asyncio (~20-40 ms) is for async sources only, and every
+                # script that runs a pipeline would pay it.
+                import asyncio
+
                 asyncio.run(self._feed_async())
         except BaseException as exc:
             error = StageError(
@@ -214,6 +217,8 @@ class Run:
                 close()
 
     async def _feed_async(self) -> None:
+        import asyncio
+
         iterator = self._source.__aiter__()
         try:
             while True:
