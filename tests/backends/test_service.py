@@ -301,10 +301,10 @@ def _script_env() -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([SRC_DIR, TASKS_DIR]))
 
 
-def _run_script(script: str) -> subprocess.CompletedProcess:
+def _run_script(script: str, *args: str) -> subprocess.CompletedProcess:
     """Run ``script`` (dedented) in a fresh Python that imports gilwise and the test tasks."""
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
+        [sys.executable, "-c", textwrap.dedent(script), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -488,3 +488,39 @@ def test_a_program_that_ends_right_after_starting_the_service_prints_nothing():
     for _ in range(3):  # the zygote may still be starting when the program ends
         done = _run_script(script)
         assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_a_forked_zygote_releases_the_programs_pipes_and_sockets(tmp_path):
+    # The zygote is a fork of the program: had it kept the pipe to a child process or a
+    # listening socket, a child would never see EOF on its stdin and a port would stay bound
+    # while the service lives (idle_timeout_s after the last executor). Files stay open.
+    script = """
+        import os, socket, subprocess, sys
+        from gilwise.backends import _service
+        from gilwise.backends._process import ProcessBackend, prepare_workers
+        import _backend_tasks as tasks
+
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                                 stdin=subprocess.PIPE)
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        log = open(sys.argv[1], "w")  # a file: stays open in the zygote
+        assert prepare_workers() and _service.current().zygote.forked
+        backend = ProcessBackend(1, idle_timeout_s=60)
+        print(backend.submit(tasks.add, (1, 2), {}).result(60))
+        zygote = _service.current().zygote.pid
+        child.stdin.close()
+        print(child.wait(timeout=30))  # EOF reached the child: the zygote holds no copy
+        server.close()
+        again = socket.socket()
+        again.bind(("127.0.0.1", port))  # the port is free again
+        again.close()
+        held = {os.readlink(f"/proc/{zygote}/fd/{fd}") for fd in os.listdir(f"/proc/{zygote}/fd")}
+        print(os.path.realpath(sys.argv[1]) in held)
+        backend.shutdown()
+    """
+    done = _run_script(script, str(tmp_path / "program.log"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "0", "True"]

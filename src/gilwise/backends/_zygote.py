@@ -7,10 +7,12 @@ zygote is started once by the worker service (_service) in one of two ways:
 - **forked from the caller** when the caller has exactly one OS thread at that moment (no
   lock can be held by a thread the copy lacks, so this fork is as safe as any): the zygote
   is then a snapshot of the program with every module it had imported, ``__main__``
-  included, like multiprocessing's "fork" but done once. It holds copies of the file
-  descriptors the program had open then (as fork-started pool workers do): a pipe whose
-  other end the program closes later does not see EOF while the zygote lives (at most
-  until the service stops: idle_timeout_s after the last executor closed).
+  included, like multiprocessing's "fork" but done once. Of the file descriptors the
+  program had open then it keeps files, ttys and devices (a module-level log file works in
+  workers) but lets go of pipes and sockets (each becomes /dev/null, so the number stays
+  taken): the zygote lives until idle_timeout_s after the last executor closed, and a
+  child process of the program must see EOF on its stdin, a listening port be free again,
+  when the program closes them.
 - **spawned** as a fresh interpreter otherwise (the caller has threads; forking it could
   copy a lock held by another thread): it imports, in order, every module the caller had
   imported by name (``sys.modules`` entries whose spec names them; multiprocessing's
@@ -45,6 +47,7 @@ import pickle
 import select
 import signal
 import socket
+import stat
 import sys
 import traceback
 from typing import Any, Callable, Optional
@@ -187,6 +190,33 @@ def serve(ctl: socket.socket, protect: Optional[Callable[[], bool]] = None) -> N
                 os.kill(pid, signal.SIGKILL)
 
 
+def release_inherited_channels(keep: int) -> None:
+    """In a zygote forked from the program: let go of the pipes and sockets it inherited
+    (above stderr, except ``keep``). Each becomes /dev/null rather than closed, so that its
+    number is not reused: a copied object that closes its old fd when collected (a Popen's
+    pipe, a socket) then closes /dev/null, never a socket of the zygote or a worker."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every number up to the limit
+        fds = list(range(3, min(os.sysconf("SC_OPEN_MAX"), 4096)))
+    null = -1
+    try:
+        for fd in fds:
+            if fd <= 2 or fd == keep:
+                continue
+            try:
+                mode = os.fstat(fd).st_mode
+            except OSError:  # not open (e.g. the directory listing's own fd)
+                continue
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                if null < 0:
+                    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                os.dup2(null, fd, inheritable=False)
+    finally:
+        if null >= 0:
+            os.close(null)
+
+
 def run_forked_zygote(ctl: socket.socket, caller_pid: int) -> None:
     """In the child of the caller's fork: become the zygote; never returns."""
     from ._process_worker import ask_for_death_signal
@@ -194,6 +224,7 @@ def run_forked_zygote(ctl: socket.socket, caller_pid: int) -> None:
     try:
         if os.getppid() != caller_pid:  # the caller died already
             return
+        release_inherited_channels(ctl.fileno())
         _send(ctl, ("ready", 0, 0))
         serve(ctl, protect=lambda: ask_for_death_signal(caller_pid, signal.SIGTERM))
     except (BrokenPipeError, ConnectionResetError):
