@@ -52,6 +52,38 @@ def test_an_early_decision_that_the_finished_call_confirms_keeps_its_pool(monkey
     assert created == ["thread"]
 
 
+def test_an_io_stage_decided_early_runs_at_most_early_io_workers_calls_until_its_first_returns():
+    # The early judgement of a first call waiting asks for the 128-thread maximum; until that
+    # call returns, the stage hands out only EARLY_IO_WORKERS items at a time.
+    later_started = threading.Semaphore(0)
+    release = threading.Event()
+    seen: dict[str, object] = {}
+    pipe = Pipeline(range(100))
+
+    def fetch(item: int) -> int:
+        if item == 0:
+            # The first call's slot counts: EARLY_IO_WORKERS - 1 later items may start.
+            for _ in range(_stage.EARLY_IO_WORKERS - 1):
+                assert later_started.acquire(timeout=WAIT_S)
+            runner = pipe._run.runners[0]  # type: ignore[union-attr]
+            seen["limit"] = runner._slots._limit
+            stage = pipe.stats.stage("fetch")  # type: ignore[union-attr]
+            seen["workers"], seen["reason"] = stage.workers, stage.reason
+            release.set()
+            return item
+        later_started.release()
+        assert release.wait(WAIT_S)
+        return item
+
+    pipe = pipe.map(fetch, name="fetch")
+    assert list(pipe) == list(range(100))
+    assert seen["limit"] == _stage.EARLY_IO_WORKERS
+    assert seen["workers"] == _stage.EARLY_IO_WORKERS
+    assert f"At most {_stage.EARLY_IO_WORKERS} at a time" in str(seen["reason"])
+    final = pipe.stats.stage("fetch")
+    assert final.backend == "thread" and "At most" not in final.reason
+
+
 class _ScriptedCall:
     """A measured call still running, whose peek() returns what the test set."""
 

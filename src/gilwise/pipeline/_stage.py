@@ -45,6 +45,14 @@ PROBE_IN_FLIGHT = 3
 PAIR_PARTNER_WAIT_S = 0.1
 # Backends whose workers wait for I/O: a few more of them than needed cost little.
 IO_BACKENDS = frozenset({"thread", "asyncio"})
+# Most calls at a time of an I/O stage decided early (from a peek at a first call still
+# waiting) until its finished calls size it. A call waiting on the network used no CPU since
+# the previous peek, so the early judgement asks for the 128-thread maximum; 128 fetches of
+# 250 KB pages that then arrive at once hold this process's GIL in a convoy that starves the
+# run's other threads (bench_pipeline: the next stage's submitter did not peek for ~100 ms,
+# and that stage decided at 0.40-0.49 s instead of 0.29-0.33 s with this cap). 32,
+# ThreadPoolExecutor's own cap; the finished calls may ask for more.
+EARLY_IO_WORKERS = 32
 # Most items one task carries to a worker process (auto picks fewer for longer calls).
 MAX_CHUNK = 64
 
@@ -240,20 +248,18 @@ class StageRunner:
             except TypeError:  # a backend still on protocol v1
                 backend.shutdown(wait=False)
 
-    def _use(self, name: str, workers: Optional[int], reason: str) -> backends.Backend:
+    def _use(
+        self, name: str, workers: Optional[int], reason: str, *, at_most: Optional[int] = None
+    ) -> backends.Backend:
         """Run the stage on ``name`` with ``workers`` from now on: the current backend if it
-        is that already (an early decision confirmed), else a new one."""
+        is that already (an early decision confirmed), else a new one (a thread pool starts
+        its threads on demand: a new one costs little).
+
+        ``at_most``: run at most that many calls at a time on the new pool for now. The
+        stage then holds no queued items (a thread pool starts a thread for each item while
+        it has fewer than its maximum), so the threads it does not need are never started."""
         current = self._backend
-        if (
-            current is not None
-            and current.name == name
-            and (
-                workers == current.max_workers
-                # An early look at waiting calls may ask for more threads than the finished
-                # calls do; more threads than needed for I/O cost nothing worth a new pool.
-                or (name in IO_BACKENDS and workers is not None and workers <= current.max_workers)
-            )
-        ):
+        if current is not None and current.name == name and workers == current.max_workers:
             backend = current
         else:
             backend = backends.create(name, workers, **self.spec.backend_options)
@@ -267,10 +273,16 @@ class StageRunner:
             self._chunk = max(1, min(self._chooser.chunksize(name), MAX_CHUNK))
         else:
             self._chunk = 1
+        running = backend.max_workers if workers is None else min(workers, backend.max_workers)
+        if at_most is not None:
+            running = min(running, at_most)
         self.counters.backend = name
-        self.counters.workers = backend.max_workers
+        self.counters.workers = running
         self.counters.reason = reason
-        self._slots.set_limit(max_in_flight(backend.max_workers, self._chunk))
+        if running < backend.max_workers:
+            self._slots.set_limit(max(running, PROBE_IN_FLIGHT))
+        else:
+            self._slots.set_limit(max_in_flight(running, self._chunk))
         return backend
 
     # -- submitter -----------------------------------------------------------------------
@@ -485,14 +497,28 @@ class StageRunner:
         # Decided before any measured failure is delivered, so a retry always has a backend.
         chooser = self._chooser
 
+        at_most = None
+        if early and self.spec.workers is None:
+            at_most = EARLY_IO_WORKERS  # an I/O pool sized from a call still waiting
+
         def open_backend(name: str, workers: int) -> backends.Backend:
-            return self._use(name, self.spec.workers or workers, "")
+            return self._use(
+                name,
+                self.spec.workers or workers,
+                "",
+                at_most=at_most if name in IO_BACKENDS else None,
+            )
 
         with self._choosing:
             decision, backend = chooser.decide(open_backend, measured, early=early)
             if backend is None:  # an early decision confirmed: nothing new to open
                 return
             self.counters.reason = decision.reason
+            if at_most is not None and self.counters.workers < decision.workers:
+                self.counters.reason += (
+                    f" At most {self.counters.workers} at a time until its first calls "
+                    f"finish and size the pool."
+                )
             if decision.backend != self.counters.backend:  # fell back (unavailable here)
                 self.counters.backend = decision.backend
             if decision.backend in REMOTE_BACKENDS:
