@@ -46,6 +46,7 @@ from ._measure import (
     MeasuredCall,
     MeasuredCoroutine,
     gil_held_by_others,
+    pair_waited,
     since,
     waiting_so_far,
 )
@@ -242,8 +243,16 @@ class Chooser:
             elif partner.done and partner.ok and partner.call.sample is not None:
                 if self._looks_like_waiting():
                     self._warm_pair_done = True
-                    self.probe.add_single(partner.call.sample)
-                    self.probe.add_single(sample)
+                    warm = (partner.call.sample, sample)
+                    if pair_waited(warm):
+                        # Judged together, they waited: as singles, a call whose sleep
+                        # another stage's busy threads happened to cover looked CPU-bound.
+                        self.probe.add_pair(*warm)
+                    else:
+                        # Filed as singles: each call's others_busy_s counts its partner's
+                        # work, which is not a third thread holding the GIL.
+                        self.probe.add_single(_without_partner(warm[0], sample))
+                        self.probe.add_single(_without_partner(sample, warm[0]))
                 else:
                     self.probe.add_pair(partner.call.sample, sample)
         if self.measuring:
@@ -661,6 +670,13 @@ def process_start_cost_s(workers: int) -> tuple[float, str]:
     if warm:
         how += f", for {workers - warm} of {workers} workers ({warm} warm)"
     return start_s * (workers - warm) / workers, how
+
+
+def _without_partner(sample: CallSample, partner: CallSample) -> CallSample:
+    """``sample`` of a pair's call as if alone: its partner's time on or waiting for a core
+    taken out of the time other threads were busy."""
+    others_s = max(0.0, sample.others_busy_s - partner.cpu_s - partner.runqueue_s)
+    return replace(sample, others_busy_s=others_s)
 
 
 def _worth_a_start(work_s: float, workers: int) -> tuple[bool, float, float, str]:

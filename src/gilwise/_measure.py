@@ -20,13 +20,15 @@ API (internal, stable enough to share):
     pair is asked for when the first one's overlap is ambiguous). ``next_step()`` says what
     to measure next ("pair", "single" or None when enough is known); ``measurement()``
     returns a ``verdict.TaskMeasurement``.
+``pair_waited((first, second))``
+    True when two calls measured together mostly waited (I/O) rather than wanted a core.
 ``waiting_so_far(calls)``
     True when running MeasuredCalls have mostly waited so far (judge I/O before they end).
 ``DriftWatch(reference_s)``
     ``observe(duration_s) -> bool``: True once the median of the last ``window`` per-call
     durations differs from ``reference_s`` by more than ``ratio`` (default 4x).
-``thread_clocks()``
-    ``(wall, thread CPU, run-queue wait)`` now, to time a span of the calling thread.
+``span_start()``, ``span_since(start)``
+    ``(wall, thread CPU, run-queue wait)`` of a span of the calling thread.
 ``TimedCalls(fn)``
     A callable wrapper for calls run in the caller's own thread (a lazy inline chunk):
     sums the wall time of its calls and counts them (``wall_s``, ``calls``), leaving out
@@ -74,6 +76,10 @@ PARALLEL_MAX_ASLEEP = 0.1
 # A pair that kept less than this many cores busy on average was waiting (I/O), even when
 # its threads queued for a core on a crowded machine (which counts as wanting the CPU).
 MIN_USED_CORES = 0.05
+# Two calls taking turns on the GIL keep about one core busy between them once their waits
+# for a core are taken out (``_pair_busy_cores``; 0.64 measured beside hogs at load ~15); a
+# pair under this, with no other thread of the program busy meanwhile, mostly waited.
+TURN_TAKING_MIN_CORES = 0.5
 
 
 def _runqueue_wait_s(native_id: Optional[int] = None) -> float:
@@ -261,20 +267,28 @@ def _gil_held_s(others_busy_s: float, slept_s: float) -> float:
 
 
 def _clocks() -> tuple[dict[int, tuple[float, float]], float, float, float]:
-    """(other threads' busy times, run-queue wait, thread CPU, wall) now, read in the order
-    that keeps the call inside."""
-    return _others_busy(), _runqueue_wait_s(), time.thread_time(), time.perf_counter()
+    """(other threads' busy times, run-queue wait, thread CPU, wall) now. ``_sample_since``
+    reads them in the reverse order, so the run-queue span lies inside the CPU span, inside
+    the wall span: a wait for a core at a system call's return between two readings is
+    inside the wall time it is taken out of. (With the run-queue counter read outside the
+    wall, such a wait counted as queueing outside the call: capped at wall - CPU, it hid a
+    call's sleep, and a 5 ms sleep measured 100% CPU under load.) The other threads' times
+    are read outermost: reading them costs ~0.1 ms, which would count as the call's."""
+    others0 = _others_busy()
+    wall0 = time.perf_counter()
+    cpu0 = time.thread_time()
+    return others0, _runqueue_wait_s(), cpu0, wall0
 
 
 def _sample_since(start: tuple[dict[int, tuple[float, float]], float, float, float]) -> CallSample:
     others0, queued0, cpu0, wall0 = start
-    wall1 = time.perf_counter()
+    queued1 = _runqueue_wait_s()
     cpu1 = time.thread_time()
+    wall1 = time.perf_counter()
     wall_s = wall1 - wall0
     cpu_s = max(0.0, cpu1 - cpu0)
-    # On a core or waiting for one, never both: what exceeds the wall time was a wait
-    # around the call's clocks (a preemption at a system call's return), not in it.
-    queued_s = min(max(0.0, _runqueue_wait_s() - queued0), max(0.0, wall_s - cpu_s))
+    # On a core or waiting for one, never both (a safety net: both lie inside the wall).
+    queued_s = min(max(0.0, queued1 - queued0), max(0.0, wall_s - cpu_s))
     others_s = min(_busy_since(others0), 2 * wall_s) if others0 else 0.0
     return CallSample(wall_s, cpu_s, wall0, wall1, queued_s, others_s)
 
@@ -325,10 +339,22 @@ class MeasuredCall:
         return CallSample(now - wall0, cpu_s, wall0, now, queued_s, others_s)
 
 
-def thread_clocks() -> tuple[float, float, float]:
-    """(wall, this thread's CPU, its run-queue wait) now, in seconds: subtract two readings
-    to time a span of this thread (a lazy inline chunk, the consumer's time included)."""
-    return time.perf_counter(), time.thread_time(), _runqueue_wait_s()
+def span_start() -> tuple[float, float, float]:
+    """(wall, this thread's CPU, its run-queue wait) now: the start of a span of this thread
+    (a lazy inline chunk, the consumer's time included); ``span_since`` ends it."""
+    wall0 = time.perf_counter()
+    cpu0 = time.thread_time()
+    return wall0, cpu0, _runqueue_wait_s()
+
+
+def span_since(start: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(wall s, CPU s, run-queue wait s) of this thread since ``span_start``; read in the
+    reverse order, so the waits counted lie inside the wall time (as ``_sample_since``)."""
+    wall0, cpu0, queued0 = start
+    queued1 = _runqueue_wait_s()
+    cpu_s = max(0.0, time.thread_time() - cpu0)
+    wall_s = time.perf_counter() - wall0
+    return wall_s, cpu_s, min(max(0.0, queued1 - queued0), max(0.0, wall_s - cpu_s))
 
 
 class TimedCalls:
@@ -440,8 +466,8 @@ class FunctionProbe:
         if latest_pair is not None and overlap is not None:
             pair_wall_s = _pair_elapsed_s(latest_pair)
             pair_cpu_s = overlap * pair_wall_s
-        pair_waited = latest_pair is not None and _pair_waited(latest_pair)
-        if self.singles and not pair_waited:
+        waited = latest_pair is not None and pair_waited(latest_pair)
+        if self.singles and not waited:
             best = self._best_single()
             wall_s, cpu_s = best.idle_machine_wall_s, best.cpu_s
         elif latest_pair is not None:
@@ -450,7 +476,7 @@ class FunctionProbe:
             # A pair that waited overrules the singles: they were measured first and paid
             # for imports, a cold connection or the like (a scraper's first download looks
             # half CPU-bound, while the warm pair after it mostly waits).
-            if pair_waited:
+            if waited:
                 wall_s = (first.idle_machine_wall_s + second.idle_machine_wall_s) / 2
             else:
                 # Two CPU-bound calls on two threads stretch each other's wall time while
@@ -468,7 +494,7 @@ class FunctionProbe:
         )
 
 
-def _pair_waited(pair: tuple[CallSample, CallSample]) -> bool:
+def pair_waited(pair: tuple[CallSample, CallSample]) -> bool:
     """True when the two calls of a pair mostly waited (I/O) rather than wanted a core.
 
     Cores the pair used or wanted: two calls taking turns on the GIL keep about one busy
@@ -482,9 +508,24 @@ def _pair_waited(pair: tuple[CallSample, CallSample]) -> bool:
     others_s = _gil_held_s(_third_party_busy_s(pair), max(0.0, elapsed_s - wanted_s))
     if not _ran_apart_from(sum(call.cpu_s for call in pair), elapsed_s, others_s):
         others_s = 0.0  # the calls barely ran even when the others were not busy: waiting
+    if others_s == 0.0 and _ran_together(pair) and _pair_busy_cores(pair) < TURN_TAKING_MIN_CORES:
+        # Not even taking turns: a call that queued for a core after each wake-up counts
+        # as wanting the CPU above, but it woke from waiting (a fetch under a CPU hog:
+        # 0.25 cores, "wanted" 0.61). (Calls that ran one after the other, like two tiny
+        # ones, leave the time between them idle: that tells nothing.)
+        return True
     wanted_cores = (wanted_s + others_s) / elapsed_s
     used_cores = (sum(call.cpu_s for call in pair) + others_s) / elapsed_s
     return wanted_cores < IO_SHARE or used_cores < MIN_USED_CORES
+
+
+def _pair_busy_cores(pair: tuple[CallSample, CallSample]) -> float:
+    """Cores the pair's calls kept busy while neither waited for a core: ~1.0 for calls
+    taking turns on the GIL (a holder preempted on a loaded machine keeps its partner
+    asleep, so the queueing of both is taken out), ~0 for calls waiting for I/O."""
+    cpu_s = sum(call.cpu_s for call in pair)
+    awake_s = _pair_elapsed_s(pair) - sum(call.runqueue_s for call in pair)
+    return cpu_s / max(awake_s, cpu_s, 1e-9)
 
 
 def _third_party_busy_s(calls: Sequence[CallSample]) -> float:

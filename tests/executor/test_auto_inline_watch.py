@@ -205,9 +205,12 @@ class _FakeClock:
 
         return Timed(fn)
 
-    def thread_clocks(self):
-        wall_s, cpu_s, queued_s = time.perf_counter(), time.thread_time(), 0.0
-        return wall_s, cpu_s + self.extra_s, queued_s
+    def span_start(self):
+        return time.perf_counter(), time.thread_time() + self.extra_s
+
+    def span_since(self, start):
+        wall0, cpu0 = start
+        return time.perf_counter() - wall0, time.thread_time() + self.extra_s - cpu0, 0.0
 
 
 @pytest.mark.parametrize("cpu_too", [True, False], ids=["cpu-bound:process", "waiting:thread"])
@@ -216,7 +219,8 @@ def test_a_function_decided_again_mid_map_runs_each_call_once(
 ):
     clock = _FakeClock(cpu_too)
     monkeypatch.setattr(_map, "TimedCalls", clock.timed_calls)
-    monkeypatch.setattr(_map, "thread_clocks", clock.thread_clocks)
+    monkeypatch.setattr(_map, "span_start", clock.span_start)
+    monkeypatch.setattr(_map, "span_since", clock.span_since)
     start_cost["s"] = 0.0
     log = str(tmp_path / "calls.log")
     items = [(log, item) for item in range(400)]

@@ -39,7 +39,7 @@ from .. import _params
 from .._callables import is_coroutine_function
 from .._chooser import MAX_CHUNKSIZE, REMOTE_BACKENDS, key, label
 from .._chunks import Failure, run_calls
-from .._measure import TimedCalls, thread_clocks
+from .._measure import TimedCalls, span_since, span_start
 from ._progress import with_progress
 
 if TYPE_CHECKING:
@@ -470,11 +470,11 @@ class _Window:
         watched = executor._fixed is None
         timer = TimedCalls(self.fn) if watched and executor._times_inline_calls(self.key) else None
         fn = self.fn if timer is None else timer
-        started = thread_clocks() if watched else (0.0, 0.0, 0.0)
+        started = span_start() if watched else (0.0, 0.0, 0.0)
         yield itertools.starmap(fn, inputs) if self.spread else builtins.map(fn, inputs)
         if not watched:
             return
-        span_s, cpu_s, queued_s = (now - then for now, then in zip(thread_clocks(), started))
+        span_s, cpu_s, queued_s = span_since(started)
         if timer is None:
             executor._ran_inline(self.key, len(inputs), span_s, cpu_s, queued_s, timed=False)
         else:
