@@ -43,7 +43,7 @@ IN_FLIGHT_PER_WORKER = 2
 PROBE_IN_FLIGHT = 3
 # How long auto holds an item for a partner to measure a pair with, on a slow stream.
 PAIR_PARTNER_WAIT_S = 0.1
-# Backends whose workers wait for I/O: a few more of them than needed cost little.
+# Backends whose workers wait for I/O (the many workers an early judgement asks for).
 IO_BACKENDS = frozenset({"thread", "asyncio"})
 # Most calls at a time of an I/O stage decided early (from a peek at a first call still
 # waiting) until its finished calls size it. A call waiting on the network used no CPU since
