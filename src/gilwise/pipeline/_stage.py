@@ -43,7 +43,8 @@ IN_FLIGHT_PER_WORKER = 2
 PROBE_IN_FLIGHT = 3
 # How long auto holds an item for a partner to measure a pair with, on a slow stream.
 PAIR_PARTNER_WAIT_S = 0.1
-# Backends whose workers wait for I/O (the many workers an early judgement asks for).
+# Backends whose workers wait for I/O: an early judgement may ask for more of them than the
+# finished calls do; the stage keeps the larger pool and runs fewer calls on it.
 IO_BACKENDS = frozenset({"thread", "asyncio"})
 # Most calls at a time of an I/O stage decided early (from a peek at a first call still
 # waiting) until its finished calls size it. A call waiting on the network used no CPU since
@@ -252,14 +253,23 @@ class StageRunner:
         self, name: str, workers: Optional[int], reason: str, *, at_most: Optional[int] = None
     ) -> backends.Backend:
         """Run the stage on ``name`` with ``workers`` from now on: the current backend if it
-        is that already (an early decision confirmed), else a new one (a thread pool starts
-        its threads on demand: a new one costs little).
+        is that already (an early decision confirmed), else a new one.
 
-        ``at_most``: run at most that many calls at a time on the new pool for now. The
-        stage then holds no queued items (a thread pool starts a thread for each item while
-        it has fewer than its maximum), so the threads it does not need are never started."""
+        The stage runs ``workers`` calls at a time, or ``at_most`` for now, also on a larger
+        pool: there it holds no queued items (a thread pool starts a thread for each item
+        while it has fewer than its maximum), so it never starts the threads it does not
+        need."""
         current = self._backend
-        if current is not None and current.name == name and workers == current.max_workers:
+        if (
+            current is not None
+            and current.name == name
+            and (
+                workers == current.max_workers
+                # An early look at waiting calls may ask for more threads than the finished
+                # calls do: keep the pool (its threads started already) and run fewer.
+                or (name in IO_BACKENDS and workers is not None and workers <= current.max_workers)
+            )
+        ):
             backend = current
         else:
             backend = backends.create(name, workers, **self.spec.backend_options)
