@@ -655,7 +655,9 @@ def process_start_cost_s(workers: int) -> tuple[float, str]:
     already, those start work now and the others one start later, so the work finishes
     ``start * (workers - warm) / workers`` later (one warm of two: half a start)."""
     _service = sys.modules.get("gilwise.backends._service")
-    if _service is None:
+    if _service is None or _service.current() is None:
+        if threading.active_count() == 1:  # its zygote would be a fork of this program
+            return WARM_ZYGOTE_START_S, "the worker service to fork from this program, estimated"
         return COLD_PROCESS_START_S, "the worker service to start, estimated"
     warm = min(_service.warm_workers(), workers)
     if warm >= workers:
@@ -663,10 +665,8 @@ def process_start_cost_s(workers: int) -> tuple[float, str]:
     last_s = _service.start_cost_s()
     if last_s is not None:
         start_s, how = last_s, "the last worker start"
-    elif _service.current() is not None:
-        start_s, how = WARM_ZYGOTE_START_S, "a worker to fork, estimated"
     else:
-        start_s, how = COLD_PROCESS_START_S, "the worker service to start, estimated"
+        start_s, how = WARM_ZYGOTE_START_S, "a worker to fork, estimated"
     if warm:
         how += f", for {workers - warm} of {workers} workers ({warm} warm)"
     return start_s * (workers - warm) / workers, how

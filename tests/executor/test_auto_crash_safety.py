@@ -370,6 +370,7 @@ def test_a_warm_worker_counts_against_the_start_cost(monkeypatch):
     from gilwise import _chooser
     from gilwise.backends import _service
 
+    monkeypatch.setattr(_service, "current", lambda: object())  # a service runs
     monkeypatch.setattr(_service, "start_cost_s", lambda: 0.060)
     monkeypatch.setattr(_service, "warm_workers", lambda: 1)
     cost_s, how = _chooser.process_start_cost_s(2)

@@ -210,13 +210,50 @@ def test_a_program_with_threads_hands_every_call_to_the_executor():
 
 
 def test_weighing_a_start_imports_no_process_machinery():
-    # The small-work rule asks what a start costs: with no worker service in the program, the
-    # cold estimate, without importing the service (~15 ms on a decision's critical path).
+    # The small-work rule asks what a start costs: with no worker service in the program, an
+    # estimate, without importing the service (~15 ms on a decision's critical path): a fork
+    # of the program while it has one thread, else the cold start of a fresh interpreter.
     out = _fresh(
         """
+        import threading
         from gilwise import _chooser
         cost_s, how = _chooser.process_start_cost_s(2)
-        print(cost_s == _chooser.COLD_PROCESS_START_S, how, loaded())
+        print(cost_s == _chooser.WARM_ZYGOTE_START_S, how.replace(" ", "_"), loaded())
+        stop = threading.Event()
+        other = threading.Thread(target=stop.wait)
+        other.start()
+        cost_s, how = _chooser.process_start_cost_s(2)
+        stop.set()
+        other.join()
+        print(cost_s == _chooser.COLD_PROCESS_START_S, how.replace(" ", "_"), loaded())
         """
     )
-    assert out == ["True", "the", "worker", "service", "to", "start,", "estimated", "False"]
+    assert out == [
+        "True",
+        "the_worker_service_to_fork_from_this_program,_estimated",
+        "False",
+        "True",
+        "the_worker_service_to_start,_estimated",
+        "False",
+    ]
+
+
+def test_calls_found_long_after_running_inline_fork_the_zygote_from_the_program():
+    # bench_peers' "mixed" row: the first call (0.3 ms) says processes would not pay, so no
+    # zygote is forked (on an idle machine; under load its wall time may say otherwise); the
+    # calls run inline, until every tenth one takes 20 ms. By then the measuring threads have
+    # ended, so the zygote is still a fork of the program.
+    out = _fresh(
+        """
+        def mixed(i):
+            return spin(i, 0.02 if i % 10 == 9 else 0.0003)
+
+        with gilwise.Executor() as executor:
+            assert list(executor.map(mixed, range(80))) == list(range(80))
+            explained = executor.explain(mixed)
+        from gilwise.backends import _service
+        print(forked(), _service.current().zygote.forked)
+        print("decided_again" if "decided again after" in explained else explained)
+        """
+    )
+    assert out == ["True", "True", "decided_again"]

@@ -18,6 +18,7 @@ running with TaskInterruptedError and shuts every backend down with ``interrupt=
 from __future__ import annotations
 
 import functools
+import itertools
 import sys
 import threading
 import time
@@ -43,7 +44,7 @@ from .._callables import is_coroutine_function
 from .._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
 from .._chunks import submit_chunk
 from .._retry import Retry, as_retry
-from .._verdict import Decision
+from .._verdict import Decision, decide_for_task
 from ..backends._workqueue import exiting_after_interrupt
 from ..errors import NotPicklableError, TaskInterruptedError, TaskTimeoutError
 from ._tasks import Lane, Plan, Task
@@ -55,8 +56,11 @@ if TYPE_CHECKING:  # for type checkers only: ParamSpec is typing's from 3.10
     P = ParamSpec("P")
 R = TypeVar("R")
 
-# Threads the auto Executor measures first calls on (created on demand, reused).
+# Threads the auto Executor measures first calls on (created on demand, reused while
+# functions are measured; they end once none is, see Executor._retire_measuring).
 _MEASURE_THREADS = 64
+_MEASURE_LANE = ("measure", 0)
+_retired_lanes = itertools.count()
 
 _live_executors: weakref.WeakSet = weakref.WeakSet()
 
@@ -489,6 +493,7 @@ class Executor(cf.Executor):
                 self._timers().add(
                     now_s + delay_s,
                     functools.partial(self._peek, plan, chooser.generation, calls),
+                    tag=("peek", plan.key),
                 )
 
     def _hand_over(self, task: Task, lane: Lane, measure: Optional[Measure]) -> None:
@@ -570,6 +575,7 @@ class Executor(cf.Executor):
                 if measure is not None:
                     if chooser.record(measure, ok=exc is None, items=task.items):
                         self._decide(plan)
+                    self._retire_measuring()
                 elif (
                     plan.lane is not None
                     and (chooser.decision is not None or plan is self._fixed)
@@ -638,6 +644,8 @@ class Executor(cf.Executor):
             plan.lane = lane
         if plan.queue:
             self._ready[plan.key] = plan
+        if self._timer_thread is not None:  # its peeks have nothing left to decide
+            self._timer_thread.discard(("peek", plan.key))
         listeners, plan.listeners = plan.listeners, []
         for listener in listeners:
             listener()
@@ -671,12 +679,30 @@ class Executor(cf.Executor):
             if self._closed or plan is None or plan.lane is None or plan.lane.name != "inline":
                 return
             measured = plan.chooser.ran_inline(calls, wall_s, cpu_s, queued_s, timed=timed)
-            if measured is not None:
+            if measured is None:
+                if plan.chooser.deciding:
+                    plan.lane = None  # re-measure: the next calls go to the measure lane
+            elif not self._fork_first(measured):
                 self._decide(plan, measured)
-            elif plan.chooser.deciding:
-                plan.lane = None  # re-measure: the next calls go to the measure lane
+                measured = None
+        if measured is not None:
+            # For processes, from a program that is one thread again (the measuring threads
+            # ended): the worker service forks its zygote from it first (milliseconds,
+            # every import done), as at a first task that may pay (_prefork).
+            _prepare_process_workers(self.backend_name, self.scale_out, self._backend_options)
+            with self._lock:
+                if not self._closed and plan.lane is not None and plan.lane.name == "inline":
+                    self._decide(plan, measured)
         if self._ready:
             self._pump()
+
+    def _fork_first(self, measured: Any) -> bool:
+        """Under the lock: would deciding from ``measured`` send work to processes that need
+        a worker service, which this program (one thread, no zygote yet) can fork now?"""
+        if self.scale_out is not None or threading.active_count() != 1 or _zygote_up():
+            return False
+        facts = _runtime.current()
+        return decide_for_task(measured, facts, max_workers=self.max_workers).backend == "process"
 
     def _keep_on_processes(self, plan: Plan) -> None:
         """Under the lock: a call crashed a worker process; never run it here again."""
@@ -687,7 +713,24 @@ class Executor(cf.Executor):
     def _measure_lane(self, is_coroutine: bool) -> Lane:
         if is_coroutine:
             return self._lane("asyncio", None)
-        return self._lane("thread", _MEASURE_THREADS, key_=("measure", 0))
+        return self._lane("thread", _MEASURE_THREADS, key_=_MEASURE_LANE)
+
+    def _retire_measuring(self) -> None:
+        """Under the lock: once every function is decided and none is being measured, let
+        the measuring threads end (a new lane starts them again for the next function). The
+        program is then back to its own threads: if a later decision (auto's watch on calls
+        run inline) sends work to processes, the worker service can fork its zygote from it
+        (milliseconds) instead of starting a fresh interpreter. Closing joins them."""
+        lane = self._lanes.get(_MEASURE_LANE)
+        if lane is None or lane.in_flight:
+            return
+        if any(
+            plan.chooser.measuring or plan.chooser.decision is None for plan in self._plans.values()
+        ):
+            return
+        del self._lanes[_MEASURE_LANE]
+        self._lanes[("measure-retired", next(_retired_lanes))] = lane
+        lane.backend.shutdown(wait=False)
 
     def _lane(
         self,
