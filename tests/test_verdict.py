@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from gilwise._decide import TaskMeasurement, decide_for_task
 from gilwise._model import (
     Frame,
     FunctionStats,
@@ -17,12 +18,7 @@ from gilwise._model import (
     ThreadStats,
 )
 from gilwise._runtime import RuntimeFacts
-from gilwise._verdict import (
-    TaskMeasurement,
-    amdahl_speedup,
-    decide_for_task,
-    verdict_for_profile,
-)
+from gilwise._verdict import amdahl_speedup, verdict_for_profile
 
 TWO_CORES = RuntimeFacts((3, 11, 7), "CPython", 2, True, False, "linux")
 FREE_THREADED = RuntimeFacts((3, 13, 0), "CPython", 2, False, True, "linux")

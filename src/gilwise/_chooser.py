@@ -36,6 +36,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Union
 
 from . import _runtime
+from ._decide import (
+    PROCESS_CHUNK_TARGET_S,
+    TINY_CALL_S,
+    Decision,
+    TaskMeasurement,
+    decide_for_task,
+)
 from ._measure import (
     AMBIGUOUS_OVERLAP,
     EARLY_IO_SHARE,
@@ -49,13 +56,6 @@ from ._measure import (
     pair_waited,
     since,
     waiting_so_far,
-)
-from ._verdict import (
-    PROCESS_CHUNK_TARGET_S,
-    TINY_CALL_S,
-    Decision,
-    TaskMeasurement,
-    decide_for_task,
 )
 
 # Backends that ship work to other processes or machines: chunks must be worth a round trip.

@@ -53,7 +53,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional, Sequence
 
-from ._verdict import TINY_CALL_S, TaskMeasurement
+from ._decide import TINY_CALL_S, TaskMeasurement
 
 # How long a measured pair waits for its partner before starting alone.
 PAIR_START_TIMEOUT_S = 5.0

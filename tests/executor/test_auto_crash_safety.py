@@ -15,11 +15,11 @@ import threading
 
 import pytest
 
+from gilwise import _decide as verdict
 from gilwise import _measure
-from gilwise import _verdict as verdict
 from gilwise._chooser import Chooser, busy_pair_so_far
+from gilwise._decide import TaskMeasurement
 from gilwise._measure import CallSample, FunctionProbe, waiting_so_far
-from gilwise._verdict import TaskMeasurement
 
 
 def _sample(wall, cpu, start=0.0, queued=0.0, others=0.0):

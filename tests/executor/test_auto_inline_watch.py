@@ -19,9 +19,9 @@ import pytest
 import gilwise
 from gilwise import _chooser, _runtime
 from gilwise._chooser import Chooser
+from gilwise._decide import TaskMeasurement
 from gilwise._executor import _map
 from gilwise._measure import TimedCalls
-from gilwise._verdict import TaskMeasurement
 
 SMALL_S = 0.0003
 LARGE_S = 0.020

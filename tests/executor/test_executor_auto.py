@@ -15,10 +15,10 @@ import time
 import pytest
 
 import gilwise
+from gilwise import _decide as verdict
 from gilwise import _runtime as runtime
-from gilwise import _verdict as verdict
+from gilwise._decide import cpu_backend
 from gilwise._measure import CallSample, DriftWatch, FunctionProbe
-from gilwise._verdict import cpu_backend
 from workloads import hasher, sleeper, spinner
 
 WAIT_S = 60

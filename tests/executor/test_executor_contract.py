@@ -15,8 +15,8 @@ import gilwise
 from gilwise import _runtime as runtime
 from gilwise import backends
 from gilwise._chooser import Chooser
+from gilwise._decide import TaskMeasurement
 from gilwise._measure import CallSample
-from gilwise._verdict import TaskMeasurement
 from gilwise.errors import TaskInterruptedError, WorkerCrashedError
 from gilwise.pipeline import Retry
 

@@ -257,3 +257,18 @@ def test_calls_found_long_after_running_inline_fork_the_zygote_from_the_program(
         """
     )
     assert out == ["True", "True", "decided_again"]
+
+
+def test_running_work_does_not_import_the_profile_model():
+    # The executor and the pipeline decide with gilwise._decide; the profile's model,
+    # evidence and verdict (~18 ms of imports) are for profiles only.
+    out = _fresh(
+        """
+        from gilwise import Pipeline
+        with gilwise.Executor() as executor:
+            assert list(executor.map(abs, range(-3, 0))) == [3, 2, 1]
+        print(sorted(m for m in ("gilwise._model", "gilwise._evidence", "gilwise._verdict")
+                     if m in sys.modules))
+        """
+    )
+    assert out == ["[]"]

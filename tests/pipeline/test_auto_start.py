@@ -8,8 +8,8 @@ from typing import Optional
 
 from gilwise import _chooser
 from gilwise._chooser import Chooser
+from gilwise._decide import Decision, TaskMeasurement
 from gilwise._measure import CallSample
-from gilwise._verdict import Decision, TaskMeasurement
 from gilwise.backends import _process
 from gilwise.pipeline import Pipeline, _channel, _stage
 

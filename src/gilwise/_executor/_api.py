@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, overload
 
 from .. import _params, _runtime
-from .._verdict import Decision, decide_for_task
+from .._decide import Decision, decide_for_task
 from . import _progress
 from ._core import Executor
 from ._map import map_results

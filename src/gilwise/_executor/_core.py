@@ -43,8 +43,8 @@ from .. import backends as _backends
 from .._callables import is_coroutine_function
 from .._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
 from .._chunks import submit_chunk
+from .._decide import Decision, decide_for_task
 from .._retry import Retry, as_retry
-from .._verdict import Decision, decide_for_task
 from ..backends._workqueue import exiting_after_interrupt
 from ..errors import NotPicklableError, TaskInterruptedError, TaskTimeoutError
 from ._tasks import Lane, Plan, Task
