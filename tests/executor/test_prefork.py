@@ -272,3 +272,36 @@ def test_running_work_does_not_import_the_profile_model():
         """
     )
     assert out == ["[]"]
+
+
+def test_a_first_call_that_mostly_waits_forks_nothing():
+    # A download or a sleep: threads suit it, processes do not; its thread's CPU says so.
+    out = _fresh(
+        """
+        def nap(x):
+            time.sleep(0.01)
+            return x
+        assert list(gilwise.map(nap, iter(range(3)))) == [0, 1, 2]
+        with gilwise.Executor() as executor:
+            assert list(executor.map(nap, iter(range(3)))) == [0, 1, 2]
+        print(loaded())
+        """
+    )
+    assert out == ["False"]
+
+
+def test_a_fork_for_a_pool_of_two_starts_both_workers():
+    # Both workers of a 2-process pool start at the fork, not the second after the decision.
+    out = _fresh(
+        """
+        from gilwise.backends import _service
+        from gilwise.backends._process import prepare_workers
+        assert prepare_workers(2)
+        service = _service.current()
+        deadline = time.monotonic() + 60  # a guard against a hang only
+        while sum(w.ready for w in service.workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        print(len(service.workers), sum(w.ready for w in service.workers))
+        """
+    )
+    assert out == ["2", "2"]

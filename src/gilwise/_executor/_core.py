@@ -349,20 +349,27 @@ class Executor(cf.Executor):
         )
 
     def _prefork(
-        self, first_call_s: Optional[float] = None, calls_left: Optional[int] = None
+        self,
+        first_call_s: Optional[float] = None,
+        calls_left: Optional[int] = None,
+        first_cpu_s: Optional[float] = None,
     ) -> None:
         """auto, once, at its first task: let the worker service fork its zygote from this
         program while it has one thread (milliseconds, every import done), unless a first
-        call run here (``first_call_s``, with ``calls_left`` more when the input is sized)
-        says processes will not pay. Not at Executor(): a fork makes this program copy each
-        page it writes afterwards (~1 ms per MB), and the process machinery's import costs
-        ~15 ms, which work that stays here (x + 1 over a big list) must not pay."""
+        call run here (``first_call_s`` of wall time and ``first_cpu_s`` of its thread's CPU,
+        with ``calls_left`` more when the input is sized) says processes will not pay. Not
+        at Executor(): a fork makes this program copy each page it writes afterwards (~1 ms
+        per MB), and the process machinery's import costs ~15 ms, which work that stays here
+        (x + 1 over a big list, downloads) must not pay. When the first call says processes
+        may pay, the workers a pool would use start now too (they are ready when the
+        decision comes, instead of the second one starting after it)."""
         self._prefork_due = False
-        if first_call_s is not None and not _processes_may_pay(
-            first_call_s, calls_left, self.max_workers
-        ):
-            return
-        _prepare_process_workers(self.backend_name, self.scale_out, self._backend_options)
+        workers = 1
+        if first_call_s is not None:
+            if not _processes_may_pay(first_call_s, calls_left, self.max_workers, first_cpu_s):
+                return
+            workers = _pool_size(self.max_workers)
+        _prepare_process_workers(self.backend_name, self.scale_out, self._backend_options, workers)
 
     def _expect_calls(self, key_: Any, label_fn: Callable[..., Any], calls: int) -> None:
         """A map over a sized input will hand ``calls`` calls of this function: auto keeps
@@ -861,16 +868,32 @@ NO_PREFORK_BELOW_S = 0.00005
 PREFORK_MIN_SAVING_S = 0.05
 
 
-def _processes_may_pay(first_call_s: float, calls_left: Optional[int], max_workers: Any) -> bool:
-    """From one call's duration (and the calls left, if known): may processes save more
-    than starting them costs?"""
+# A first call whose thread ran less than this share of its wall time mostly waited (I/O,
+# sleep): threads or an event loop suit it, processes do not. Low, so that a CPU-bound call
+# on a loaded machine (queued for a core half the time or more) still counts as CPU.
+WAITING_CPU_SHARE = 0.25
+
+
+def _pool_size(max_workers: Any) -> int:
+    workers = _runtime.current().cores
+    return min(workers, max_workers) if isinstance(max_workers, int) else workers
+
+
+def _processes_may_pay(
+    first_call_s: float,
+    calls_left: Optional[int],
+    max_workers: Any,
+    first_cpu_s: Optional[float] = None,
+) -> bool:
+    """From one call's duration (wall and, if known, its thread's CPU) and the calls left,
+    if known: may processes save more than starting them costs?"""
     if first_call_s < NO_PREFORK_BELOW_S:
         return False
+    if first_cpu_s is not None and first_cpu_s < WAITING_CPU_SHARE * first_call_s:
+        return False  # it mostly waited
     if calls_left is None:
         return True
-    workers = _runtime.current().cores
-    if isinstance(max_workers, int):
-        workers = min(workers, max_workers)
+    workers = _pool_size(max_workers)
     saved_s = calls_left * first_call_s * (1.0 - 1.0 / max(1, workers))
     return saved_s > PREFORK_MIN_SAVING_S
 
@@ -882,10 +905,11 @@ def _zygote_up() -> bool:
     return service is not None and service.current() is not None
 
 
-def _prepare_process_workers(backend: str, scale_out: Any, options: dict) -> None:
+def _prepare_process_workers(backend: str, scale_out: Any, options: dict, workers: int = 1) -> None:
     """While this program has one thread, let the worker service fork its zygote from it
-    (milliseconds, every import done) if processes may be used; once threads exist (the
-    measuring threads, a pipeline's stages) it would have to start a fresh interpreter."""
+    (milliseconds, every import done) and start ``workers`` workers if processes may be
+    used; once threads exist (the measuring threads, a pipeline's stages) it would have to
+    start a fresh interpreter."""
     if backend not in ("auto", "process") or options.get("start_method") == "spawn":
         return
     facts = _runtime.current()
@@ -898,7 +922,7 @@ def _prepare_process_workers(backend: str, scale_out: Any, options: dict) -> Non
     except ImportError:  # the process backend cannot run here; auto falls back to threads
         return
     try:
-        prepare_workers()
+        prepare_workers(workers)
     except OSError:  # e.g. no fork allowed: workers start the slow way when needed
         return
 

@@ -321,17 +321,17 @@ class _Window:
     def _owned_outcomes(self) -> Iterator[Iterator[Any]]:
         owner = None
         if self.make_executor is not None:  # gilwise.map: this generator owns its pool
-            seconds = None
+            seconds = cpu_s = None
             if self.probe_first and not self.coroutine:
                 first = self._first_call_here()
                 if first is None:
                     return  # no input
-                value, seconds = first
+                value, seconds, cpu_s = first
                 yield iter((value,))
                 del value
             owner = self.make_executor()
             if seconds is not None and owner._may_prefork():
-                owner._prefork(seconds, self._calls_left())
+                owner._prefork(seconds, self._calls_left(), cpu_s)
             self.bind(owner)
         try:
             if owner is not None:
@@ -348,21 +348,23 @@ class _Window:
     def _calls_left(self) -> Optional[int]:
         return None if self.total is None else max(0, self.total - self.read)
 
-    def _first_call_here(self) -> Optional[tuple[Any, float]]:
+    def _first_call_here(self) -> Optional[tuple[Any, float, float]]:
         """gilwise.map under auto: run the first input's call in the consumer, who waits for
-        its result anyway, before any pool exists. (result, seconds), or None if there is no
-        input; its exception is raised, named as input #0."""
+        its result anyway, before any pool exists. (result, seconds, CPU seconds of this
+        thread), or None if there is no input; its exception is raised, named as input #0."""
         item = next(self.inputs, _NO_INPUT)
         if item is _NO_INPUT:
             return None
         self.read = 1
+        cpu_started = time.thread_time()
         started = time.perf_counter()
         try:
             value = self.fn(item)
         except Exception as error:
             _name_the_call(error, self.fn, 0)
             raise
-        return value, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        return value, seconds, time.thread_time() - cpu_started
 
     def first_call_as_entry(self, executor: Executor) -> None:
         """Executor.map under auto, before its first task: run the first input's call here
@@ -373,17 +375,19 @@ class _Window:
             return
         self.read = 1
         future: cf.Future = cf.Future()
+        cpu_started = time.thread_time()
         started = time.perf_counter()
         try:
             future.set_result(self.fn(*cast(tuple, item)) if self.spread else self.fn(item))
         except Exception as error:  # delivered when the consumer reaches input #0
             future.set_exception(error)
         seconds = time.perf_counter() - started
+        cpu_s = time.thread_time() - cpu_started
         entry = _Entry(future, False, 0, [item])
         self.window.append(entry)
         if self.arrivals is not None:
             self.arrivals.put(entry)
-        executor._prefork(seconds, self._calls_left())
+        executor._prefork(seconds, self._calls_left(), cpu_s)
 
     def _outcomes(self) -> Iterator[Iterator[Any]]:
         """For each finished task, in order, an iterator over its results that pops each

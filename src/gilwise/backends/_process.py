@@ -102,13 +102,14 @@ def default_idle_timeout_s() -> float:
     return _seconds_or_zero(value, IDLE_TIMEOUT_ENV)
 
 
-def prepare_workers() -> bool:
+def prepare_workers(workers: int = 1) -> bool:
     """Start the worker service now if it is not running and the caller has a single thread,
     so its zygote is a fork of the program (milliseconds, every import included) rather than
-    a fresh interpreter that imports them all again, as it would be once threads exist.
-    Does not block on the zygote or the worker it starts; the service stops after the idle
-    timeout if nothing uses it. For the Executor and the Pipeline to call before they start
-    threads of their own. True if the service runs afterwards."""
+    a fresh interpreter that imports them all again, as it would be once threads exist, and
+    have it start ``workers`` workers. Does not block on the zygote or the workers; the
+    service stops after the idle timeout if nothing uses it. For the Executor and the
+    Pipeline to call before they start threads of their own. True if the service runs
+    afterwards."""
     from ._service_workers import may_fork_zygote
 
     if _service.current() is not None:
@@ -116,7 +117,7 @@ def prepare_workers() -> bool:
     if not hasattr(os, "fork") or not may_fork_zygote():
         return False
     config = _service.LeaseConfig(
-        max_workers=1,
+        max_workers=max(1, workers),
         start_method=FORKSERVER,
         initializer=None,
         initializer_name="",
@@ -125,6 +126,8 @@ def prepare_workers() -> bool:
         idle_timeout_s=default_idle_timeout_s(),
     )
     lease = _service.open_lease(config)
+    if workers > 1:  # the first one is forked by open_lease; the manager starts the rest
+        lease.service.warm_up(lease)
     lease.service.close_lease(lease, interrupt=False)
     return True
 
