@@ -52,9 +52,15 @@ def test_an_early_decision_that_the_finished_call_confirms_keeps_its_pool(monkey
     assert created == ["thread"]
 
 
-def test_an_io_stage_decided_early_runs_at_most_early_io_workers_calls_until_its_first_returns():
-    # The early judgement of a first call waiting asks for the 128-thread maximum; until that
-    # call returns, the stage hands out only EARLY_IO_WORKERS items at a time.
+def test_an_io_stage_decided_early_runs_at_most_early_io_workers_calls_until_its_first_returns(
+    monkeypatch,
+):
+    # The early judgement of a first call waiting asks for the 128-thread maximum (fixed here,
+    # so that the test does not depend on this machine's timings); until that call returns,
+    # the stage hands out only EARLY_IO_WORKERS items at a time, then as many as decided.
+    waiting = TaskMeasurement(wall_s=0.1, cpu_s=0.001)
+    decision = Decision("io-bound", "thread", 128, 100.0, "waits (test)", waiting)
+    monkeypatch.setattr(_chooser, "decide_for_task", lambda *args, **kwargs: decision)
     later_started = threading.Semaphore(0)
     release = threading.Event()
     seen: dict[str, object] = {}
@@ -81,7 +87,8 @@ def test_an_io_stage_decided_early_runs_at_most_early_io_workers_calls_until_its
     assert seen["workers"] == _stage.EARLY_IO_WORKERS
     assert f"At most {_stage.EARLY_IO_WORKERS} at a time" in str(seen["reason"])
     final = pipe.stats.stage("fetch")
-    assert final.backend == "thread" and "At most" not in final.reason
+    assert final.backend == "thread" and final.workers == 128
+    assert "At most" not in final.reason
 
 
 class _ScriptedCall:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional, Protocol
 from .. import backends
 from .._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, run_measured
 from .._chunks import Failure, submit_chunk
+from .._decide import MAX_IO_TASK_WORKERS
 from ..errors import NotPicklableError, StageError
 from ._calls import StageCall, outputs_of
 from ._channel import END, POLL_S, STOPPED, TIMEOUT, Channel, Failed
@@ -392,9 +393,7 @@ class StageRunner:
         if len(tasks) == 1:
             self._submit(tasks[0])
             return
-        backend = self._backend
-        assert backend is not None
-        self._validate(backend, tasks[0].item)  # NotPicklableError stops the run
+        backend = self._current_backend(tasks[0].item)
         items = [task.item for task in tasks]
         try:
             remote = backend.name in REMOTE_BACKENDS
@@ -507,24 +506,23 @@ class StageRunner:
         # Decided before any measured failure is delivered, so a retry always has a backend.
         chooser = self._chooser
 
-        at_most = None
-        if early and self.spec.workers is None:
-            at_most = EARLY_IO_WORKERS  # an I/O pool sized from a call still waiting
+        capped = early and self.spec.workers is None  # an I/O pool sized from a call still waiting
 
         def open_backend(name: str, workers: int) -> backends.Backend:
-            return self._use(
-                name,
-                self.spec.workers or workers,
-                "",
-                at_most=at_most if name in IO_BACKENDS else None,
-            )
+            if capped and name in IO_BACKENDS:
+                # Opened as large as any later decision may ask (threads start on demand), so
+                # the finished calls resize what runs on it, never open a second pool.
+                return self._use(
+                    name, MAX_IO_TASK_WORKERS, "", at_most=min(workers, EARLY_IO_WORKERS)
+                )
+            return self._use(name, self.spec.workers or workers, "")
 
         with self._choosing:
             decision, backend = chooser.decide(open_backend, measured, early=early)
             if backend is None:  # an early decision confirmed: nothing new to open
                 return
             self.counters.reason = decision.reason
-            if at_most is not None and self.counters.workers < decision.workers:
+            if capped and self.counters.workers < decision.workers:
                 self.counters.reason += (
                     f" At most {self.counters.workers} at a time until its first calls "
                     f"finish and size the pool."
@@ -547,10 +545,21 @@ class StageRunner:
                         backend.warm_up()  # start every worker now, not at its first task
             self._validated = True
 
+    def _current_backend(self, item: Any) -> backends.Backend:
+        """The backend to hand ``item`` to, its function validated for it. Read under the
+        chooser's lock: a helper thread that decides (processes, say) opens the backend and,
+        if the function cannot be sent there, falls back to threads, all under that lock; read
+        in between, the stage would hand the item to the processes and stop the run with
+        NotPicklableError (seen: a local function decided for processes while its stage ran
+        on threads from an early decision)."""
+        with self._choosing:
+            backend = self._backend
+            assert backend is not None
+            self._validate(backend, item)  # NotPicklableError stops the run
+            return backend
+
     def _submit(self, task: _Task) -> None:
-        backend = self._backend
-        assert backend is not None
-        self._validate(backend, task.item)  # NotPicklableError stops the run
+        backend = self._current_backend(task.item)
         try:
             future = backend.submit(self._call, (task.item,), {})
         except Exception as exc:  # e.g. a dead pool: the item fails, its policy decides
