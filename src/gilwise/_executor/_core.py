@@ -686,30 +686,37 @@ class Executor(cf.Executor):
             if self._closed or plan is None or plan.lane is None or plan.lane.name != "inline":
                 return
             measured = plan.chooser.ran_inline(calls, wall_s, cpu_s, queued_s, timed=timed)
+            workers = 0
             if measured is None:
                 if plan.chooser.deciding:
                     plan.lane = None  # re-measure: the next calls go to the measure lane
-            elif not self._fork_first(measured):
-                self._decide(plan, measured)
-                measured = None
+            else:
+                workers = self._workers_to_fork(measured)
+                if not workers:
+                    self._decide(plan, measured)
+                    measured = None
         if measured is not None:
             # For processes, from a program that is one thread again (the measuring threads
             # ended): the worker service forks its zygote from it first (milliseconds,
-            # every import done), as at a first task that may pay (_prefork).
-            _prepare_process_workers(self.backend_name, self.scale_out, self._backend_options)
+            # every import done) with the pool's workers, as at a first task that may pay.
+            _prepare_process_workers(
+                self.backend_name, self.scale_out, self._backend_options, workers
+            )
             with self._lock:
                 if not self._closed and plan.lane is not None and plan.lane.name == "inline":
                     self._decide(plan, measured)
         if self._ready:
             self._pump()
 
-    def _fork_first(self, measured: Any) -> bool:
-        """Under the lock: would deciding from ``measured`` send work to processes that need
-        a worker service, which this program (one thread, no zygote yet) can fork now?"""
+    def _workers_to_fork(self, measured: Any) -> int:
+        """Under the lock: the process workers that deciding from ``measured`` would need
+        from a worker service this program (one thread, no zygote yet) can fork now; 0 when
+        it would not decide for processes, or cannot fork."""
         if self.scale_out is not None or threading.active_count() != 1 or _zygote_up():
-            return False
+            return 0
         facts = _runtime.current()
-        return decide_for_task(measured, facts, max_workers=self.max_workers).backend == "process"
+        decision = decide_for_task(measured, facts, max_workers=self.max_workers)
+        return decision.workers if decision.backend == "process" else 0
 
     def _keep_on_processes(self, plan: Plan) -> None:
         """Under the lock: a call crashed a worker process; never run it here again."""
