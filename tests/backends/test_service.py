@@ -524,3 +524,27 @@ def test_a_forked_zygote_releases_the_programs_pipes_and_sockets(tmp_path):
     done = _run_script(script, str(tmp_path / "program.log"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "0", "True"]
+
+
+def test_a_short_job_waits_for_the_next_worker_not_behind_a_busy_one(tmp_path):
+    # Prefetch (queueing the next short job on a busy worker) only when every worker the
+    # lease may use is busy: with one busy and the second starting, a job queued behind the
+    # busy one would wait for it while the new worker idles (an Executor hands a process
+    # backend at most max_workers tasks, so 20 ms calls ran one after the other).
+    started, release = tmp_path / "started", tmp_path / "release"
+    backend = ProcessBackend(2, max_tasks_per_child=1000, idle_timeout_s=0)  # its own workers
+    try:
+        first_worker = backend.submit(tasks.pid, (), {}).result(GUARD_S)  # a short job: job_s ~0
+        blocked = backend.submit(tasks.touch_then_wait_for_file, (str(started), str(release)), {})
+        deadline = time.monotonic() + GUARD_S
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert started.exists()
+        other = backend.submit(tasks.pid, (), {})
+        assert other.result(GUARD_S) != first_worker  # ran on the second worker meanwhile
+        assert not blocked.done()
+        release.touch()
+        assert blocked.result(GUARD_S) == "saw it"
+    finally:
+        release.touch()
+        backend.shutdown()

@@ -62,9 +62,9 @@ from ._workqueue import exiting_after_interrupt, settle
 
 # Failed start-ups in a row after which queued tasks fail instead of retrying forever.
 MAX_BOOT_FAILURES = 3
-# Jobs shorter than this (moving average) get the next job queued on their busy worker, so
-# it never waits a round trip; longer ones do not, so a long job never holds a short one
-# back while another worker is free.
+# Jobs shorter than this (moving average and the last one) get the next job queued on their
+# busy worker when the lease has no other worker to give it, so it never waits a round trip;
+# longer ones do not, so a long job never holds a short one back while another worker is free.
 PREFETCH_BELOW_S = 0.02
 # Bigger payloads are never queued on a busy worker: the send could block the manager
 # until that worker finishes its current job.
@@ -184,9 +184,11 @@ class Lease:
         self.released = threading.Event()
         self.boot_failures = 0
         self.job_s: Optional[float] = None  # moving average of a job's duration
+        self.last_job_s = 0.0
 
     def record(self, seconds: float) -> None:
         self.job_s = seconds if self.job_s is None else 0.8 * self.job_s + 0.2 * seconds
+        self.last_job_s = seconds
 
 
 def _alone(calls: list[Call], *, rerun: bool) -> list[Job]:
@@ -487,9 +489,17 @@ class Service:
                     continue
                 self._send(free.pop(), lease, job, now)
                 progress = True
-        # 2. Prefetch: the next short job waits on a busy worker, not in the caller.
+        # 2. Prefetch: the next short job waits on a busy worker, not in the caller; only
+        #    when every worker the lease may use is busy (an idle or starting one takes it
+        #    sooner) and its jobs are short, the last one too (the average of 20 ms jobs
+        #    after a tiny one stays below 20 ms for ever).
         for lease in active:
-            if not lease.pending or lease.job_s is None or lease.job_s >= PREFETCH_BELOW_S:
+            if (
+                not lease.pending
+                or len(lease.workers) < lease.max_workers
+                or lease.job_s is None
+                or max(lease.job_s, lease.last_job_s) >= PREFETCH_BELOW_S
+            ):
                 continue
             for worker in list(lease.workers):
                 if not lease.pending:
