@@ -247,3 +247,36 @@ def test_a_function_decided_again_mid_map_runs_each_call_once(
         # re-measured them since (and brought them back inline): both moves plan the lazy
         # chunks not yet started again.
         assert "the work left is worth thread" in notes
+
+
+def test_every_lazy_chunk_read_ahead_moves_to_the_new_backend_at_once(
+    monkeypatch, tmp_path, no_leaks, start_cost, two_cores
+):
+    # Moved one at a time, as each reached the front of the window, the process workers got
+    # one chunk's calls at a time and idled while the consumer waited for them.
+    clock = _FakeClock(cpu_too=True)
+    monkeypatch.setattr(_map, "TimedCalls", clock.timed_calls)
+    monkeypatch.setattr(_map, "span_start", clock.span_start)
+    monkeypatch.setattr(_map, "span_since", clock.span_since)
+    start_cost["s"] = 0.0
+    consumed = [0]
+    planned_at = []
+    plan_again = _map._Window._plan_again
+
+    def record(self, entry):
+        planned_at.append(consumed[0])
+        return plan_again(self, entry)
+
+    monkeypatch.setattr(_map._Window, "_plan_again", record)
+    log = str(tmp_path / "calls.log")
+    with gilwise.Executor() as executor:
+        plan_key = _chooser.key(log_call)
+        executor._expect_calls(plan_key, log_call, 0)
+        plan = executor._plans[plan_key]
+        with executor._lock:
+            executor._decide(plan, _tiny(calls=0))
+        for value in executor.map(log_call, [(log, item) for item in range(400)]):
+            assert value == 2 * consumed[0]
+            consumed[0] += 1
+    assert len(planned_at) >= 2, "expected lazy chunks read ahead when the decision changed"
+    assert len(set(planned_at)) == 1, planned_at

@@ -405,7 +405,16 @@ class _Window:
                     if entry.future is None:  # lazy: the calls run as the consumer reads
                         window.popleft()
                         if not self._runs_inline():
-                            window.extendleft(reversed(self._plan_again(entry)))
+                            # Decided again: every lazy chunk read ahead goes to the new
+                            # backend now, so its workers get them all at once (one at a
+                            # time, as each reached the front, they idled in between).
+                            planned = [entry, *window]
+                            window.clear()
+                            for each in planned:
+                                if each.future is None:
+                                    window.extend(self._plan_again(each))
+                                else:
+                                    window.append(each)
                             self.executor._pump()
                             continue
                         self.refill()
