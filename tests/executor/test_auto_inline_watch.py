@@ -213,25 +213,36 @@ class _FakeClock:
         return time.perf_counter() - wall0, time.thread_time() + self.extra_s - cpu0, 0.0
 
 
-@pytest.mark.parametrize("cpu_too", [True, False], ids=["cpu-bound:process", "waiting:thread"])
-def test_a_function_decided_again_mid_map_runs_each_call_once(
-    monkeypatch, tmp_path, no_leaks, start_cost, two_cores, cpu_too
-):
+def _fake_clock(monkeypatch, start_cost, cpu_too):
+    """The map window's clocks say every tenth call took 20 ms (of CPU if ``cpu_too``);
+    starting processes costs nothing."""
     clock = _FakeClock(cpu_too)
     monkeypatch.setattr(_map, "TimedCalls", clock.timed_calls)
     monkeypatch.setattr(_map, "span_start", clock.span_start)
     monkeypatch.setattr(_map, "span_since", clock.span_since)
     start_cost["s"] = 0.0
+
+
+def _decided_inline(executor):
+    """log_call's plan, decided from its first calls only (no measuring noise): inline."""
+    plan_key = _chooser.key(log_call)
+    executor._expect_calls(plan_key, log_call, 0)
+    plan = executor._plans[plan_key]
+    with executor._lock:
+        executor._decide(plan, _tiny(calls=0))
+    assert plan.lane.name == "inline"
+    return plan
+
+
+@pytest.mark.parametrize("cpu_too", [True, False], ids=["cpu-bound:process", "waiting:thread"])
+def test_a_function_decided_again_mid_map_runs_each_call_once(
+    monkeypatch, tmp_path, no_leaks, start_cost, two_cores, cpu_too
+):
+    _fake_clock(monkeypatch, start_cost, cpu_too)
     log = str(tmp_path / "calls.log")
     items = [(log, item) for item in range(400)]
     with gilwise.Executor() as executor:
-        # A decision from the first calls only (no measuring noise): tiny, inline.
-        plan_key = _chooser.key(log_call)
-        executor._expect_calls(plan_key, log_call, 0)
-        plan = executor._plans[plan_key]
-        with executor._lock:
-            executor._decide(plan, _tiny(calls=0))
-        assert plan.lane.name == "inline"
+        plan = _decided_inline(executor)
         results = list(executor.map(log_call, items))
         chooser = plan.chooser
     assert results == [2 * item for item in range(400)]
@@ -254,11 +265,7 @@ def test_every_lazy_chunk_read_ahead_moves_to_the_new_backend_at_once(
 ):
     # Moved one at a time, as each reached the front of the window, the process workers got
     # one chunk's calls at a time and idled while the consumer waited for them.
-    clock = _FakeClock(cpu_too=True)
-    monkeypatch.setattr(_map, "TimedCalls", clock.timed_calls)
-    monkeypatch.setattr(_map, "span_start", clock.span_start)
-    monkeypatch.setattr(_map, "span_since", clock.span_since)
-    start_cost["s"] = 0.0
+    _fake_clock(monkeypatch, start_cost, cpu_too=True)
     consumed = [0]
     planned_at = []
     plan_again = _map._Window._plan_again
@@ -270,11 +277,7 @@ def test_every_lazy_chunk_read_ahead_moves_to_the_new_backend_at_once(
     monkeypatch.setattr(_map._Window, "_plan_again", record)
     log = str(tmp_path / "calls.log")
     with gilwise.Executor() as executor:
-        plan_key = _chooser.key(log_call)
-        executor._expect_calls(plan_key, log_call, 0)
-        plan = executor._plans[plan_key]
-        with executor._lock:
-            executor._decide(plan, _tiny(calls=0))
+        _decided_inline(executor)
         for value in executor.map(log_call, [(log, item) for item in range(400)]):
             assert value == 2 * consumed[0]
             consumed[0] += 1
