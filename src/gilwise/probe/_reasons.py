@@ -11,9 +11,10 @@ the blocking call; the reason is read from it and its callers:
 1. Walk outwards from the innermost frame through "plumbing" (the standard library's
    threading, queue, concurrent.futures, multiprocessing, subprocess, selectors and asyncio
    modules, and gilwise's own code) while no user frame is met; the first frame that names a reason
-   decides: ``Thread.join``, ``Process.join``, ``Popen.wait``, ``Queue.join`` and
-   interpreter shutdown -> join_wait; ``Future.result``/``exception``, ``wait``,
-   ``as_completed``, ``AsyncResult.get``/``wait``, ``imap``'s ``next`` -> result_wait;
+   decides: ``Thread.join``, ``Process.join``, ``Popen.wait``, ``Queue.join``, closing a
+   ``multiprocessing.Pool`` and interpreter shutdown -> join_wait; ``Future.result``/
+   ``exception``, ``wait``, ``as_completed``, ``AsyncResult.get``/``wait``, ``imap``'s
+   ``next`` -> result_wait;
    the worker loops of ``concurrent.futures`` and ``multiprocessing.pool`` -> idle;
    ``Semaphore.acquire`` -> lock_wait (a counted resource is contended like a lock).
 2. Otherwise, when the plumbing reaches the thread's root (no user frame at all), the thread
@@ -56,7 +57,16 @@ _rule("queue.py", JOIN_WAIT, "Queue.join")
 _rule("multiprocessing/process.py", JOIN_WAIT, "BaseProcess.join")
 _rule("multiprocessing/popen_fork.py", JOIN_WAIT, "Popen.wait", "Popen.poll")
 _rule("multiprocessing/popen_forkserver.py", JOIN_WAIT, "Popen.poll")
-_rule("multiprocessing/pool.py", JOIN_WAIT, "Pool.join")
+_rule(
+    "multiprocessing/pool.py",
+    JOIN_WAIT,
+    "Pool.join",
+    # Closing a pool (``with Pool() as pool:`` ends in terminate()): waiting for its workers
+    # and handlers, e.g. for the inqueue's lock, which an idle worker process holds.
+    "Pool.terminate",
+    "Pool._terminate_pool",
+    "Pool._help_stuff_finish",
+)
 _rule("subprocess.py", JOIN_WAIT, "Popen.wait", "Popen._wait", "Popen._try_wait")
 _rule(
     "concurrent/futures/_base.py",
