@@ -348,41 +348,48 @@ class _Window:
     def _calls_left(self) -> Optional[int]:
         return None if self.total is None else max(0, self.total - self.read)
 
-    def _first_call_here(self) -> Optional[tuple[Any, float, float]]:
-        """gilwise.map under auto: run the first input's call in the consumer, who waits for
-        its result anyway, before any pool exists. (result, seconds, CPU seconds of this
-        thread), or None if there is no input; its exception is raised, named as input #0."""
+    def _run_first_call(self) -> Optional[tuple[Any, cf.Future, float, float]]:
+        """Under auto, before any task: run the first input's call in this thread, timed.
+        (its input, a finished future holding its value or exception, wall seconds, CPU
+        seconds of this thread), or None if there is no input."""
         item = next(self.inputs, _NO_INPUT)
         if item is _NO_INPUT:
             return None
-        self.read = 1
-        cpu_started = time.thread_time()
-        started = time.perf_counter()
-        try:
-            value = self.fn(item)
-        except Exception as error:
-            _name_the_call(error, self.fn, 0)
-            raise
-        seconds = time.perf_counter() - started
-        return value, seconds, time.thread_time() - cpu_started
-
-    def first_call_as_entry(self, executor: Executor) -> None:
-        """Executor.map under auto, before its first task: run the first input's call here
-        and keep its outcome as the window's first (finished) entry; then let the Executor
-        decide from its duration whether to fork the worker service's zygote."""
-        item = next(self.inputs, _NO_INPUT)
-        if item is _NO_INPUT:
-            return
         self.read = 1
         future: cf.Future = cf.Future()
         cpu_started = time.thread_time()
         started = time.perf_counter()
         try:
             future.set_result(self.fn(*cast(tuple, item)) if self.spread else self.fn(item))
-        except Exception as error:  # delivered when the consumer reaches input #0
+        except Exception as error:
             future.set_exception(error)
         seconds = time.perf_counter() - started
-        cpu_s = time.thread_time() - cpu_started
+        return item, future, seconds, time.thread_time() - cpu_started
+
+    def _first_call_here(self) -> Optional[tuple[Any, float, float]]:
+        """gilwise.map under auto: run the first input's call in the consumer, who waits for
+        its result anyway, before any pool exists. (result, seconds, CPU seconds of this
+        thread), or None if there is no input; its exception is raised, named as input #0."""
+        first = self._run_first_call()
+        if first is None:
+            return None
+        _, future, seconds, cpu_s = first
+        try:
+            value = future.result()
+        except Exception as error:
+            _name_the_call(error, self.fn, 0)
+            raise
+        return value, seconds, cpu_s
+
+    def first_call_as_entry(self, executor: Executor) -> None:
+        """Executor.map under auto, before its first task: run the first input's call here
+        and keep its outcome as the window's first (finished) entry, its exception delivered
+        when the consumer reaches input #0; then let the Executor decide from its duration
+        whether to fork the worker service's zygote."""
+        first = self._run_first_call()
+        if first is None:
+            return
+        item, future, seconds, cpu_s = first
         entry = _Entry(future, False, 0, [item])
         self.window.append(entry)
         if self.arrivals is not None:
