@@ -142,6 +142,17 @@ def test_a_blocked_span_takes_the_stack_read_inside_it_for_its_head():
     assert out[G] == {IO_WAIT: pytest.approx(0.5)}
 
 
+def test_a_stack_read_at_the_sample_that_began_a_blocked_span_is_its_head():
+    # The sample at 0.5 read the state (blocked) and then the stack (in f): that read is
+    # inside the span. The thread woke briefly at 0.7 between two state samples, called g
+    # and blocked again, so one blocked run holds two waits: f's until 0.7, then g's.
+    frames = FrameSeries([0.0, 0.5, 0.7], [(MAIN,), (MAIN, F), (MAIN, G)])
+    spans = [(0.0, 0.5, GIL_HELD, 0), (0.5, 1.0, IO_WAIT, 0)]
+    out = attribute_functions(split_by_stacks(spans, frames))
+    assert out[F] == {IO_WAIT: pytest.approx(0.2)}
+    assert out[G] == {IO_WAIT: pytest.approx(0.3)}
+
+
 def _stacked(threads, frames, holders=([0.0], [0])):
     return build_profile(_result(threads, *holders), TWO_CORES, frames=frames)
 

@@ -4,10 +4,12 @@ Pure functions of plain data: no clocks, no /proc, so tests can feed fake probe 
 (a free-threaded run, an attach without the GIL's address) and check the Profile.
 
 Each thread's time is cut into pieces (begin, end, state, lock, stack): its run-length
-encoded states, split where its stack was read. A blocked thread runs no Python, so during
-a blocked span (GIL, lock, I/O wait) its stack cannot change: the whole span takes the
-first stack read inside it (the sampler reads a blocked thread's stack once after it
-blocks), not the one read while it was still running. Blocked pieces then get their wait
+encoded states, split where its stack was read. A blocked thread runs no Python, so the
+head of a blocked span (GIL, lock, I/O wait) takes the first stack read inside it (the
+sampler records the first read of every new state run, and reads a blocked thread's stack
+again whenever it was put on a CPU since), not the one read while it was still running. A
+thread that woke and blocked again between two state samples shows as one blocked run: the
+reads inside it split it between the waits. Blocked pieces then get their wait
 reason from the stack (see _reasons); every figure (thread totals, timeline, functions,
 folded stacks, locks) is made from the same pieces.
 """
@@ -15,7 +17,7 @@ folded stacks, locks) is made from the same pieces.
 from __future__ import annotations
 
 import os
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Optional
 
@@ -94,8 +96,12 @@ def split_by_stacks(spans: list[Span], frames: Optional[FrameSeries]) -> list[Pi
     for begin, end, state, lock in spans:
         index = bisect_right(times, begin)
         current = stacks[index - 1] if index > 0 else None
-        if state in _STEADY and index < count and times[index] < end:
-            current = stacks[index]
+        if state in _STEADY:
+            # The first read at or after the span's start: a read at the very sample whose
+            # state began the span was made after that state read, so it is inside the span.
+            first = bisect_left(times, begin)
+            if first < count and times[first] < end:
+                current = stacks[first]
         position = begin
         while index < count and times[index] < end:
             if times[index] > position:

@@ -149,6 +149,7 @@ class ThreadSeries:
         "delay_last_ns",
         "ended",
         "first_s",
+        "frame_run",
         "frame_switches",
         "last_s",
         "locks",
@@ -177,6 +178,7 @@ class ThreadSeries:
         self.quiet = 0
         self.switches = -1
         self.frame_switches = -1
+        self.frame_run = -1
         # The GIL's switch number when this thread was last seen waiting for the GIL, while
         # it may still be acquiring it (None: it is not).
         self.acquiring_from: Optional[int] = None
@@ -480,14 +482,31 @@ class Sampler:
                 continue
             thread = self.threads.get(tid)
             reader = self._readers.get(tid)
+            # A blocked span takes the first stack read inside it (see _build), so the first
+            # read of each new state run is recorded even when its stack is the one before:
+            # a thread that wakes, calls on and blocks again between two state samples shows
+            # as one blocked run, and an unrecorded read would leave that run's head to the
+            # next different stack (a whole 20 ms sleep given to the next function).
+            run = len(thread.states) if thread is not None else -1
             if thread is not None and reader is not None:
                 if thread.states and thread.states[-1] in BLOCKED:
                     # Blocked, and not put on a CPU since its stack was last read: it ran no
                     # Python, so its innermost frame is the same (one small read, not four).
                     sched = reader.sched_ns()
                     if sched is not None and sched[2] == thread.frame_switches:
+                        if thread.frame_run != run and tid in self.frame_series:
+                            times, ids = self.frame_series[tid]
+                            times.append(now)
+                            ids.append(ids[-1])
+                            thread.frame_run = run
                         continue
-                    thread.frame_switches = sched[2] if sched is not None else -1
+                    # The run count is kept only if the thread is still blocked after it was
+                    # read: it may have woken since this sample's state read, and a thread
+                    # that wakes, calls on and blocks again without losing its CPU keeps its
+                    # count, so a count taken while it ran would hide its next wait's stack.
+                    call = reader.syscall()
+                    still_blocked = call is not None and call[0] != -1
+                    thread.frame_switches = sched[2] if sched is not None and still_blocked else -1
                 else:
                     thread.frame_switches = -1
             stack = frames.stack(tstate)
@@ -499,9 +518,11 @@ class Sampler:
             if series is None:
                 series = self.frame_series[tid] = (array("d"), array("l"))
             times, ids = series
-            if not ids or ids[-1] != stack_id:
+            if not ids or ids[-1] != stack_id or (thread is not None and thread.frame_run != run):
                 times.append(now)
                 ids.append(stack_id)
+            if thread is not None:
+                thread.frame_run = run
 
     def run_until(self, should_stop, deadline_s: Optional[float] = None) -> None:
         """Sample at the configured rate until ``should_stop(timeout_s)`` returns True.
