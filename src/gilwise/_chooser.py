@@ -69,6 +69,10 @@ MAX_CHUNKSIZE = 4096
 # (a lazy chunk is no task: a big one costs only the inputs it reads ahead).
 INLINE_CHUNK_TARGET_S = 0.002
 MAX_LAZY_CHUNKSIZE = 4 * MAX_CHUNKSIZE
+# ... except calls too short to time one by one (TIMED_INLINE_MIN_S): their chunks last about
+# this long, as each chunk costs ~50-150 us of timing and bookkeeping (7% of x + 1's chunks of
+# 1 ms); the caller may allow more calls per chunk (a list's chunks copy nothing).
+UNTIMED_INLINE_CHUNK_TARGET_S = 0.01
 # Inline calls at least this long (by the running estimate) are timed one by one (~0.3 us
 # per call, <= 1%), leaving out the consumer's time between them; shorter ones only by
 # their chunk's span, the consumer's time included, which can only ask for a re-measure.
@@ -589,10 +593,14 @@ class Chooser:
         )
         return True
 
-    def lazy_chunksize(self) -> int:
-        """Calls per lazy inline chunk: about INLINE_CHUNK_TARGET_S of work."""
+    def lazy_chunksize(self, max_calls: int = MAX_LAZY_CHUNKSIZE) -> int:
+        """Calls per lazy inline chunk: about INLINE_CHUNK_TARGET_S of work (calls too short
+        to time: UNTIMED_INLINE_CHUNK_TARGET_S), at most ``max_calls``."""
         per_call_s = self.per_call_s or TINY_CALL_S
-        return max(1, min(MAX_LAZY_CHUNKSIZE, math.ceil(INLINE_CHUNK_TARGET_S / per_call_s)))
+        target_s = INLINE_CHUNK_TARGET_S
+        if not self.times_inline_calls():
+            target_s = UNTIMED_INLINE_CHUNK_TARGET_S
+        return max(1, min(max_calls, math.ceil(target_s / per_call_s)))
 
     def times_inline_calls(self) -> bool:
         """Whether lazy inline chunks time each call (calls long enough for the cost)."""

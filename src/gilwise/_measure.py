@@ -82,7 +82,7 @@ MIN_USED_CORES = 0.05
 TURN_TAKING_MIN_CORES = 0.5
 
 
-def _runqueue_wait_s(native_id: Optional[int] = None) -> float:
+def _runqueue_wait_s(native_id: Optional[int] = None, *, set_up_reader: bool = True) -> float:
     """Seconds this thread has spent runnable but waiting for a core (Linux), else 0.0.
 
     A busy machine stretches a CPU-bound call's wall time while its thread waits for a core;
@@ -94,11 +94,13 @@ def _runqueue_wait_s(native_id: Optional[int] = None) -> float:
     that released it could wait for the GIL (and queue for a core) between this reading and
     the call's clocks, and that wait would count as the call's (a 10 ms call on two threads
     then looked like it overlapped, 1.66 cores busy, on a loaded machine).
+    ``set_up_reader=False``: use that reader only if it is set up already (its set-up imports
+    ctypes, 3-14 ms in a fresh process), else read with os.read.
     """
     global _SCHEDSTAT_OK
     if not _SCHEDSTAT_OK:
         return 0.0
-    if native_id is None:
+    if native_id is None and (set_up_reader or _READER is not None):
         reader = _gil_holding_reader()
         if reader is not None:
             value = reader(_SELF_PATH)
@@ -343,17 +345,19 @@ class MeasuredCall:
 
 def span_start() -> tuple[float, float, float]:
     """(wall, this thread's CPU, its run-queue wait) now: the start of a span of this thread
-    (a lazy inline chunk, the consumer's time included); ``span_since`` ends it."""
+    (a lazy inline chunk, the consumer's time included); ``span_since`` ends it. (A map run
+    inline imports nothing for it: a span lasts milliseconds, so a read that lets another
+    thread take the GIL for a moment does not matter.)"""
     wall0 = time.perf_counter()
     cpu0 = time.thread_time()
-    return wall0, cpu0, _runqueue_wait_s()
+    return wall0, cpu0, _runqueue_wait_s(set_up_reader=False)
 
 
 def span_since(start: tuple[float, float, float]) -> tuple[float, float, float]:
     """(wall s, CPU s, run-queue wait s) of this thread since ``span_start``; read in the
     reverse order, so the waits counted lie inside the wall time (as ``_sample_since``)."""
     wall0, cpu0, queued0 = start
-    queued1 = _runqueue_wait_s()
+    queued1 = _runqueue_wait_s(set_up_reader=False)
     cpu_s = max(0.0, time.thread_time() - cpu0)
     wall_s = time.perf_counter() - wall0
     return wall_s, cpu_s, min(max(0.0, queued1 - queued0), max(0.0, wall_s - cpu_s))

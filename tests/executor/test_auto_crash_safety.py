@@ -402,7 +402,7 @@ def test_the_run_queue_span_lies_inside_the_wall_span(monkeypatch):
             return 0.0
 
     monkeypatch.setattr(_measure, "time", Clock)
-    monkeypatch.setattr(_measure, "_runqueue_wait_s", lambda: read.append("queued") or 0.0)
+    monkeypatch.setattr(_measure, "_runqueue_wait_s", lambda **_: read.append("queued") or 0.0)
     monkeypatch.setattr(_measure, "_others_busy", lambda: read.append("others") or {})
     call = _measure.MeasuredCall(lambda: read.append("call"))
     call()

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union, cast
 
 from .. import _params
 from .._callables import is_coroutine_function
-from .._chooser import MAX_CHUNKSIZE, REMOTE_BACKENDS, key, label
+from .._chooser import MAX_CHUNKSIZE, MAX_LAZY_CHUNKSIZE, REMOTE_BACKENDS, key, label
 from .._chunks import Failure, run_calls
 from .._measure import TimedCalls, span_since, span_start
 from ._progress import with_progress
@@ -49,7 +49,14 @@ if TYPE_CHECKING:
 # A map of known length on processes keeps at least this many chunks per worker among the
 # calls left (multiprocessing.Pool.map's rule).
 CHUNKS_PER_WORKER = 4
-_NO_INPUT = object()
+# auto's lazy inline chunks start at this many calls and grow this many times per chunk up
+# to their ~2 ms (Chooser.lazy_chunksize): sized from the first calls alone (microseconds),
+# a first chunk of thousands would run for seconds if the calls after them are long.
+LAZY_FIRST_CALLS = 8
+LAZY_GROWTH = 4
+# At most this many calls per lazy chunk of a list or tuple input (its chunks are ranges of
+# indices: reading ahead costs no memory).
+MAX_SEQUENCE_LAZY_CHUNKSIZE = 65536
 
 
 class MapResults(itertools.chain):
@@ -69,11 +76,15 @@ class _Entry:
 
     __slots__ = ("chunk", "first", "future", "inputs")
 
-    def __init__(self, future: Optional[cf.Future], chunk: bool, first: int, inputs: list) -> None:
+    def __init__(
+        self, future: Optional[cf.Future], chunk: bool, first: int, inputs: Union[list, range]
+    ) -> None:
         self.future = future
         self.chunk = chunk
         self.first = first
-        self.inputs = inputs  # a chunk's items (to retry one call on its own)
+        # A chunk's items (to retry one call on its own); a lazy chunk of a list or tuple
+        # input: the range of their indices (see _Window._lazy_inputs).
+        self.inputs = inputs
 
 
 def map_results(
@@ -103,6 +114,8 @@ def map_results(
     spread = len(iterables) != 1
     inputs = zip(*iterables) if spread else iter(iterables[0])
     results = _Window(fn, inputs, spread, end_s, chunksize, buffersize, ordered)
+    if not spread and type(iterables[0]) in (list, tuple):
+        results.sequence = iterables[0]  # chunks are slices of it: no per-item copy loop
     results.total = total
     from ._core import Executor
 
@@ -136,6 +149,9 @@ class _Window:
     ) -> None:
         self.fn = fn
         self.inputs = inputs
+        # A list or tuple input: read by slicing (a C copy) instead of through ``inputs``, and
+        # not copied at all for lazy chunks.
+        self.sequence: Union[list, tuple, None] = None
         self.spread = spread
         self.end_s = end_s
         self.chunksize = chunksize
@@ -149,6 +165,7 @@ class _Window:
         self.window: deque[_Entry] = deque()
         self.arrivals: Optional[queue.SimpleQueue] = None if ordered else queue.SimpleQueue()
         self.read = 0  # inputs read so far
+        self.lazy_planned = 0  # auto's lazy inline chunks planned so far (see _ramped)
         self.total: Optional[int] = None  # inputs in all, when the input has a length
 
     def bind(self, executor: Executor) -> None:
@@ -178,14 +195,26 @@ class _Window:
             if plan is None or lane is None:
                 return 1, None
             if lane == "inline" and self._lazy(MAX_CHUNKSIZE, lane):
+                # Read as consumed: a big chunk costs only what it reads ahead (nothing for a
+                # list or tuple, whose lazy chunks are ranges of indices).
+                longest = MAX_LAZY_CHUNKSIZE
+                if self.sequence is not None:
+                    longest = MAX_SEQUENCE_LAZY_CHUNKSIZE
                 if plan is executor._fixed:
-                    return MAX_CHUNKSIZE, lane  # read as consumed: a big chunk costs nothing
-                return plan.chooser.lazy_chunksize(), lane  # auto: watched chunk by chunk
+                    return longest, lane
+                # auto: watched chunk by chunk
+                return self._ramped(plan.chooser.lazy_chunksize(longest)), lane
             size = plan.chooser.chunksize(lane)
             if lane in REMOTE_BACKENDS and self.total is not None and plan.lane is not None:
                 left = max(1, self.total - self.read + in_hand)
                 size = min(size, math.ceil(left / (CHUNKS_PER_WORKER * plan.lane.capacity)))
             return size, lane
+
+    def _ramped(self, size: int) -> int:
+        """``size`` capped by the ramp of auto's lazy chunks (LAZY_FIRST_CALLS, growing)."""
+        ramp = LAZY_FIRST_CALLS * LAZY_GROWTH ** min(self.lazy_planned, 16)
+        self.lazy_planned += 1
+        return min(size, ramp)
 
     def _lazy(self, size: int, lane: Optional[str]) -> bool:
         """Tiny calls decided inline, chunked automatically: run them as the consumer reads
@@ -213,17 +242,46 @@ class _Window:
             workers = lane.capacity if lane is not None else 2
         return max(4, 2 * workers)
 
+    def _take(self, size: int) -> list:
+        """The next ``size`` inputs (fewer at the end), counted in ``read``."""
+        sequence = self.sequence
+        if sequence is None:
+            batch = list(itertools.islice(self.inputs, size))
+        else:
+            # A slice copies in C: list(islice(...)) grows its list item by item, twice as
+            # slow (5 of the 70 ms of x + 1 over a million items on a loaded machine).
+            part = sequence[self.read : self.read + size]
+            batch = part if type(part) is list else list(part)
+        self.read += len(batch)
+        return batch
+
     def _submit_one(self) -> bool:
         size, lane = self._chunk_plan()
-        batch = list(itertools.islice(self.inputs, size))
+        first = self.read
+        batch: Union[list, range]
+        sequence = self.sequence
+        if sequence is not None and self._lazy(min(size, len(sequence) - first), lane):
+            # A lazy chunk of a list or tuple is a range of its indices, read when it runs
+            # (``_lazy_inputs``): no copy at all.
+            batch = range(first, min(first + size, len(sequence)))
+            self.read += len(batch)
+        else:
+            batch = self._take(size)
         if not batch:
             return False
-        first = self.read
-        self.read += len(batch)
         self.window.append(self._entry(batch, first, lane))
         return True
 
-    def _entry(self, batch: list, first: int, lane: Optional[str]) -> _Entry:
+    def _lazy_inputs(self, inputs: Union[list, range]) -> Iterator[Any]:
+        """What a lazy chunk's calls read: its list, or its range of the sequence's items
+        (an iterator set to its start, stopped after it: no item is copied)."""
+        if type(inputs) is not range:
+            return iter(inputs)
+        items = iter(cast(Union[list, tuple], self.sequence))
+        items.__setstate__(inputs.start)  # type: ignore[attr-defined]
+        return itertools.islice(items, len(inputs))
+
+    def _entry(self, batch: Union[list, range], first: int, lane: Optional[str]) -> _Entry:
         """The window entry running ``batch`` (inputs ``first``...): a lazy chunk, or a task
         queued on the Executor (not dispatched: the caller pumps)."""
         executor = self.executor
@@ -232,6 +290,7 @@ class _Window:
             if self.arrivals is not None:
                 self.arrivals.put(entry)
             return entry
+        assert type(batch) is list  # a range is only ever a lazy chunk's
         if len(batch) == 1:
             args = batch[0] if self.spread else (batch[0],)
             if executor._fixed_lane is not None:
@@ -267,6 +326,8 @@ class _Window:
         the function's lane now (none of its calls ran, so none runs twice)."""
         entries = []
         inputs, first = entry.inputs, entry.first
+        if type(inputs) is range:
+            inputs = list(self._lazy_inputs(inputs))
         while inputs:
             size, lane = self._chunk_plan(in_hand=len(inputs))
             batch, inputs = inputs[:size], inputs[size:]
@@ -352,10 +413,10 @@ class _Window:
         """Under auto, before any task: run the first input's call in this thread, timed.
         (its input, a finished future holding its value or exception, wall seconds, CPU
         seconds of this thread), or None if there is no input."""
-        item = next(self.inputs, _NO_INPUT)
-        if item is _NO_INPUT:
+        taken = self._take(1)
+        if not taken:
             return None
-        self.read = 1
+        item = taken[0]
         future: cf.Future = cf.Future()
         cpu_started = time.thread_time()
         started = time.perf_counter()
@@ -474,7 +535,7 @@ class _Window:
                 if type(values) is list:  # no call failed: pop them all in C
                     yield pop_all(values.pop, no_args((), len(values)))
                 else:
-                    yield self._with_failures(values, inputs, first)
+                    yield self._with_failures(values, cast(list, inputs), first)
                 del values, inputs
         finally:
             for entry in window:
@@ -491,7 +552,8 @@ class _Window:
         timer = TimedCalls(self.fn) if watched and executor._times_inline_calls(self.key) else None
         fn = self.fn if timer is None else timer
         started = span_start() if watched else (0.0, 0.0, 0.0)
-        yield itertools.starmap(fn, inputs) if self.spread else builtins.map(fn, inputs)
+        calls = self._lazy_inputs(inputs)
+        yield itertools.starmap(fn, calls) if self.spread else builtins.map(fn, calls)
         if not watched:
             return
         span_s, cpu_s, queued_s = span_since(started)
