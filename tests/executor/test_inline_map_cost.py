@@ -125,3 +125,65 @@ def test_timing_a_lazy_chunk_imports_nothing():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("kind", [list, tuple])
+def test_unordered_maps_of_a_list_or_tuple_run_each_call_once(kind, ordered):
+    seen = []
+
+    def record(x):
+        seen.append(x)
+        return x + 1
+
+    results = list(gilwise.map(record, kind(range(100_000)), ordered=ordered))
+    assert sorted(results) == list(range(1, 100_001))
+    assert sorted(seen) == list(range(100_000))
+
+
+@pytest.mark.parametrize("api", ["gilwise.map", "Executor.map"])
+def test_ctrl_c_inside_a_lazy_inline_chunk_ends_the_program_at_once(api):
+    # Tiny calls run inline in the consumer's thread: Ctrl-C in one of them is a
+    # KeyboardInterrupt out of the consumer's next(), and nothing is left behind.
+    import signal
+
+    import psutil
+
+    guard_s = 120
+    consume = (
+        "list(gilwise.map(call, range(200_000)))"
+        if api == "gilwise.map"
+        else "with gilwise.Executor() as executor:\n    list(executor.map(call, range(200_000)))"
+    )
+    code = (
+        "import threading, time, gilwise\n"
+        "def call(x):\n"
+        "    if x == 150_000:\n"
+        "        print('in the call', threading.current_thread().name, flush=True)\n"
+        f"        time.sleep({guard_s})\n"
+        "    return x + 1\n"
+        f"{consume}\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().split() == ["in", "the", "call", "MainThread"]
+        family = [child.pid] + [p.pid for p in psutil.Process(child.pid).children(recursive=True)]
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=guard_s)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0 and "KeyboardInterrupt" in err
+    assert not [
+        pid
+        for pid in family
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
