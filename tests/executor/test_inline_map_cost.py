@@ -14,6 +14,7 @@ import time
 import tracemalloc
 
 import pytest
+from interrupted_child import interrupt_when_it_says
 
 import gilwise
 from gilwise import _chooser
@@ -145,10 +146,6 @@ def test_unordered_maps_of_a_list_or_tuple_run_each_call_once(kind, ordered):
 def test_ctrl_c_inside_a_lazy_inline_chunk_ends_the_program_at_once(api):
     # Tiny calls run inline in the consumer's thread: Ctrl-C in one of them is a
     # KeyboardInterrupt out of the consumer's next(), and nothing is left behind.
-    import signal
-
-    import psutil
-
     guard_s = 120
     consume = (
         "list(gilwise.map(call, range(200_000)))"
@@ -164,26 +161,4 @@ def test_ctrl_c_inside_a_lazy_inline_chunk_ends_the_program_at_once(api):
         "    return x + 1\n"
         f"{consume}\n"
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().split() == ["in", "the", "call", "MainThread"]
-        family = [child.pid] + [p.pid for p in psutil.Process(child.pid).children(recursive=True)]
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=guard_s)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode != 0 and "KeyboardInterrupt" in err
-    assert not [
-        pid
-        for pid in family
-        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    ]
+    interrupt_when_it_says(code, "in the call MainThread", guard_s)

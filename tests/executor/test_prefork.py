@@ -15,6 +15,7 @@ import sys
 import textwrap
 
 import pytest
+from interrupted_child import interrupt_when_it_says
 
 import gilwise
 
@@ -310,10 +311,6 @@ def test_a_fork_for_a_pool_of_two_starts_both_workers():
 def test_ctrl_c_during_the_first_call_in_the_caller_ends_the_program_at_once():
     # The first call runs inside map(), in the caller: Ctrl-C there is a KeyboardInterrupt
     # out of map(), the with-block interrupts the Executor, and nothing is left behind.
-    import signal
-
-    import psutil
-
     code = SPIN + textwrap.dedent(
         """
         def slow(x):
@@ -324,26 +321,4 @@ def test_ctrl_c_during_the_first_call_in_the_caller_ends_the_program_at_once():
             print(list(executor.map(slow, range(4))))
         """
     ).replace("GUARD", str(GUARD_S))
-    child = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "in the call"
-        family = [child.pid] + [p.pid for p in psutil.Process(child.pid).children(recursive=True)]
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=GUARD_S)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode != 0 and "KeyboardInterrupt" in err
-    assert not [
-        pid
-        for pid in family
-        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    ]
+    interrupt_when_it_says(code, "in the call", GUARD_S)
