@@ -41,7 +41,9 @@ from ._decide import (
     TINY_CALL_S,
     Decision,
     TaskMeasurement,
+    cpu_backend,
     decide_for_task,
+    parallel_speedup,
 )
 from ._measure import (
     AMBIGUOUS_OVERLAP,
@@ -91,6 +93,15 @@ PEEK_DELAYS_S = (0.004, 0.012, 0.04, 0.1)
 # A call whose first milliseconds were busy (a cold connection, a lazy import) and that has
 # waited since is judged waiting from the time between two peeks, once that is this long.
 RECENT_WAIT_MIN_S = 0.02
+# A first call run in the caller (gilwise._first_call) decides at once, with no pair, when it
+# kept its thread busy at least this share of its time and was shorter than FIRST_CALL_TINY_S
+# (inline: no pool pays for it), or held the GIL (by the probe) at least GIL_HELD_CLEAR of it.
+FIRST_CALL_CPU_SHARE = 0.8
+FIRST_CALL_TINY_S = 0.00005
+GIL_HELD_CLEAR = 0.6
+# Calls judged tiny (< TINY_CALL_S) but at least this long still go to processes, in chunks,
+# when a sized map has enough of them to save more than the start (400 calls of 0.8 ms).
+SMALL_CALL_MIN_S = 0.0001
 # Exceptions that mean "the worker process died", by name (the process backend defines them).
 _CRASH_ERRORS = ("WorkerCrashedError",)
 
@@ -213,6 +224,43 @@ class Chooser:
     def expect(self, calls: int) -> None:
         """A map over a sized input announced ``calls`` more calls of this function."""
         self.expected_calls = (self.expected_calls or 0) + max(0, calls)
+
+    def first_call(
+        self, sample: CallSample, gil: Optional[Any], *, imported: bool = False
+    ) -> Optional[TaskMeasurement]:
+        """The first call ran in the driver's thread (gilwise._first_call: ``sample``, and
+        ``gil``, the probe's GilReading or None; ``imported``: it imported modules, so it
+        was a cold call). Files it as the first single. Returns a TaskMeasurement to decide
+        from now (the driver calls ``decide`` with it) when one call is enough: it kept its
+        thread busy and was tiny (inline), or it held the GIL by the probe and imported
+        nothing (a cold first call may wait less than the calls after it); else None, and
+        a pair is measured as before."""
+        self.calls_done += 1
+        self.probe.add_single(sample)
+        if self.is_coroutine or self.crashed or self.remote is not None or self.decision:
+            return None
+        wall_s = sample.idle_machine_wall_s
+        if sample.cpu_share < FIRST_CALL_CPU_SHARE:
+            return None
+        if wall_s < FIRST_CALL_TINY_S:
+            self.notes.append(
+                f"decided from its first call, run in this thread ({wall_s * 1e6:.1f} us, "
+                "shorter than any hand-over), without measuring more; the calls that run "
+                "here are watched as they run"
+            )
+            return TaskMeasurement(wall_s=wall_s, cpu_s=min(sample.cpu_s, wall_s), calls=1)
+        if imported or gil is None or not gil.clear or gil.held_share < GIL_HELD_CLEAR:
+            return None
+        self.notes.append(
+            f"decided from its first call, run in this thread, without a pair: a probe thread "
+            f"found the GIL held for {gil.held_share:.0%} of the call"
+        )
+        return TaskMeasurement(
+            wall_s=wall_s,
+            cpu_s=min(sample.cpu_s, wall_s),
+            calls=1,
+            gil_held_share=gil.held_share,
+        )
 
     def measured(self, fns: list[Callable[..., Any]]) -> list[Measure]:
         """Wrappers timing one call of each of ``fns`` (two: a pair started together)."""
@@ -337,6 +385,43 @@ class Chooser:
             if redo is None:
                 assert self.decision is not None
                 return self.decision, None
+        decision = self.prospect(measured)
+        try:
+            opened = open_backend(decision.backend, decision.workers)
+        except (ImportError, RuntimeError, ValueError, TypeError, OSError) as exc:
+            # UnsupportedError (a RuntimeError), NoClusterError (a ValueError), a missing
+            # module or a refused connection: the work still runs, and explain() says why.
+            if self.crashed:
+                raise
+            decision = replace(
+                decision,
+                backend="thread",
+                reason=decision.reason + f" The {decision.backend} backend is unavailable "
+                f"here ({exc}), so threads run it.",
+            )
+            opened = open_backend("thread", decision.workers)
+        self.decision = decision
+        self.early = early
+        self._peeked = {}
+        if decision.backend in REMOTE_BACKENDS:
+            self.remote = decision.backend
+        self.per_call_s = decision.measured.wall_s or None
+        seed = decision.measured
+        self._inline_ran = (seed.calls, seed.calls * seed.wall_s, seed.calls * seed.cpu_s)
+        # A function whose calls keep changing would be re-measured forever: stop watching.
+        # One sent to other processes is never re-measured here: re-measuring runs calls in
+        # this process, and a call that crashes a worker would crash the caller.
+        if early or self.rechecks >= MAX_RECHECKS or self.crashed:
+            self.drift = None  # an early judgement is a lower bound: watch after the redo
+        elif decision.backend in REMOTE_BACKENDS:
+            self.drift = None
+        else:
+            self.drift = DriftWatch(decision.measured.wall_s)
+        return decision, opened
+
+    def prospect(self, measured: Optional[TaskMeasurement] = None) -> Decision:
+        """The decision ``decide`` would take now (from ``measured``, else what was
+        measured), opening nothing: for a driver that must prepare its backend first."""
         facts = _runtime.current()
         if measured is None and self.probe.calls == 0:
             decision = Decision(
@@ -350,6 +435,7 @@ class Chooser:
         else:
             measured = measured or self.probe.measurement()
             decision = decide_for_task(measured, facts, max_workers=self.max_workers)
+        decision = self._send_many_small_calls_away(decision)
         decision = self._keep_small_work_here(decision)
         if self.is_coroutine and decision.backend != "asyncio":
             decision = replace(
@@ -385,38 +471,42 @@ class Chooser:
                 backend="dask",  # type: ignore[arg-type]
                 reason=decision.reason + " Scaled out to the dask cluster given as scale_out.",
             )
-        try:
-            opened = open_backend(decision.backend, decision.workers)
-        except (ImportError, RuntimeError, ValueError, TypeError, OSError) as exc:
-            # UnsupportedError (a RuntimeError), NoClusterError (a ValueError), a missing
-            # module or a refused connection: the work still runs, and explain() says why.
-            if self.crashed:
-                raise
-            decision = replace(
-                decision,
-                backend="thread",
-                reason=decision.reason + f" The {decision.backend} backend is unavailable "
-                f"here ({exc}), so threads run it.",
-            )
-            opened = open_backend("thread", decision.workers)
-        self.decision = decision
-        self.early = early
-        self._peeked = {}
-        if decision.backend in REMOTE_BACKENDS:
-            self.remote = decision.backend
-        self.per_call_s = decision.measured.wall_s or None
-        seed = decision.measured
-        self._inline_ran = (seed.calls, seed.calls * seed.wall_s, seed.calls * seed.cpu_s)
-        # A function whose calls keep changing would be re-measured forever: stop watching.
-        # One sent to other processes is never re-measured here: re-measuring runs calls in
-        # this process, and a call that crashes a worker would crash the caller.
-        if early or self.rechecks >= MAX_RECHECKS or self.crashed:
-            self.drift = None  # an early judgement is a lower bound: watch after the redo
-        elif decision.backend in REMOTE_BACKENDS:
-            self.drift = None
-        else:
-            self.drift = DriftWatch(decision.measured.wall_s)
-        return decision, opened
+        return decision
+
+    def _send_many_small_calls_away(self, decision: Decision) -> Decision:
+        """Tiny calls run inline, unless they are many: a map over a sized input whose calls
+        (at least SMALL_CALL_MIN_S, busy, not overlapping on threads) add up to more work
+        than starting processes costs goes to processes in chunks, as a hand-picked pool
+        would (400 calls of 0.8 ms: 2 processes finish ~0.15 s sooner than inline)."""
+        measured = decision.measured
+        facts = _runtime.current()
+        if (
+            decision.kind != "tiny"
+            or self.expected_calls is None
+            or self.is_coroutine
+            or self.scale_out is not None
+            or measured.wall_s < SMALL_CALL_MIN_S
+            or measured.cpu_share < FIRST_CALL_CPU_SHARE
+            or (measured.overlap is not None and measured.overlap >= 1.5)
+            or cpu_backend(facts) != "process"
+        ):
+            return decision
+        workers = max(1, min(facts.cores, self.max_workers or facts.cores))
+        left = self._calls_left() or 0
+        work_s = left * measured.wall_s
+        worth, saved_s, start_s, how = _worth_a_start(work_s, workers)
+        if workers < 2 or not worth:
+            return decision
+        return replace(
+            decision,
+            backend="process",
+            workers=workers,
+            expected_speedup=parallel_speedup(workers, facts),
+            reason=decision.reason + f" But there are many: {left} calls of "
+            f"{measured.wall_s * 1000:.2f} ms = {work_s * 1000:.0f} ms of CPU work, of which "
+            f"{workers} processes, in chunks, save up to {saved_s * 1000:.0f} ms, more than "
+            f"starting them costs ({how}, ~{start_s * 1000:.0f} ms): processes, one per core.",
+        )
 
     def _keep_small_work_here(self, decision: Decision) -> Decision:
         """Processes for GIL-bound work only when the work left is worth starting them: the
@@ -638,7 +728,13 @@ class Chooser:
             f"call {measured.wall_s * 1000:.3f} ms wall, {measured.cpu_s * 1000:.3f} ms CPU "
             f"({measured.cpu_share:.0%} CPU)"
         )
-        if measured.overlap is not None:
+        if measured.pair_wall_s is None and measured.gil_held_share is not None:
+            lines.append(
+                f"  while that call ran in this thread, a probe thread found the GIL held "
+                f"{measured.gil_held_share:.0%} of the time (100%: calls on threads would "
+                f"take turns; 0%: they would overlap)"
+            )
+        elif measured.overlap is not None:
             lines.append(
                 f"  two calls together on two threads kept {measured.overlap:.2f} cores busy "
                 f"(2.0: they overlap; 1.0: they take turns on the GIL)"

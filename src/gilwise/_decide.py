@@ -60,7 +60,10 @@ class TaskMeasurement:
     overlap is judged from it (cores kept busy during the pair), which does not depend on a
     single call's wall time. Measurers may discount the time a thread waited for a core on
     a busy machine (see _measure.py: wall_s without it, pair_cpu_s scaled up for it), so a
-    loaded machine looks neither like I/O nor like GIL contention.
+    loaded machine looks neither like I/O nor like GIL contention. gil_held_share: the share
+    of a single call during which it held the GIL, read by a probe thread beside it
+    (_first_call.py); without a pair it stands for the overlap (1.0 held: two calls would
+    take turns; 0.0: they would overlap).
     """
 
     wall_s: float
@@ -69,6 +72,7 @@ class TaskMeasurement:
     is_coroutine: bool = False
     calls: int = 1
     pair_cpu_s: Optional[float] = None
+    gil_held_share: Optional[float] = None
 
     @property
     def cpu_share(self) -> float:
@@ -78,6 +82,8 @@ class TaskMeasurement:
     def overlap(self) -> Optional[float]:
         """About 2.0 when two calls run in parallel on threads, about 1.0 when serialised."""
         if self.pair_wall_s is None or self.pair_wall_s <= 0:
+            if self.gil_held_share is not None:
+                return 2.0 - min(1.0, max(0.0, self.gil_held_share))
             return None
         if self.pair_cpu_s is not None:
             return min(2.0, self.pair_cpu_s / self.pair_wall_s)
@@ -142,11 +148,15 @@ def decide_for_task(
     workers = _clamp(cores, 1, cap or cores)
     overlap = measured.overlap
     if not facts.gil_enabled or (overlap is not None and overlap >= 1.5):
-        why = (
-            "the GIL is off (free-threaded build)"
-            if not facts.gil_enabled
-            else f"two calls on two threads overlapped ({overlap:.2f}x one call's throughput)"
-        )
+        if not facts.gil_enabled:
+            why = "the GIL is off (free-threaded build)"
+        elif measured.pair_wall_s is None and measured.gil_held_share is not None:
+            why = (
+                f"it released the GIL for {1.0 - measured.gil_held_share:.0%} of its first "
+                f"call (a probe thread ran meanwhile)"
+            )
+        else:
+            why = f"two calls on two threads overlapped ({overlap:.2f}x one call's throughput)"
         kind: TaskKind = "native-parallel" if facts.gil_enabled else "gil-bound"
         return Decision(
             kind,
@@ -167,11 +177,15 @@ def decide_for_task(
             measured,
         )
     chunk = max(1, math.ceil(PROCESS_CHUNK_TARGET_S / max(wall, 1e-7)))
-    why = (
-        f"two calls on two threads serialised on the GIL ({overlap:.2f}x)"
-        if overlap is not None
-        else "it holds the CPU for the whole call"
-    )
+    if measured.pair_wall_s is None and measured.gil_held_share is not None:
+        why = (
+            f"it held the GIL for {measured.gil_held_share:.0%} of its first call (a probe "
+            f"thread waited for it), so calls on threads would take turns"
+        )
+    elif overlap is not None:
+        why = f"two calls on two threads serialised on the GIL ({overlap:.2f}x)"
+    else:
+        why = "it holds the CPU for the whole call"
     return Decision(
         "gil-bound",
         cpu_backend(facts),

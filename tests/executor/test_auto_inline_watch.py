@@ -27,8 +27,8 @@ SMALL_S = 0.0003
 LARGE_S = 0.020
 
 
-def _tiny(calls=2):
-    return TaskMeasurement(wall_s=SMALL_S, cpu_s=SMALL_S, calls=calls)
+def _tiny(calls=2, call_s=SMALL_S):
+    return TaskMeasurement(wall_s=call_s, cpu_s=call_s, calls=calls)
 
 
 @pytest.fixture
@@ -45,13 +45,13 @@ def two_cores():
         pytest.skip("GIL-bound work goes to processes only with 2+ cores and a GIL")
 
 
-def _inline_chooser(opened, expected=None):
+def _inline_chooser(opened, expected=None, call_s=SMALL_S):
     """A Chooser that decided inline from a measured pair of 0.3 ms calls."""
     chooser = Chooser("mixed")
     if expected is not None:
         chooser.expect(expected)
     _, open_backend = opened
-    decision, _ = chooser.decide(open_backend, _tiny())
+    decision, _ = chooser.decide(open_backend, _tiny(call_s=call_s))
     assert decision.backend == "inline", decision.reason
     chooser.calls_done = 2  # the measured pair
     return chooser, open_backend
@@ -84,8 +84,9 @@ def test_long_calls_among_inline_ones_decide_again_for_processes(start_cost, two
 def test_a_rare_long_call_keeps_the_function_inline(start_cost, two_cores, opened):
     # One 20 ms call in 196, after the first hundred calls: the running mean stays under
     # a millisecond (tiny). (A long call among the very first ones moves the function; for
-    # CPU-bound work worth a start that is no loss: chunked, processes run it ~2x.)
-    chooser, _ = _inline_chooser(opened, expected=10_000)
+    # CPU-bound work worth a start that is no loss: chunked, processes run it ~2x.) Input
+    # of unknown length: a sized one this long goes to processes at once (many calls).
+    chooser, _ = _inline_chooser(opened)
     for number in range(1, 57):
         calls, wall_s = _chunk(7) if number % 28 else _chunk(6, 1)
         assert chooser.ran_inline(calls, wall_s, wall_s, timed=True) is None, number
@@ -124,7 +125,7 @@ def test_input_of_unknown_length_waits_until_the_work_so_far_would_pay_a_start(
 
 def test_waits_for_a_core_are_not_the_calls_time(start_cost, two_cores, opened):
     # A loaded machine: 7 calls of 0.3 ms took 23 ms, 21 ms of it queued for a core.
-    chooser, _ = _inline_chooser(opened, expected=1000)
+    chooser, _ = _inline_chooser(opened, expected=60)
     calls, cpu_s = _chunk(7)
     wall_s = cpu_s + 0.021
     assert chooser.ran_inline(calls, wall_s, cpu_s, 0.021, timed=True) is None
@@ -138,14 +139,15 @@ def test_waits_for_a_core_are_not_the_calls_time(start_cost, two_cores, opened):
 def test_untimed_chunks_only_ever_ask_for_a_re_measure(start_cost, two_cores, opened):
     # Chunks of tiny calls are timed by their span, the consumer's time included: a slow
     # consumer must not send tiny calls elsewhere. A lasting change asks for a re-measure
-    # (real calls measured again), never a decision from the span.
-    chooser, _ = _inline_chooser(opened, expected=100_000)
+    # (real calls measured again), never a decision from the span. (20 us calls: many of
+    # them go to processes at once only from 0.1 ms, SMALL_CALL_MIN_S.)
+    chooser, _ = _inline_chooser(opened, expected=100_000, call_s=0.00002)
     for _ in range(15):
         assert chooser.ran_inline(10, 0.030, 0.030, timed=False) is None
         assert not chooser.deciding
     assert chooser.ran_inline(10, 0.030, 0.030, timed=False) is None
     assert chooser.deciding  # the 16th chunk: 3 ms per call against 0.3 measured
-    assert "re-measured after calls took 3.00 ms" in "\n".join(chooser.notes)
+    assert "re-measured after calls took 3.00 ms against 0.02 ms" in "\n".join(chooser.notes)
 
 
 def test_lazy_chunks_last_about_two_milliseconds(opened):

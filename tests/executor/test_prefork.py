@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 
+import fresh_python
 import pytest
 from interrupted_child import interrupt_when_it_says
 
@@ -41,16 +42,7 @@ def forked():
 
 
 def _fresh(code: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", SPIN + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=GUARD_S,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.split()
+    return " ".join(fresh_python.run(SPIN + textwrap.dedent(code))).split()
 
 
 def test_an_auto_executor_forks_nothing_until_it_has_work():

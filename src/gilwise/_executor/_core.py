@@ -44,6 +44,7 @@ from .._callables import is_coroutine_function
 from .._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
 from .._chunks import submit_chunk
 from .._decide import Decision, decide_for_task
+from .._first_call import FirstCall
 from .._retry import Retry, as_retry
 from ..backends._workqueue import exiting_after_interrupt
 from ..errors import NotPicklableError, TaskInterruptedError, TaskTimeoutError
@@ -370,6 +371,47 @@ class Executor(cf.Executor):
                 return
             workers = _pool_size(self.max_workers)
         _prepare_process_workers(self.backend_name, self.scale_out, self._backend_options, workers)
+
+    def _first_call_ran(
+        self,
+        key_: Any,
+        label_fn: Callable[..., Any],
+        first: FirstCall,
+        calls_left: Optional[int],
+        *,
+        imported: bool = False,
+    ) -> None:
+        """auto, before its first task: a map ran its first call in the caller (``first``:
+        its timing and the GIL probe's reading; ``calls_left`` more when the input is sized;
+        ``imported``: the call imported modules). The Chooser files it and decides at once
+        when that call is enough (see Chooser.first_call): then, for processes, the worker
+        service forks its zygote with the pool's workers first, and the map's next calls go
+        straight to them, with no pair measured on threads. Else, as before, the zygote is
+        forked when processes may pay (not for a call that clearly released the GIL:
+        threads suit it) and a pair is measured."""
+        may_prefork = self._may_prefork()
+        self._prefork_due = False
+        measured = prospect = None
+        if first.outcome.exception() is None:  # a call that raised tells nothing sure
+            with self._lock:
+                plan = self._plan_for(key_, label_fn)
+                measured = plan.chooser.first_call(first.sample, first.gil, imported=imported)
+                prospect = None if measured is None else plan.chooser.prospect(measured)
+        if prospect is None:
+            gil = first.gil
+            if gil is not None and gil.clear and gil.held_share <= GIL_RELEASED_CLEAR:
+                return  # native code that releases the GIL: threads, no processes
+            if may_prefork:
+                sample = first.sample
+                self._prefork(sample.idle_machine_wall_s, calls_left, sample.cpu_s)
+            return
+        if prospect.backend == "process":
+            _prepare_process_workers(
+                self.backend_name, self.scale_out, self._backend_options, prospect.workers
+            )
+        with self._lock:
+            if not self._closed and plan.chooser.decision is None:
+                self._decide(plan, measured)
 
     def _expect_calls(self, key_: Any, label_fn: Callable[..., Any], calls: int) -> None:
         """A map over a sized input will hand ``calls`` calls of this function: auto keeps
@@ -873,6 +915,11 @@ NO_PREFORK_BELOW_S = 0.00005
 # forked from the zygote (its WARM_ZYGOTE_START_S, 30 ms), with a margin for a busy machine
 # (40 calls of 1.5 ms forked and ran 2x slower than the loop at load ~1.8).
 PREFORK_MIN_SAVING_S = 0.05
+
+
+# A first call in which the GIL probe found the GIL held at most this share of the time is
+# native code that releases it (hashlib): threads run it in parallel, so no zygote is forked.
+GIL_RELEASED_CLEAR = 0.2
 
 
 # A first call whose thread ran less than this share of its wall time mostly waited (I/O,

@@ -39,6 +39,7 @@ from .. import _params
 from .._callables import is_coroutine_function
 from .._chooser import MAX_CHUNKSIZE, MAX_LAZY_CHUNKSIZE, REMOTE_BACKENDS, key, label
 from .._chunks import Failure, run_calls
+from .._first_call import FirstCall, run_first_call
 from .._measure import TimedCalls, span_since, span_start
 from ._progress import with_progress
 
@@ -120,12 +121,12 @@ def map_results(
     from ._core import Executor
 
     if isinstance(executor, Executor):
+        results.bind(executor)
         if not results.coroutine and executor._fixed is None and executor._may_prefork():
             # auto's first task, in a program with one thread: run the first call here, so
-            # that its duration says whether to fork the worker service's zygote now
-            # (Executor._prefork). Its outcome (or exception) is the map's first result.
+            # that it says whether to fork the worker service's zygote now, or decides at
+            # once (Executor._first_call_ran). Its outcome (or exception) is the map's first.
             results.first_call_as_entry(executor)
-        results.bind(executor)
         results.refill()  # like concurrent.futures: the first tasks are submitted by the call
     else:  # gilwise.map: a factory; the pool is made at the first next() and owned here
         results.make_executor = executor
@@ -382,20 +383,16 @@ class _Window:
     def _owned_outcomes(self) -> Iterator[Iterator[Any]]:
         owner = None
         if self.make_executor is not None:  # gilwise.map: this generator owns its pool
-            seconds = cpu_s = None
-            if self.probe_first and not self.coroutine:
-                first = self._first_call_here()
-                if first is None:
-                    return  # no input
-                value, seconds, cpu_s = first
-                yield iter((value,))
-                del value
             owner = self.make_executor()
-            if seconds is not None and owner._may_prefork():
-                owner._prefork(seconds, self._calls_left(), cpu_s)
             self.bind(owner)
         try:
             if owner is not None:
+                if self.probe_first and not self.coroutine:
+                    value = self._first_call_here(owner)
+                    if value is _NO_INPUT:
+                        return
+                    yield iter((value,))
+                    del value
                 self.refill()
             yield from self._outcomes()
         except KeyboardInterrupt:
@@ -409,53 +406,53 @@ class _Window:
     def _calls_left(self) -> Optional[int]:
         return None if self.total is None else max(0, self.total - self.read)
 
-    def _run_first_call(self) -> Optional[tuple[Any, cf.Future, float, float]]:
-        """Under auto, before any task: run the first input's call in this thread, timed.
-        (its input, a finished future holding its value or exception, wall seconds, CPU
-        seconds of this thread), or None if there is no input."""
+    def _run_first_call(self) -> Optional[tuple[Any, FirstCall, bool]]:
+        """Under auto, before any task: run the first input's call in this thread, timed,
+        with a GIL probe when no other thread runs (gilwise._first_call). (its input, the
+        FirstCall: a finished future holding its value or exception, and its timing; whether
+        it imported modules), or None if there is no input."""
         taken = self._take(1)
         if not taken:
             return None
         item = taken[0]
-        future: cf.Future = cf.Future()
-        cpu_started = time.thread_time()
-        started = time.perf_counter()
-        try:
-            future.set_result(self.fn(*cast(tuple, item)) if self.spread else self.fn(item))
-        except Exception as error:
-            future.set_exception(error)
-        seconds = time.perf_counter() - started
-        return item, future, seconds, time.thread_time() - cpu_started
+        modules = len(sys.modules)
+        first = run_first_call(
+            self.fn,
+            cast(tuple, item) if self.spread else (item,),
+            probe=threading.active_count() == 1,
+        )
+        return item, first, len(sys.modules) != modules
 
-    def _first_call_here(self) -> Optional[tuple[Any, float, float]]:
+    def _first_call_here(self, executor: Executor) -> Any:
         """gilwise.map under auto: run the first input's call in the consumer, who waits for
-        its result anyway, before any pool exists. (result, seconds, CPU seconds of this
-        thread), or None if there is no input; its exception is raised, named as input #0."""
+        its result anyway, and let the Executor decide from it (Executor._first_call_ran).
+        Its value, or _NO_INPUT if there is no input; its exception is raised, named as
+        input #0."""
         first = self._run_first_call()
         if first is None:
-            return None
-        _, future, seconds, cpu_s = first
+            return _NO_INPUT
+        _, call, imported = first
+        executor._first_call_ran(self.key, self.fn, call, self._calls_left(), imported=imported)
         try:
-            value = future.result()
+            return call.outcome.result()
         except Exception as error:
             _name_the_call(error, self.fn, 0)
             raise
-        return value, seconds, cpu_s
 
     def first_call_as_entry(self, executor: Executor) -> None:
         """Executor.map under auto, before its first task: run the first input's call here
         and keep its outcome as the window's first (finished) entry, its exception delivered
-        when the consumer reaches input #0; then let the Executor decide from its duration
-        whether to fork the worker service's zygote."""
+        when the consumer reaches input #0; then let the Executor decide from it
+        (Executor._first_call_ran)."""
         first = self._run_first_call()
         if first is None:
             return
-        item, future, seconds, cpu_s = first
-        entry = _Entry(future, False, 0, [item])
+        item, call, imported = first
+        entry = _Entry(call.outcome, False, 0, [item])
         self.window.append(entry)
         if self.arrivals is not None:
             self.arrivals.put(entry)
-        executor._prefork(seconds, self._calls_left(), cpu_s)
+        executor._first_call_ran(self.key, self.fn, call, self._calls_left(), imported=imported)
 
     def _outcomes(self) -> Iterator[Iterator[Any]]:
         """For each finished task, in order, an iterator over its results that pops each

@@ -1,0 +1,254 @@
+"""A function's first call, run in the caller's thread and timed, with a GIL probe beside it.
+
+auto runs a map's first call in the caller (its result is the map's first). Timed alone, a
+call says how long it takes and how much of that its thread was on a core, but not whether
+it held the GIL: pure Python and a native function that releases the GIL (hashlib) both
+keep their thread busy. Two calls on two threads (the measured pair) can tell, but only
+after both ran, taking turns on one core. The probe tells from the one call:
+
+    caller thread:  |====== first call (holds the GIL?) ======|  stop, join
+    probe thread:     nap .25 ms, want the GIL ... got it (late?) nap ... (pending)
+
+A thread that naps ~0.25 ms at a time and then needs the GIL to go on gets it at once when
+the call has released it (native code, I/O, sleep), and only at the next forced switch when
+the call holds it: the switch interval, lowered to 0.5 ms while the probe runs so that a
+2 ms call gives a few wake-ups. The median wake-up's lateness, over the switch interval, is
+the share of the call that held the GIL (one odd wake-up, a timer late on a virtual machine,
+moves a median little); each wake-up's wait for a core (a loaded machine) is taken out,
+and when the probe woke too few times or queued for a core most of the call, the reading
+says nothing (``clear`` is False). The call starts once the probe runs (~0.1 ms; started
+while the call held the GIL it could begin only at the first forced switch), waiting at
+most 2 ms for it (a thread's start can wait milliseconds for a core on a busy machine,
+where the reading would say nothing anyway). It is joined before ``run_first_call``
+returns, so the program has one thread again (the worker service can then fork its zygote
+from it).
+
+A call holding the GIL is interrupted once per switch interval for some microseconds (~3%
+of a first call); one that releases it sees the probe take the GIL briefly every nap.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable, Optional
+
+from ._measure import CallSample
+
+# How long the probe thread naps between wake-ups (each needs the GIL to go on).
+PROBE_NAP_S = 0.00025
+# A wake-up is this late when nobody holds the GIL (the timer's slack and the wake-up).
+PROBE_SLACK_S = 0.00007
+# While the probe runs, the GIL's switch interval (sys.setswitchinterval) is this short, so
+# that a call holding the GIL keeps each wake-up waiting about this long, and a 2 ms call
+# already gives a few wake-ups. (Restored after the call; the program has no other thread
+# running Python then, so nothing else sees it.)
+PROBE_SWITCH_S = 0.0005
+# The reading says something once the probe woke this many times and was not queued for a
+# core for at least this share of the call (each wake-up's own queueing is taken out of its
+# lateness; a probe that hardly ran on a busy machine says nothing).
+PROBE_MIN_WAKES = 2
+PROBE_MIN_COVERAGE = 0.2
+# The reading says nothing when the call's own thread waited for a core more than this share
+# of the call: it may have waited without the GIL (after a forced switch), and the probe then
+# found the GIL free although the call holds it whenever it runs (a loaded machine).
+PROBE_MAX_CALLER_QUEUED = 0.1
+# How long ``start`` waits for the probe thread to run (~0.1 ms when a core is free; on a busy
+# machine it may queue for one, and then it could not watch the call either).
+PROBE_READY_WAIT_S = 0.002
+# How long ``stop`` waits for the probe thread to end (it ends within a nap).
+PROBE_JOIN_TIMEOUT_S = 5.0
+
+
+class GilReading:
+    """What the probe saw while the call ran: ``held_share`` (0..1) of the time it was
+    awake, the GIL was held by someone else (the call); ``clear`` False when it was awake
+    too little of the call to say (a short call, a busy machine)."""
+
+    __slots__ = ("awake_s", "clear", "held_share", "wakes")
+
+    def __init__(self, held_share: float, awake_s: float, clear: bool, wakes: int = 0) -> None:
+        self.held_share = held_share
+        self.awake_s = awake_s
+        self.clear = clear
+        self.wakes = wakes
+
+    def __repr__(self) -> str:
+        return (
+            f"GilReading(held_share={self.held_share:.2f}, awake_s={self.awake_s:.6f}, "
+            f"clear={self.clear}, wakes={self.wakes})"
+        )
+
+
+class GilProbe:
+    """The probe thread (see the module doc). ``start()`` returns once it runs; ``stop(ended_s)``
+    (``ended_s``: when the call ended, perf_counter) joins it and returns a GilReading."""
+
+    def __init__(self) -> None:
+        self._caller_id = threading.get_native_id()  # the thread that runs the call
+        self._stop = _thread.allocate_lock()
+        self._stop.acquire()
+        self._ended = _thread.allocate_lock()
+        self._ended.acquire()
+        self._ready = _thread.allocate_lock()
+        self._ready.acquire()
+        # (each wake-up's lateness, how many of them count, when the next one is due, the
+        # call's thread's wait for a core by then or None), replaced as one object so a
+        # reader sees a consistent state; None until the probe runs.
+        self._state: Optional[tuple[list[float], int, float, Optional[float]]] = None
+        self._began_s = 0.0
+        self._queued0_s = 0.0
+        self._native_id: Optional[int] = None
+        self._running = False
+
+    def start(self) -> None:
+        """Start the probe thread and wait (briefly) until it runs: started while the call
+        holds the GIL, it could begin only at the first forced switch (5 ms in)."""
+        _thread.start_new_thread(self._run, ())
+        self._running = True
+        self._ready.acquire(True, PROBE_READY_WAIT_S)
+
+    def _run(self) -> None:
+        try:
+            self._native_id = threading.get_native_id()
+            self._queued0_s = _queued_s(self._native_id)
+            native_id, caller_id = self._native_id, self._caller_id
+            clock = time.perf_counter
+            stop = self._stop.acquire
+            lateness: list[float] = []
+            self._began_s = clock()
+            self._state = (lateness, 0, self._began_s + PROBE_NAP_S, None)
+            self._ready.release()
+            while True:
+                due_s = clock() + PROBE_NAP_S
+                self._state = (lateness, len(lateness), due_s, None)
+                # Read after ``due_s``: a read gives up the GIL, and any wait for a core to
+                # take it back then lies inside the span the wake-up is judged on.
+                queued0_s = _queued_s(native_id)
+                caller0_s = _queued_s(caller_id)
+                self._state = (lateness, len(lateness), due_s, caller0_s)
+                if stop(True, max(0.0, due_s - clock())):
+                    return
+                late_s = clock() - due_s - PROBE_SLACK_S
+                queued_s = _queued_s(native_id) - queued0_s  # the machine's load, not the GIL
+                if _queued_s(caller_id) - caller0_s > PROBE_SLACK_S:
+                    continue  # the call waited for a core, maybe without the GIL: no reading
+                lateness.append(max(0.0, late_s - queued_s))
+        finally:
+            self._ended.release()
+
+    def stop(self, ended_s: float) -> Optional[GilReading]:
+        """Stop the probe and read it (None if it never ran or its clocks cannot be read)."""
+        if not self._running:
+            return None
+        self._running = False
+        state = self._state
+        # Read before the probe may append more (it needs the GIL, which this thread holds).
+        lateness = state[0][: state[1]] if state is not None else []
+        caller_queued_s = _queued_s(self._caller_id)
+        queued_s = 0.0 if self._native_id is None else _queued_s(self._native_id) - self._queued0_s
+        self._stop.release()
+        if not self._ended.acquire(True, PROBE_JOIN_TIMEOUT_S):
+            return None  # cannot happen short of a frozen machine: then no reading
+        if state is None:
+            return None  # never ran while the call did (no core for it)
+        due_s, caller0_s = state[2], state[3]
+        if (
+            ended_s > due_s
+            and caller0_s is not None
+            and caller_queued_s - caller0_s <= PROBE_SLACK_S
+        ):  # a wake-up still waiting (the call kept its core): late by at least this much
+            lateness.append(max(0.0, ended_s - due_s - PROBE_SLACK_S))
+        window_s = max(0.0, ended_s - self._began_s)
+        awake_s = max(0.0, window_s - queued_s)
+        return _reading(lateness, awake_s, window_s)
+
+
+def _reading(lateness: list[float], awake_s: float, window_s: float) -> GilReading:
+    """The median wake-up's lateness against the switch interval: a call holding the GIL
+    keeps each wake-up waiting about one interval (a forced switch), a call releasing it
+    none; one odd wake-up (a timer late on a virtual machine) moves the median little."""
+    if not lateness:
+        return GilReading(0.0, awake_s, False, 0)
+    ordered = sorted(lateness)
+    median_s = ordered[(len(ordered) - 1) // 2]  # of two, the lower: one odd one is not enough
+    share = min(1.0, median_s / PROBE_SWITCH_S)
+    clear = (
+        len(lateness) >= PROBE_MIN_WAKES
+        and awake_s >= PROBE_MIN_COVERAGE * max(window_s, 1e-9)
+        and _SCHEDSTAT_OK
+    )
+    return GilReading(share, awake_s, clear, len(lateness))
+
+
+def _queued_s(native_id: int) -> float:
+    """Seconds thread ``native_id`` of this process waited for a core so far (Linux), else
+    0.0. A plain read (no ctypes: a first call must not pay for importing it)."""
+    if not _SCHEDSTAT_OK:
+        return 0.0
+    try:
+        fd = os.open(f"/proc/self/task/{native_id}/schedstat", os.O_RDONLY)
+        try:
+            return int(os.read(fd, 128).split()[1]) / 1e9
+        finally:
+            os.close(fd)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+# Without run-queue counters a probe starved of a core looks like one kept from the GIL.
+_SCHEDSTAT_OK = sys.platform.startswith("linux") and os.path.exists("/proc/thread-self/schedstat")
+
+
+class FirstCall:
+    """The first call run here: its outcome (a finished future), its timing (a CallSample
+    of this thread: wall, CPU, run-queue wait) and the probe's GilReading (None: unknown)."""
+
+    __slots__ = ("gil", "outcome", "sample")
+
+    def __init__(self, outcome: Future, sample: CallSample, gil: Optional[GilReading]) -> None:
+        self.outcome = outcome
+        self.sample = sample
+        self.gil = gil
+
+
+def run_first_call(fn: Callable[..., Any], args: tuple, *, probe: bool = True) -> FirstCall:
+    """Run ``fn(*args)`` in this thread, timed, with a GIL probe beside it (``probe``; only
+    in a program whose other threads are not running Python, or they would be read as the
+    call). Its exception is caught into the outcome; KeyboardInterrupt and the like
+    propagate (the probe is stopped first)."""
+    gil_probe = GilProbe() if probe else None
+    switch_s = sys.getswitchinterval()
+    if gil_probe is not None:
+        sys.setswitchinterval(PROBE_SWITCH_S)
+        gil_probe.start()
+    outcome: Future = Future()
+    native_id = threading.get_native_id()
+    queued0 = _queued_s(native_id)
+    cpu0 = time.thread_time()
+    wall0 = time.perf_counter()
+    try:
+        try:
+            value = fn(*args)
+        except Exception as error:
+            wall1, cpu1 = time.perf_counter(), time.thread_time()
+            outcome.set_exception(error)
+        else:
+            wall1, cpu1 = time.perf_counter(), time.thread_time()
+            outcome.set_result(value)
+            del value
+    finally:
+        reading = None
+        if gil_probe is not None:
+            reading = gil_probe.stop(time.perf_counter())
+            sys.setswitchinterval(switch_s)
+    cpu_s = max(0.0, cpu1 - cpu0)
+    wall_s = wall1 - wall0
+    queued_s = min(max(0.0, _queued_s(native_id) - queued0), max(0.0, wall_s - cpu_s))
+    if reading is not None and queued_s > PROBE_MAX_CALLER_QUEUED * wall_s:
+        reading.clear = False
+    return FirstCall(outcome, CallSample(wall_s, cpu_s, wall0, wall1, queued_s), reading)
