@@ -112,7 +112,7 @@ def test_gil_bound_function_goes_to_processes(no_leaks):
     decision, explanation = seen[-1]
     assert decision.backend == wanted, [text for _, text in seen]
     assert decision.kind == "gil-bound"
-    assert "gil-bound" in explanation and "real calls" in explanation
+    assert "gil-bound" in explanation and "real call" in explanation
 
 
 @pytest.mark.skipif(not TWO_CORES, reason="needs 2 cores to see two calls overlap")

@@ -10,8 +10,6 @@ least 50 us, and, for a sized input, work left that processes would shorten by m
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import fresh_python

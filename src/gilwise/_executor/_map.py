@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 # A map of known length on processes keeps at least this many chunks per worker among the
 # calls left (multiprocessing.Pool.map's rule).
 CHUNKS_PER_WORKER = 4
+_NO_INPUT = object()  # gilwise.map's first call found no input
 # auto's lazy inline chunks start at this many calls and grow this many times per chunk up
 # to their ~2 ms (Chooser.lazy_chunksize): sized from the first calls alone (microseconds),
 # a first chunk of thousands would run for seconds if the calls after them are long.
