@@ -8,7 +8,7 @@ import pytest
 
 from gilwise._runtime import RuntimeFacts
 from gilwise.demo._cpu import run_cpu
-from gilwise.demo._explain import explain, speedup_text
+from gilwise.demo._explain import explain, parallel_cpu_slowdown, speedup_text
 from gilwise.demo._results import ExperimentResult, Row, unavailable, with_speedups
 
 PY311 = RuntimeFacts((3, 11, 7), "CPython", 2, True, False, "linux")
@@ -123,6 +123,23 @@ def test_a_starved_sequential_run_is_called_unreliable():
     sentence = explain(ExperimentResult("cpu", "t", "w", rows), PY311).sentence
     assert "the sequential run got only 45% of a core" in sentence
     assert sentence.count("; careful") == 1 and sentence.endswith("than about the GIL.")
+
+
+def test_processes_that_needed_more_cpu_for_the_same_loops_are_called_out():
+    # Same loops: 1.0 CPU second alone, 1.4 in the two processes (slower cores in parallel).
+    rows = with_speedups(
+        (
+            Row("spin loop", "sequential", 1, 1.0, 1.0),
+            Row("spin loop", "threads", 2, 1.0, 1.0),
+            Row("spin loop", "processes", 2, 0.72, 1.4),
+            NO_INTERPRETERS,
+        )
+    )
+    result = ExperimentResult("cpu", "t", "w", rows)
+    assert parallel_cpu_slowdown(result) == pytest.approx(1.4)
+    sentence = explain(result, PY311).sentence
+    assert "the 2 processes needed 1.40x the CPU time of the sequential run" in sentence
+    assert sentence.count("; careful") == 1
 
 
 def test_other_programs_load_is_called_out():

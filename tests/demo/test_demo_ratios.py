@@ -1,10 +1,12 @@
 """The expected shape of the results on 2+ cores, as ratios within one run.
 
 Margins hold on an idle 2-core machine: cpu threads < 1.35x, processes >= 1.5x (1.8+
-expected), io threads and asyncio >= 5x, sha256 threads >= 1.3x (1.4+ expected). A busy
-shared machine can steal a core mid-run, so each check gets a second run; when every run
-missed the mark while other programs were using the CPU, the test is skipped (its premise,
-an idle machine, did not hold) instead of failed.
+expected) scaled by how much slower each core ran two loops at once (the processes' CPU for
+the same loops over the sequential run's: 0.93-1.33x on this KVM machine at idle), io
+threads and asyncio >= 5x, sha256 threads >= 1.3x (1.4+ expected). A busy shared machine can
+steal a core mid-run, so each check gets a second run; when every run missed the mark while
+other programs were using the CPU, the test is skipped (its premise, an idle machine, did
+not hold) instead of failed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 
 from gilwise import _runtime as runtime
 from gilwise.demo._cpu import run_cpu
+from gilwise.demo._explain import parallel_cpu_slowdown
 from gilwise.demo._io import run_io
 from gilwise.demo._load import OtherLoad
 from gilwise.demo._native import run_native
@@ -56,8 +59,14 @@ def test_cpu_threads_do_not_scale_and_processes_do(no_leaks):
         processes = result.row("processes").speedup_vs_sequential
         if not threads < 1.35:
             return f"cpu threads reached {threads:.2f}x with a GIL"
-        if not processes >= 1.5:
-            return f"cpu processes reached only {processes:.2f}x"
+        # Two loops at once may each run slower on this machine's cores (the processes then
+        # need more CPU for the same loops): judge the processes against what the cores gave.
+        slowdown = max(1.0, parallel_cpu_slowdown(result) or 1.0)
+        if not processes * slowdown >= 1.5:
+            return (
+                f"cpu processes reached only {processes:.2f}x "
+                f"({processes * slowdown:.2f}x of the {2 / slowdown:.2f}x the cores allowed)"
+            )
         return ""
 
     if not runtime.current().gil_enabled:

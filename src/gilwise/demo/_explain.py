@@ -19,6 +19,10 @@ SCALES_AT = 1.35
 BUSY_BELOW_CORE_SHARE = 0.8
 #: Other programs keeping more cores than this busy make the ratios unreliable.
 BUSY_OTHER_CORES = 0.3
+#: Parallel workers that needed this many times the CPU the sequential run needed for the
+#: same loops ran on slower cores: on a VM whose two vCPUs share a physical core (or a busy
+#: host) two loops at once each run slower, so 2 processes cannot reach 2x.
+SLOWER_IN_PARALLEL_AT = 1.25
 #: Waiting-bound work with 20 requests in flight should gain at least this much.
 IO_GAINS_AT = 3.0
 
@@ -46,12 +50,31 @@ def _busy_warning(result: ExperimentResult, sentence: str) -> str:
         core_share = sequential.cpu_s / sequential.wall_s
         if core_share < BUSY_BELOW_CORE_SHARE:
             reasons.append(f"the sequential run got only {core_share:.0%} of a core")
+    slowdown = parallel_cpu_slowdown(result)
+    if slowdown is not None and slowdown >= SLOWER_IN_PARALLEL_AT:
+        reasons.append(
+            f"the 2 processes needed {slowdown:.2f}x the CPU time of the sequential run for "
+            "the same loops (two loops at once ran on slower cores: shared hardware or a busy "
+            "virtual machine host)"
+        )
     if not reasons:
         return sentence
     return (
         f"{sentence[:-1]}; careful: {' and '.join(reasons)} while measuring, so these ratios "
         "say more about this machine's load than about the GIL."
     )
+
+
+def parallel_cpu_slowdown(result: ExperimentResult) -> Optional[float]:
+    """CPU seconds the processes row spent for the loops over the sequential row's (1.0:
+    each core ran as fast as one alone); None when either row lacks a CPU figure."""
+    sequential = next((row for row in result.rows if row.is_sequential and row.available), None)
+    processes = _find(result, "processes")
+    if sequential is None or processes is None or not processes.available:
+        return None
+    if not sequential.cpu_s or processes.cpu_s is None:
+        return None
+    return processes.cpu_s / sequential.cpu_s
 
 
 def speedup_text(speedup: Optional[float]) -> str:
