@@ -43,3 +43,8 @@ def test_bench_peers_quick_prints_every_row_and_the_ratio_column() -> None:
     latency_rows = [row for row in rows if row.startswith("| x + 1 |") or "costly" in row]
     assert any(row.startswith("| x + 1 |") for row in latency_rows), out
     assert "Targets (issue 10):" in out
+    # The machine's ceiling for two pure-Python loops at once: at most the 2 cores' work
+    # (plus timing noise), and more than one core gives would make no sense below ~0.5.
+    ceiling = re.search(r"Two pure-Python loops at once .* did (\d+\.\d\d)x the work", out)
+    assert ceiling, out
+    assert 0.5 < float(ceiling.group(1)) <= 2.3, out
