@@ -162,3 +162,37 @@ def test_ctrl_c_inside_a_lazy_inline_chunk_ends_the_program_at_once(api):
         f"{consume}\n"
     )
     interrupt_when_it_says(code, "in the call MainThread", guard_s)
+
+
+def test_a_tiny_map_starts_no_thread_and_times_few_chunks():
+    # x + 1 over a million items: decided inline from its first call, no measuring or timer
+    # thread is started (the first call's GIL probe is a bare thread, joined before the call
+    # returns), and the lazy chunks are few (the ramp, then ~10 ms or 65536 calls each), none
+    # of them timed call by call (0.3 us per call would add ~4x x + 1's own time).
+    code = (
+        "import threading, gilwise\n"
+        "from gilwise._executor import _core\n"
+        "started, chunks = [], []\n"
+        "start = threading.Thread.start\n"
+        "def record_start(thread):\n"
+        "    started.append(thread.name)\n"
+        "    start(thread)\n"
+        "threading.Thread.start = record_start\n"
+        "ran_inline = _core.Executor._ran_inline\n"
+        "def record_chunk(self, key, calls, *args, timed):\n"
+        "    chunks.append((calls, timed))\n"
+        "    ran_inline(self, key, calls, *args, timed=timed)\n"
+        "_core.Executor._ran_inline = record_chunk\n"
+        "def inc(x):\n"
+        "    return x + 1\n"
+        "assert list(gilwise.map(inc, list(range(10**6)))) == list(range(1, 10**6 + 1))\n"
+        "print(started, threading.active_count(), len(chunks), sum(c for c, _ in chunks),\n"
+        "      any(timed for _, timed in chunks))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    started, threads, chunks, calls, timed = done.stdout.rsplit(maxsplit=4)
+    assert (started, threads, timed) == ("[]", "1", "False"), done.stdout
+    assert int(calls) == 10**6 - 1  # all but the first call, which ran alone
+    assert int(chunks) <= 30, done.stdout  # 2 ms chunks of <= 16384 calls: 70 or more
