@@ -27,6 +27,7 @@ Not thread safe: the driver guards a Chooser with its own lock. All times are se
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import sys
@@ -95,7 +96,8 @@ PEEK_DELAYS_S = (0.004, 0.012, 0.04, 0.1)
 RECENT_WAIT_MIN_S = 0.02
 # A first call run in the caller (gilwise._first_call) decides at once, with no pair, when it
 # kept its thread busy at least this share of its time and was shorter than FIRST_CALL_TINY_S
-# (inline: no pool pays for it), or held the GIL (by the probe) at least GIL_HELD_CLEAR of it.
+# (inline: no pool pays for it), or held the GIL (a clear reading of the probe: at least this
+# share of its wake-ups found it held).
 FIRST_CALL_CPU_SHARE = 0.8
 FIRST_CALL_TINY_S = 0.00005
 GIL_HELD_CLEAR = 0.6
@@ -164,8 +166,13 @@ class Chooser:
         max_workers: Optional[int] = None,
         scale_out: Any = None,
         pair_first: bool = True,
+        memory_key: Any = None,
     ) -> None:
         self.label = label_text
+        self.memory_key = memory_key  # remember decisions for later Executors (see recall)
+        # A decision an earlier Executor of this program took for this function, to decide
+        # from instead of measuring (``recall``); None once decided.
+        self.recalled: Optional[TaskMeasurement] = None
         self.is_coroutine = is_coroutine
         self.max_workers = max_workers
         self.scale_out = scale_out
@@ -190,6 +197,51 @@ class Chooser:
         self._inline_ran: tuple[int, float, float] = (0, 0.0, 0.0)
         self._warm_pair_done = False
         self._peeked: dict[int, tuple[Any, Any]] = {}  # id(call) -> (call, its last peek)
+
+    # --- remembering ---------------------------------------------------------------------
+
+    def recall(self) -> bool:
+        """Take what an earlier Executor of this program decided for this function (the
+        same code, ``memory_key``), if anything: ``recalled`` is then the measurement to
+        decide from (the driver calls ``decide`` with it) and no call is measured again. A
+        function that was sent to worker processes (or crashed one) stays there: it never
+        runs in this process again. Any other is watched as it runs, as after measuring (a
+        lasting change in its calls' duration has it measured again)."""
+        if self.memory_key is None:
+            return False
+        with _memory_lock:
+            memory = _memory.get(self.memory_key)
+            if memory is None:
+                return False
+            _memory.move_to_end(self.memory_key)
+        self.recalled = memory.measured
+        self.crashed = self.crashed or memory.crashed
+        self.remote = self.remote or memory.remote
+        measured = memory.measured
+        calls = f"{measured.calls} real call{'s' if measured.calls != 1 else ''}"
+        self.notes.append(
+            f"decided as before in this program: an earlier Executor measured {calls} "
+            f"({measured.wall_s * 1000:.3f} ms each) and chose {memory.backend}; not measured "
+            "again"
+            + (
+                " (a function sent to worker processes never runs in this one again)"
+                if memory.remote
+                else " (watched as it runs: measured again if its calls change)"
+            )
+        )
+        return True
+
+    def _remember(self) -> None:
+        """Keep this function's decision for the program's later Executors (``recall``)."""
+        decision = self.decision
+        if self.memory_key is None or decision is None:
+            return
+        memory = _Remembered(decision.measured, decision.backend, self.remote, self.crashed)
+        with _memory_lock:
+            _memory[self.memory_key] = memory
+            _memory.move_to_end(self.memory_key)
+            while len(_memory) > MEMORY_SIZE:
+                _memory.popitem(last=False)
 
     # --- measuring ----------------------------------------------------------------------
 
@@ -253,7 +305,8 @@ class Chooser:
             return None
         self.notes.append(
             f"decided from its first call, run in this thread, without a pair: a probe thread "
-            f"found the GIL held for {gil.held_share:.0%} of the call"
+            f"found the GIL held at {gil.held_share:.0%} of its {gil.wakes} wake-ups during "
+            "the call"
         )
         return TaskMeasurement(
             wall_s=wall_s,
@@ -379,11 +432,13 @@ class Chooser:
         """Decide (from ``measured``, else what was measured) and open the backend with
         ``open_backend(name, workers)``; an unavailable backend falls back to threads.
         Returns the decision and whatever ``open_backend`` returned."""
+        self.recalled = None
         if self.early and not early and measured is None:
             self.early = False
             redo = self._confirm_early()
             if redo is None:
                 assert self.decision is not None
+                self._remember()
                 return self.decision, None
         decision = self.prospect(measured)
         try:
@@ -417,6 +472,8 @@ class Chooser:
             self.drift = None
         else:
             self.drift = DriftWatch(decision.measured.wall_s)
+        if not early:
+            self._remember()
         return decision, opened
 
     def prospect(self, measured: Optional[TaskMeasurement] = None) -> Decision:
@@ -573,6 +630,7 @@ class Chooser:
         if self.decision is not None:
             self.decision = replace(self.decision, backend="thread")
         self.remote = None  # it cannot go to another process at all
+        self._remember()
 
     # --- after deciding -----------------------------------------------------------------
 
@@ -681,6 +739,7 @@ class Chooser:
             f"a call crashed its worker process ({error}); from then on it runs only in "
             "worker processes, never re-measured in this process"
         )
+        self._remember()
         return True
 
     def lazy_chunksize(self, max_calls: int = MAX_LAZY_CHUNKSIZE) -> int:
@@ -742,6 +801,29 @@ class Chooser:
         lines.append(f"  why: {decision.reason}")
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    """A decision kept for the program's later Executors (Chooser.recall)."""
+
+    measured: TaskMeasurement
+    backend: str
+    remote: Optional[str]
+    crashed: bool
+
+
+# What auto decided per function (Chooser.memory_key: its code) in this program, most recent
+# last, for a later Executor (the program's next job) to take instead of measuring again.
+MEMORY_SIZE = 256
+_memory: collections.OrderedDict[Any, _Remembered] = collections.OrderedDict()
+_memory_lock = threading.Lock()
+
+
+def forget_decisions() -> None:
+    """Forget every remembered decision: the next Executors measure afresh (tests)."""
+    with _memory_lock:
+        _memory.clear()
 
 
 # What starting process workers costs when nothing tells better (seconds): a worker service

@@ -60,10 +60,10 @@ class TaskMeasurement:
     overlap is judged from it (cores kept busy during the pair), which does not depend on a
     single call's wall time. Measurers may discount the time a thread waited for a core on
     a busy machine (see _measure.py: wall_s without it, pair_cpu_s scaled up for it), so a
-    loaded machine looks neither like I/O nor like GIL contention. gil_held_share: the share
-    of a single call during which it held the GIL, read by a probe thread beside it
-    (_first_call.py); without a pair it stands for the overlap (1.0 held: two calls would
-    take turns; 0.0: they would overlap).
+    loaded machine looks neither like I/O nor like GIL contention. gil_held_share: how much
+    of a single call held the GIL, by a probe thread beside it (the share of its wake-ups
+    that found the GIL held, _first_call.py); without a pair it stands for the overlap
+    (1.0 held: two calls would take turns; 0.0: they would overlap).
     """
 
     wall_s: float
@@ -152,8 +152,8 @@ def decide_for_task(
             why = "the GIL is off (free-threaded build)"
         elif measured.pair_wall_s is None and measured.gil_held_share is not None:
             why = (
-                f"it released the GIL for {1.0 - measured.gil_held_share:.0%} of its first "
-                f"call (a probe thread ran meanwhile)"
+                f"it released the GIL through its first call (a probe thread found it free "
+                f"at {1.0 - measured.gil_held_share:.0%} of its wake-ups)"
             )
         else:
             why = f"two calls on two threads overlapped ({overlap:.2f}x one call's throughput)"
@@ -179,8 +179,9 @@ def decide_for_task(
     chunk = max(1, math.ceil(PROCESS_CHUNK_TARGET_S / max(wall, 1e-7)))
     if measured.pair_wall_s is None and measured.gil_held_share is not None:
         why = (
-            f"it held the GIL for {measured.gil_held_share:.0%} of its first call (a probe "
-            f"thread waited for it), so calls on threads would take turns"
+            f"it held the GIL through its first call (a probe thread found it held at "
+            f"{measured.gil_held_share:.0%} of its wake-ups), so calls on threads would take "
+            f"turns"
         )
     elif overlap is not None:
         why = f"two calls on two threads serialised on the GIL ({overlap:.2f}x)"

@@ -7,16 +7,18 @@ keep their thread busy. Two calls on two threads (the measured pair) can tell, b
 after both ran, taking turns on one core. The probe tells from the one call:
 
     caller thread:  |====== first call (holds the GIL?) ======|  stop, join
-    probe thread:     nap .25 ms, want the GIL ... got it (late?) nap ... (pending)
+    probe thread:     nap .25 ms, want the GIL ... got it (late?) nap ...
 
 A thread that naps ~0.25 ms at a time and then needs the GIL to go on gets it at once when
 the call has released it (native code, I/O, sleep), and only at the next forced switch when
 the call holds it: the switch interval, lowered to 0.5 ms while the probe runs so that a
-2 ms call gives a few wake-ups. The median wake-up's lateness, over the switch interval, is
-the share of the call that held the GIL (one odd wake-up, a timer late on a virtual machine,
-moves a median little); each wake-up's wait for a core (a loaded machine) is taken out,
-and when the probe woke too few times or queued for a core most of the call, the reading
-says nothing (``clear`` is False). The call starts once the probe runs (~0.1 ms; started
+2 ms call gives a few wake-ups. Each wake-up due while the call ran is judged on its own:
+kept waiting half a switch interval or more (held), or hardly at all (free); its wait for a
+core (a loaded machine) is taken out, and one during which the call's thread waited for a
+core (maybe without the GIL) is left out. The share of held wake-ups is the reading; it is
+clear when at least 3 in 4 wake-ups agree (one odd wake-up, a timer late on a virtual
+machine, does not decide) and there were at least two, else it says nothing (``clear`` is
+False). The call starts once the probe runs (~0.1 ms; started
 while the call held the GIL it could begin only at the first forced switch), waiting at
 most 2 ms for it (a thread's start can wait milliseconds for a core on a busy machine,
 where the reading would say nothing anyway). It is joined before ``run_first_call``
@@ -48,10 +50,15 @@ PROBE_SLACK_S = 0.00007
 # already gives a few wake-ups. (Restored after the call; the program has no other thread
 # running Python then, so nothing else sees it.)
 PROBE_SWITCH_S = 0.0005
-# The reading says something once the probe woke this many times and was not queued for a
-# core for at least this share of the call (each wake-up's own queueing is taken out of its
-# lateness; a probe that hardly ran on a busy machine says nothing).
+# A wake-up kept waiting at least this share of the switch interval found the GIL held; one
+# kept waiting at most FREE_SHARE of it found it free (between: neither).
+PROBE_HELD_SHARE = 0.5
+PROBE_FREE_SHARE = 0.2
+# The reading says something once the probe woke this many times while the call ran, at
+# least this share of them agreeing, and it was not queued for a core for at least
+# PROBE_MIN_COVERAGE of the call (a probe that hardly ran on a busy machine says nothing).
 PROBE_MIN_WAKES = 2
+PROBE_AGREEING = 0.75
 PROBE_MIN_COVERAGE = 0.2
 # The reading says nothing when the call's own thread waited for a core more than this share
 # of the call: it may have waited without the GIL (after a forced switch), and the probe then
@@ -96,10 +103,9 @@ class GilProbe:
         self._ended.acquire()
         self._ready = _thread.allocate_lock()
         self._ready.acquire()
-        # (each wake-up's lateness, how many of them count, when the next one is due, the
-        # call's thread's wait for a core by then or None), replaced as one object so a
-        # reader sees a consistent state; None until the probe runs.
-        self._state: Optional[tuple[list[float], int, float, Optional[float]]] = None
+        # Each finished wake-up (when due, how late); None until the probe has one. Only
+        # the probe appends to it, and only with the GIL, which ``stop`` holds as it reads.
+        self._wakes: Optional[list[tuple[float, float]]] = None
         self._began_s = 0.0
         self._queued0_s = 0.0
         self._native_id: Optional[int] = None
@@ -119,70 +125,59 @@ class GilProbe:
             native_id, caller_id = self._native_id, self._caller_id
             clock = time.perf_counter
             stop = self._stop.acquire
-            lateness: list[float] = []
+            wakes: list[tuple[float, float]] = []  # (when due, how late)
+            self._wakes = wakes
             self._began_s = clock()
-            self._state = (lateness, 0, self._began_s + PROBE_NAP_S, None)
             self._ready.release()
             while True:
                 due_s = clock() + PROBE_NAP_S
-                self._state = (lateness, len(lateness), due_s, None)
                 # Read after ``due_s``: a read gives up the GIL, and any wait for a core to
                 # take it back then lies inside the span the wake-up is judged on.
                 queued0_s = _queued_s(native_id)
                 caller0_s = _queued_s(caller_id)
-                self._state = (lateness, len(lateness), due_s, caller0_s)
                 if stop(True, max(0.0, due_s - clock())):
                     return
                 late_s = clock() - due_s - PROBE_SLACK_S
                 queued_s = _queued_s(native_id) - queued0_s  # the machine's load, not the GIL
                 if _queued_s(caller_id) - caller0_s > PROBE_SLACK_S:
                     continue  # the call waited for a core, maybe without the GIL: no reading
-                lateness.append(max(0.0, late_s - queued_s))
+                wakes.append((due_s, max(0.0, late_s - queued_s)))
         finally:
             self._ended.release()
 
-    def stop(self, ended_s: float) -> Optional[GilReading]:
-        """Stop the probe and read it (None if it never ran or its clocks cannot be read)."""
+    def stop(self, started_s: float, ended_s: float) -> Optional[GilReading]:
+        """Stop the probe and read the wake-ups due while the call ran (from ``started_s``
+        to ``ended_s``, perf_counter); None if it never ran or could not be joined."""
         if not self._running:
             return None
         self._running = False
-        state = self._state
-        # Read before the probe may append more (it needs the GIL, which this thread holds).
-        lateness = state[0][: state[1]] if state is not None else []
-        caller_queued_s = _queued_s(self._caller_id)
+        wakes = [wake for wake in self._wakes or () if started_s <= wake[0] <= ended_s]
         queued_s = 0.0 if self._native_id is None else _queued_s(self._native_id) - self._queued0_s
+        began_s = self._began_s
         self._stop.release()
         if not self._ended.acquire(True, PROBE_JOIN_TIMEOUT_S):
             return None  # cannot happen short of a frozen machine: then no reading
-        if state is None:
+        if not began_s:
             return None  # never ran while the call did (no core for it)
-        due_s, caller0_s = state[2], state[3]
-        if (
-            ended_s > due_s
-            and caller0_s is not None
-            and caller_queued_s - caller0_s <= PROBE_SLACK_S
-        ):  # a wake-up still waiting (the call kept its core): late by at least this much
-            lateness.append(max(0.0, ended_s - due_s - PROBE_SLACK_S))
-        window_s = max(0.0, ended_s - self._began_s)
+        window_s = max(0.0, ended_s - max(began_s, started_s))
         awake_s = max(0.0, window_s - queued_s)
-        return _reading(lateness, awake_s, window_s)
+        return _reading([late_s for _, late_s in wakes], awake_s, window_s)
 
 
 def _reading(lateness: list[float], awake_s: float, window_s: float) -> GilReading:
-    """The median wake-up's lateness against the switch interval: a call holding the GIL
-    keeps each wake-up waiting about one interval (a forced switch), a call releasing it
-    none; one odd wake-up (a timer late on a virtual machine) moves the median little."""
-    if not lateness:
-        return GilReading(0.0, awake_s, False, 0)
-    ordered = sorted(lateness)
-    median_s = ordered[(len(ordered) - 1) // 2]  # of two, the lower: one odd one is not enough
-    share = min(1.0, median_s / PROBE_SWITCH_S)
+    """Each wake-up held (kept waiting about a forced switch) or free (not waiting); the
+    share held, clear when most agree (see the module doc)."""
+    held = sum(1 for late_s in lateness if late_s >= PROBE_HELD_SHARE * PROBE_SWITCH_S)
+    free = sum(1 for late_s in lateness if late_s <= PROBE_FREE_SHARE * PROBE_SWITCH_S)
+    count = len(lateness)
+    share = held / count if count else 0.0
     clear = (
-        len(lateness) >= PROBE_MIN_WAKES
+        count >= PROBE_MIN_WAKES
+        and max(held, free) >= PROBE_AGREEING * count
         and awake_s >= PROBE_MIN_COVERAGE * max(window_s, 1e-9)
         and _SCHEDSTAT_OK
     )
-    return GilReading(share, awake_s, clear, len(lateness))
+    return GilReading(share, awake_s, clear, count)
 
 
 def _queued_s(native_id: int) -> float:
@@ -244,7 +239,7 @@ def run_first_call(fn: Callable[..., Any], args: tuple, *, probe: bool = True) -
     finally:
         reading = None
         if gil_probe is not None:
-            reading = gil_probe.stop(time.perf_counter())
+            reading = gil_probe.stop(wall0, time.perf_counter())
             sys.setswitchinterval(switch_s)
     cpu_s = max(0.0, cpu1 - cpu0)
     wall_s = wall1 - wall0

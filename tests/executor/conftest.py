@@ -27,3 +27,14 @@ def opened():
         return name
 
     return names, open_backend
+
+
+@pytest.fixture(autouse=True)
+def fresh_decisions():
+    """Each test's auto Executors measure afresh: decisions remembered by an earlier test's
+    Executors (Chooser.recall) would stand in for measuring."""
+    from gilwise import _chooser
+
+    _chooser.forget_decisions()
+    yield
+    _chooser.forget_decisions()

@@ -335,9 +335,27 @@ class Executor(cf.Executor):
                 is_coroutine_function(label_fn),
                 max_workers=self.max_workers,
                 scale_out=self.scale_out,
+                memory_key=key_ if self.scale_out is None else None,
             )
+            chooser.recall()  # decided by an earlier Executor of this program: no measuring
             plan = self._plans[key_] = Plan(key_, chooser)
         return plan
+
+    def _stays_here(self, key_: Any) -> bool:
+        """Whether ``key_``'s function takes an earlier Executor's decision that keeps it in
+        this process (inline, threads): no zygote to fork for it."""
+        with self._lock:
+            plan = self._plans.get(key_)
+            return plan is not None and plan.chooser.recalled is not None and not (
+                plan.chooser.remote or plan.chooser.crashed
+            )
+
+    def _recalled(self, key_: Any) -> bool:
+        """Whether ``key_``'s function takes an earlier Executor's decision (Chooser.recall):
+        then no first call runs in the caller (one sent to processes never runs here)."""
+        with self._lock:
+            plan = self._plans.get(key_)
+            return plan is not None and plan.chooser.recalled is not None
 
     def _may_prefork(self) -> bool:
         """auto, before its first task: could a fork of this program still become the
@@ -431,7 +449,7 @@ class Executor(cf.Executor):
         pump: bool = True,
         tries: int = 0,
     ) -> cf.Future:
-        if self._prefork_due:
+        if self._prefork_due and not self._stays_here(key_):
             self._prefork()
         future: cf.Future = cf.Future()
         task = Task(future, fn, args, kwargs, key_, items)
@@ -490,6 +508,8 @@ class Executor(cf.Executor):
         if self._interrupted:
             return batch
         for plan in list(self._ready.values()):
+            if plan.lane is None and plan.chooser.recalled is not None:
+                self._decide(plan, plan.chooser.recalled)
             if plan.lane is not None:
                 lane = plan.lane
                 while plan.queue and lane.in_flight < lane.capacity:
@@ -917,9 +937,10 @@ NO_PREFORK_BELOW_S = 0.00005
 PREFORK_MIN_SAVING_S = 0.05
 
 
-# A first call in which the GIL probe found the GIL held at most this share of the time is
-# native code that releases it (hashlib): threads run it in parallel, so no zygote is forked.
-GIL_RELEASED_CLEAR = 0.2
+# A first call in which the GIL probe found the GIL held at most this share of its wake-ups
+# (a clear reading) is native code that releases it (hashlib): threads run it in parallel,
+# so no zygote is forked.
+GIL_RELEASED_CLEAR = 0.25
 
 
 # A first call whose thread ran less than this share of its wall time mostly waited (I/O,

@@ -123,7 +123,12 @@ def map_results(
 
     if isinstance(executor, Executor):
         results.bind(executor)
-        if not results.coroutine and executor._fixed is None and executor._may_prefork():
+        if (
+            not results.coroutine
+            and executor._fixed is None
+            and executor._may_prefork()
+            and not executor._recalled(results.key)
+        ):
             # auto's first task, in a program with one thread: run the first call here, so
             # that it says whether to fork the worker service's zygote now, or decides at
             # once (Executor._first_call_ran). Its outcome (or exception) is the map's first.
@@ -388,7 +393,7 @@ class _Window:
             self.bind(owner)
         try:
             if owner is not None:
-                if self.probe_first and not self.coroutine:
+                if self.probe_first and not self.coroutine and not owner._recalled(self.key):
                     value = self._first_call_here(owner)
                     if value is _NO_INPUT:
                         return
