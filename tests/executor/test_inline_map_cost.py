@@ -7,12 +7,11 @@ and timing a lazy chunk imports nothing.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import tracemalloc
 
+import fresh_python
 import pytest
 from interrupted_child import interrupt_when_it_says
 
@@ -122,10 +121,7 @@ def test_timing_a_lazy_chunk_imports_nothing():
         "assert span[0] >= 0 and span[2] >= 0, span\n"
         "print(sorted(set(sys.modules) - before))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == "[]", done.stdout
+    assert fresh_python.run(code) == ["[]"]
 
 
 @pytest.mark.parametrize("ordered", [True, False])
@@ -189,10 +185,8 @@ def test_a_tiny_map_starts_no_thread_and_times_few_chunks():
         "print(started, threading.active_count(), len(chunks), sum(c for c, _ in chunks),\n"
         "      any(timed for _, timed in chunks))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    started, threads, chunks, calls, timed = done.stdout.rsplit(maxsplit=4)
-    assert (started, threads, timed) == ("[]", "1", "False"), done.stdout
+    (out,) = fresh_python.run(code)
+    started, threads, chunks, calls, timed = out.rsplit(maxsplit=4)
+    assert (started, threads, timed) == ("[]", "1", "False"), out
     assert int(calls) == 10**6 - 1  # all but the first call, which ran alone
-    assert int(chunks) <= 30, done.stdout  # 2 ms chunks of <= 16384 calls: 70 or more
+    assert int(chunks) <= 30, out  # 2 ms chunks of <= 16384 calls: 70 or more
