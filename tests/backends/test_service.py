@@ -78,10 +78,19 @@ def test_what_auto_reads_about_the_service_warm_workers_and_start_cost():
     before = _service.warm_workers()
     other = ProcessBackend(1, initializer=tasks.pid)  # another flavor: not what auto opens
     try:
-        other.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)
+        other_pid = other.submit(tasks.pid, (), {}).result(RESULT_TIMEOUT_S)
     finally:
         other.shutdown()
-    assert _service.warm_workers() == before
+    # Its worker is not counted (an idle default one may have retired to make room for it,
+    # when workers left by earlier tests filled the service).
+    assert _service.warm_workers() <= before
+    service = _service.current()
+    assert service is not None
+    assert all(
+        worker.flavor != _service._DEFAULT_FLAVOR
+        for worker in list(service.workers)
+        if worker.pid == other_pid
+    )
 
 
 def test_nothing_is_warm_before_the_service_starts():

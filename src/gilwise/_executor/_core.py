@@ -346,8 +346,10 @@ class Executor(cf.Executor):
         this process (inline, threads): no zygote to fork for it."""
         with self._lock:
             plan = self._plans.get(key_)
-            return plan is not None and plan.chooser.recalled is not None and not (
-                plan.chooser.remote or plan.chooser.crashed
+            return (
+                plan is not None
+                and plan.chooser.recalled is not None
+                and not (plan.chooser.remote or plan.chooser.crashed)
             )
 
     def _recalled(self, key_: Any) -> bool:
@@ -981,25 +983,8 @@ def _zygote_up() -> bool:
 
 
 def _prepare_process_workers(backend: str, scale_out: Any, options: dict, workers: int = 1) -> None:
-    """While this program has one thread, let the worker service fork its zygote from it
-    (milliseconds, every import done) and start ``workers`` workers if processes may be
-    used; once threads exist (the measuring threads, a pipeline's stages) it would have to
-    start a fresh interpreter."""
-    if backend not in ("auto", "process") or options.get("start_method") == "spawn":
-        return
-    facts = _runtime.current()
-    if backend == "auto" and (scale_out is not None or facts.cores < 2 or not facts.gil_enabled):
-        return
-    if threading.active_count() > 1:
-        return
-    try:
-        from ..backends._process import prepare_workers
-    except ImportError:  # the process backend cannot run here; auto falls back to threads
-        return
-    try:
-        prepare_workers(workers)
-    except OSError:  # e.g. no fork allowed: workers start the slow way when needed
-        return
+    """See backends.prepare_process_workers (shared with the pipeline's stages)."""
+    _backends.prepare_process_workers(backend, options, scale_out=scale_out, workers=workers)
 
 
 def _shutdown_interrupting(backend: _backends.Backend) -> None:

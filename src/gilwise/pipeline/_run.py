@@ -14,6 +14,7 @@ import time
 import weakref
 from typing import Any, Optional, Union
 
+from .. import backends
 from ..backends._workqueue import exiting_after_interrupt
 from ..errors import StageError
 from ._channel import END, POLL_S, Channel, Failed
@@ -39,21 +40,12 @@ def _interrupt_runs_at_exit() -> None:
 def _prepare_process_workers(runners: list) -> None:
     """Before any stage thread starts: let the worker service fork its zygote from this
     (still single-threaded) program if a stage may run on processes (see
-    backends._process.prepare_workers); with threads running it would spawn instead."""
-    may_use_processes = any(
-        getattr(runner.spec, "backend", None) in ("auto", "process")
-        and runner.spec.backend_options.get("start_method") != "spawn"
-        for runner in runners
-        if runner.spec.kind != "batch"
-    )
-    if not may_use_processes or threading.active_count() > 1:
-        return
-    try:
-        from ..backends._process import prepare_workers
-
-        prepare_workers()
-    except (ImportError, OSError):  # workers then start the slow way, when needed
-        return
+    backends.prepare_process_workers); with threads running it would spawn instead."""
+    for runner in runners:
+        if runner.spec.kind != "batch" and backends.prepare_process_workers(
+            getattr(runner.spec, "backend", ""), runner.spec.backend_options
+        ):
+            return
 
 
 _register_atexit = getattr(threading, "_register_atexit", None)
