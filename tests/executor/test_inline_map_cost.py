@@ -53,10 +53,11 @@ def test_a_list_is_read_as_its_lazy_chunks_run_like_builtin_map():
     assert results[1:] == [index + 1_000_000 for index in range(1, 20_000)]
 
 
-def test_an_inline_map_over_a_list_holds_no_copy_of_it():
+@pytest.mark.parametrize("kind", [list, tuple, lambda items: items])
+def test_an_inline_map_over_a_list_tuple_or_range_holds_no_copy_of_it(kind):
     # Lazy chunks read ahead (up to four, of up to 65536 calls) once held copies of their
     # items: 0.5-2 MB for a big list, and a per-item copy loop. Now a range each.
-    items = list(range(300_000))
+    items = kind(range(300_000))
     with gilwise.Executor("inline") as executor:
         results = executor.map(inc, items)
         tracemalloc.start()

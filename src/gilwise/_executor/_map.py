@@ -5,7 +5,7 @@ chunks) are in flight. Before a function is decided the window stays small; once
 Chooser decides (maybe while the first calls still run) the window grows at once.
 
 Calls decided inline (tiny) run in the consumer's thread as it reads them: lazy chunks
-(a C map over the chunk's inputs; for a list or tuple, over the input itself from the
+(a C map over the chunk's inputs; for a list, tuple or range, over the input itself from the
 chunk's first index: nothing copied) of about 2 ms of work (~10 ms of calls too short to
 time one by one), starting at LAZY_FIRST_CALLS calls and growing, each timed (its calls
 one by one when they are long enough for the cost) and reported to the function's Chooser,
@@ -61,7 +61,7 @@ _NO_INPUT = object()  # gilwise.map's first call found no input
 # are long.
 LAZY_FIRST_CALLS = 8
 LAZY_GROWTH = 4
-# At most this many calls per lazy chunk of a list or tuple input (its chunks are ranges of
+# At most this many calls per lazy chunk of a list, tuple or range input (its chunks are ranges of
 # indices: reading ahead costs no memory).
 MAX_SEQUENCE_LAZY_CHUNKSIZE = 65536
 
@@ -89,7 +89,7 @@ class _Entry:
         self.future = future
         self.chunk = chunk
         self.first = first
-        # A chunk's items (to retry one call on its own); a lazy chunk of a list or tuple
+        # A chunk's items (to retry one call on its own); a lazy chunk of a list, tuple or range
         # input: the range of their indices (see _Window._lazy_inputs).
         self.inputs = inputs
 
@@ -121,7 +121,7 @@ def map_results(
     spread = len(iterables) != 1
     inputs = zip(*iterables) if spread else iter(iterables[0])
     results = _Window(fn, inputs, spread, end_s, chunksize, buffersize, ordered)
-    if not spread and type(iterables[0]) in (list, tuple):
+    if not spread and type(iterables[0]) in (list, tuple, range):
         results.sequence = iterables[0]  # chunks are slices of it: no per-item copy loop
     results.total = total
     from ._core import Executor
@@ -161,9 +161,9 @@ class _Window:
     ) -> None:
         self.fn = fn
         self.inputs = inputs
-        # A list or tuple input: read by slicing (a C copy) instead of through ``inputs``, and
-        # not copied at all for lazy chunks.
-        self.sequence: Union[list, tuple, None] = None
+        # A list, tuple or range input: read by slicing (a C copy) instead of through
+        # ``inputs``, and not copied at all for lazy chunks.
+        self.sequence: Union[list, tuple, range, None] = None
         self.spread = spread
         self.end_s = end_s
         self.chunksize = chunksize
@@ -208,7 +208,7 @@ class _Window:
                 return 1, None
             if lane == "inline" and self._lazy(MAX_CHUNKSIZE, lane):
                 # Read as consumed: a big chunk costs only what it reads ahead (nothing for a
-                # list or tuple, whose lazy chunks are ranges of indices).
+                # list, tuple or range, whose lazy chunks are ranges of indices).
                 longest = MAX_LAZY_CHUNKSIZE
                 if self.sequence is not None:
                     longest = MAX_SEQUENCE_LAZY_CHUNKSIZE
@@ -273,7 +273,7 @@ class _Window:
         batch: Union[list, range]
         sequence = self.sequence
         if sequence is not None and self._lazy(min(size, len(sequence) - first), lane):
-            # A lazy chunk of a list or tuple is a range of its indices, read when it runs
+            # A lazy chunk of a list, tuple or range is a range of its indices, read when it runs
             # (``_lazy_inputs``): no copy at all.
             batch = range(first, min(first + size, len(sequence)))
             self.read += len(batch)
@@ -289,7 +289,7 @@ class _Window:
         (an iterator set to its start, stopped after it: no item is copied)."""
         if type(inputs) is not range:
             return iter(inputs)
-        items = iter(cast(Union[list, tuple], self.sequence))
+        items = iter(cast(Union[list, tuple, range], self.sequence))
         items.__setstate__(inputs.start)  # type: ignore[attr-defined]
         return itertools.islice(items, len(inputs))
 
