@@ -161,7 +161,7 @@ def test_ctrl_c_inside_a_lazy_inline_chunk_ends_the_program_at_once(api):
     interrupt_when_it_says(code, "in the call MainThread", guard_s)
 
 
-def test_a_tiny_map_starts_no_thread_and_times_few_chunks():
+def test_a_tiny_map_starts_no_thread_imports_nothing_and_times_few_chunks():
     # x + 1 over a million items: decided inline from its first call, no measuring or timer
     # thread is started (the first call's GIL probe is a bare thread, joined before the call
     # returns), and the lazy chunks are few (the ramp, then ~10 ms or 65536 calls each), none
@@ -182,11 +182,16 @@ def test_a_tiny_map_starts_no_thread_and_times_few_chunks():
         "_core.Executor._ran_inline = record_chunk\n"
         "def inc(x):\n"
         "    return x + 1\n"
+        "import sys\n"
+        "before = set(sys.modules)\n"
         "assert list(gilwise.map(inc, list(range(10**6)))) == list(range(1, 10**6 + 1))\n"
+        "print(sorted(set(sys.modules) - before))\n"
         "print(started, threading.active_count(), len(chunks), sum(c for c, _ in chunks),\n"
         "      any(timed for _, timed in chunks))\n"
     )
-    (out,) = fresh_python.run(code)
+    imported, out = fresh_python.run(code)
+    # nothing but the inline backend: no ctypes (run-queue reader), no process machinery
+    assert imported == "['gilwise.backends._inline']", imported
     started, threads, chunks, calls, timed = out.rsplit(maxsplit=4)
     assert (started, threads, timed) == ("[]", "1", "False"), out
     assert int(calls) == 10**6 - 1  # all but the first call, which ran alone
