@@ -7,6 +7,7 @@ and timing a lazy chunk imports nothing.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import tracemalloc
@@ -34,6 +35,17 @@ def test_every_input_kind_maps_each_item_once_in_order(kind, backend, count):
     with gilwise.Executor(backend) as executor:
         assert list(executor.map(inc, kind(range(count)))) == expected
     assert list(gilwise.map(inc, kind(range(count)), backend=backend)) == expected
+
+
+@pytest.mark.parametrize("backend", ["auto", "inline"])
+def test_a_range_longer_than_sys_maxsize_is_read_as_a_stream(backend):
+    # len() of such a range raises OverflowError; builtins.map reads it all the same.
+    huge = range(10**20)
+    assert list(itertools.islice(gilwise.map(inc, huge, backend=backend), 5)) == [1, 2, 3, 4, 5]
+    with gilwise.Executor(backend) as executor:
+        results = executor.map(inc, huge)
+        assert list(itertools.islice(results, 3)) == [1, 2, 3]
+        results.close()
 
 
 def test_a_list_is_read_as_its_lazy_chunks_run_like_builtin_map():
