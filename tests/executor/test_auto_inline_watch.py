@@ -140,7 +140,7 @@ def test_untimed_chunks_only_ever_ask_for_a_re_measure(start_cost, two_cores, op
     # Chunks of tiny calls are timed by their span, the consumer's time included: a slow
     # consumer must not send tiny calls elsewhere. A lasting change asks for a re-measure
     # (real calls measured again), never a decision from the span. (20 us calls: many of
-    # them go to processes at once only from 0.1 ms, SMALL_CALL_MIN_S.)
+    # them go to processes at once only from 0.3 ms, SMALL_CALL_MIN_S.)
     chooser, _ = _inline_chooser(opened, expected=100_000, call_s=0.00002)
     for _ in range(15):
         assert chooser.ran_inline(10, 0.030, 0.030, timed=False) is None
