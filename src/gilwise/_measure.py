@@ -26,7 +26,8 @@ API (internal, stable enough to share):
     True when running MeasuredCalls have mostly waited so far (judge I/O before they end).
 ``DriftWatch(reference_s)``
     ``observe(duration_s) -> bool``: True once the median of the last ``window`` per-call
-    durations differs from ``reference_s`` by more than ``ratio`` (default 4x).
+    durations differs from ``reference_s`` by more than ``ratio`` (default 4x); the first
+    ``warmup`` durations (a new pool's start) are let pass.
 ``span_start()``, ``span_since(start)``
     ``(wall, thread CPU, run-queue wait)`` of a span of the calling thread.
 ``TimedCalls(fn)``
@@ -629,16 +630,26 @@ def waiting_so_far(calls: list[MeasuredCall], *, min_elapsed_s: float = EARLY_AF
 
 
 class DriftWatch:
-    """Notices when a function's per-call duration moves far from what was measured."""
+    """Notices when a function's per-call duration moves far from what was measured.
 
-    def __init__(self, reference_s: float, *, window: int = 16, ratio: float = 4.0) -> None:
+    ``warmup``: observations to let pass first, when the first calls on a new backend carry
+    its start (threads created as the first tasks arrive: 70 calls of a 10 ms sleep handed
+    to a new pool of 128 threads on a loaded machine took ~40 ms each from hand-over)."""
+
+    def __init__(
+        self, reference_s: float, *, window: int = 16, ratio: float = 4.0, warmup: int = 0
+    ) -> None:
         self.reference_s = reference_s
         self.ratio = ratio
         self._recent: deque[float] = deque(maxlen=window)
         self._seen = 0
+        self._warmup = warmup
 
     def observe(self, duration_s: float) -> bool:
         """Record one per-call duration; True when behaviour drifted (checked every window)."""
+        if self._warmup > 0:
+            self._warmup -= 1
+            return False
         self._recent.append(duration_s)
         self._seen += 1
         if self._seen % (self._recent.maxlen or 1):

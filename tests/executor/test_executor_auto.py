@@ -67,7 +67,11 @@ def iterations_for(cpu_s: float) -> int:
 def _decision(executor, name):
     """The decision whose function label ends with ``name``."""
     found = [d for label, d in executor.decisions.items() if label.endswith(name)]
-    assert len(found) == 1, f"{name} not in {sorted(executor.decisions)}"
+    states = [
+        (plan.chooser.label, plan.chooser.measuring, plan.chooser.notes)
+        for plan in executor._plans.values()
+    ]
+    assert len(found) == 1, f"{name} not in {sorted(executor.decisions)}: {states}"
     return found[0]
 
 
@@ -269,6 +273,14 @@ def test_drift_watch_fires_on_a_4x_change_only():
     assert [watch.observe(0.05) for _ in range(4)][-1]
     tiny = DriftWatch(0.00001, window=4)
     assert not any(tiny.observe(0.0001) for _ in range(8))  # tiny stays tiny: noise
+
+
+def test_drift_watch_lets_a_new_pools_start_pass():
+    # The first tasks on a new pool of 8 threads wait for their threads to be created.
+    watch = DriftWatch(0.01, window=4, warmup=8)
+    assert not any(watch.observe(0.05) for _ in range(8))
+    assert not any(watch.observe(0.01) for _ in range(8))
+    assert [watch.observe(0.05) for _ in range(4)][-1]
 
 
 @pytest.mark.skipif(not TWO_CORES, reason="needs 2 cores to tell overlap from turn-taking")

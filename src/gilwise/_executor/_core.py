@@ -648,7 +648,7 @@ class Executor(cf.Executor):
                         self._decide(plan)
                     self._retire_measuring()
                 elif (
-                    plan.lane is not None
+                    plan.lane is lane  # a task of a lane left behind says nothing of the new one
                     and (chooser.decision is not None or plan is self._fixed)
                     and chooser.observe(duration_s / task.items, task.items)
                 ):
