@@ -13,17 +13,20 @@ A thread that naps ~0.25 ms at a time and then needs the GIL to go on gets it at
 the call has released it (native code, I/O, sleep), and only at the next forced switch when
 the call holds it: the switch interval, lowered to 0.5 ms while the probe runs so that a
 2 ms call gives a few wake-ups. Each wake-up due while the call ran is judged on its own:
-kept waiting half a switch interval or more (held), or hardly at all (free); its wait for a
-core (a loaded machine) is taken out, and one during which the call's thread waited for a
-core (maybe without the GIL) is left out. The share of held wake-ups is the reading; it is
-clear when at least 3 in 4 wake-ups agree (one odd wake-up, a timer late on a virtual
-machine, does not decide) and there were at least two, else it says nothing (``clear`` is
-False). The call starts once the probe runs (~0.1 ms; started
-while the call held the GIL it could begin only at the first forced switch), waiting at
-most 2 ms for it (a thread's start can wait milliseconds for a core on a busy machine,
-where the reading would say nothing anyway). It is joined before ``run_first_call``
-returns, so the program has one thread again (the worker service can then fork its zygote
-from it).
+kept waiting half a switch interval or more (held), or hardly at all (free). The share of
+held wake-ups is the reading; it is clear when there were at least two, at least 3 in 4
+agree (one odd wake-up, a timer late on a virtual machine, does not decide), and neither
+the probe nor the call's thread waited for a core more than a tenth of the call (on a
+loaded machine a wake-up is late for want of a core, and a call preempted without the GIL
+leaves it free); else it says nothing (``clear`` is False), and auto measures a pair.
+The probe reads no counter while it runs: a read gives up the GIL, and taking it back from
+a call that holds it costs a forced switch each time.
+
+The call starts once the probe runs (~0.1 ms; started while the call held the GIL it could
+begin only at the first forced switch), waiting at most 2 ms for it (a thread's start can
+wait milliseconds for a core on a busy machine, where the reading would say nothing
+anyway). It is joined before ``run_first_call`` returns, so the program has one thread
+again (the worker service can then fork its zygote from it).
 
 A call holding the GIL is interrupted once per switch interval for some microseconds (~3%
 of a first call); one that releases it sees the probe take the GIL briefly every nap.
@@ -55,15 +58,12 @@ PROBE_SWITCH_S = 0.0005
 PROBE_HELD_SHARE = 0.5
 PROBE_FREE_SHARE = 0.2
 # The reading says something once the probe woke this many times while the call ran, at
-# least this share of them agreeing, and it was not queued for a core for at least
-# PROBE_MIN_COVERAGE of the call (a probe that hardly ran on a busy machine says nothing).
+# least this share of them agreeing, and neither it nor the call's thread waited for a core
+# more than this share of the call: a late wake-up would be the machine's load, and a call
+# queued without the GIL (after a forced switch) would leave it free (a loaded machine).
 PROBE_MIN_WAKES = 2
 PROBE_AGREEING = 0.75
-PROBE_MIN_COVERAGE = 0.2
-# The reading says nothing when the call's own thread waited for a core more than this share
-# of the call: it may have waited without the GIL (after a forced switch), and the probe then
-# found the GIL free although the call holds it whenever it runs (a loaded machine).
-PROBE_MAX_CALLER_QUEUED = 0.1
+PROBE_MAX_QUEUED = 0.1
 # How long ``start`` waits for the probe thread to run (~0.1 ms when a core is free; on a busy
 # machine it may queue for one, and then it could not watch the call either).
 PROBE_READY_WAIT_S = 0.002
@@ -96,7 +96,6 @@ class GilProbe:
     (``ended_s``: when the call ended, perf_counter) joins it and returns a GilReading."""
 
     def __init__(self) -> None:
-        self._caller_id = threading.get_native_id()  # the thread that runs the call
         self._stop = _thread.allocate_lock()
         self._stop.acquire()
         self._ended = _thread.allocate_lock()
@@ -122,7 +121,6 @@ class GilProbe:
         try:
             self._native_id = threading.get_native_id()
             self._queued0_s = _queued_s(self._native_id)
-            native_id, caller_id = self._native_id, self._caller_id
             clock = time.perf_counter
             stop = self._stop.acquire
             wakes: list[tuple[float, float]] = []  # (when due, how late)
@@ -130,18 +128,12 @@ class GilProbe:
             self._began_s = clock()
             self._ready.release()
             while True:
+                # Nothing here gives up the GIL but the nap (a read of a counter would, and
+                # taking the GIL back from a call that holds it costs a forced switch).
                 due_s = clock() + PROBE_NAP_S
-                # Read after ``due_s``: a read gives up the GIL, and any wait for a core to
-                # take it back then lies inside the span the wake-up is judged on.
-                queued0_s = _queued_s(native_id)
-                caller0_s = _queued_s(caller_id)
-                if stop(True, max(0.0, due_s - clock())):
+                if stop(True, PROBE_NAP_S):
                     return
-                late_s = clock() - due_s - PROBE_SLACK_S
-                queued_s = _queued_s(native_id) - queued0_s  # the machine's load, not the GIL
-                if _queued_s(caller_id) - caller0_s > PROBE_SLACK_S:
-                    continue  # the call waited for a core, maybe without the GIL: no reading
-                wakes.append((due_s, max(0.0, late_s - queued_s)))
+                wakes.append((due_s, max(0.0, clock() - due_s - PROBE_SLACK_S)))
         finally:
             self._ended.release()
 
@@ -161,12 +153,15 @@ class GilProbe:
             return None  # never ran while the call did (no core for it)
         window_s = max(0.0, ended_s - max(began_s, started_s))
         awake_s = max(0.0, window_s - queued_s)
-        return _reading([late_s for _, late_s in wakes], awake_s, window_s)
+        return _reading([late_s for _, late_s in wakes], awake_s, window_s, queued_s)
 
 
-def _reading(lateness: list[float], awake_s: float, window_s: float) -> GilReading:
+def _reading(
+    lateness: list[float], awake_s: float, window_s: float, queued_s: float = 0.0
+) -> GilReading:
     """Each wake-up held (kept waiting about a forced switch) or free (not waiting); the
-    share held, clear when most agree (see the module doc)."""
+    share held, clear when most agree and the probe hardly waited for a core (see the
+    module doc)."""
     held = sum(1 for late_s in lateness if late_s >= PROBE_HELD_SHARE * PROBE_SWITCH_S)
     free = sum(1 for late_s in lateness if late_s <= PROBE_FREE_SHARE * PROBE_SWITCH_S)
     count = len(lateness)
@@ -174,7 +169,7 @@ def _reading(lateness: list[float], awake_s: float, window_s: float) -> GilReadi
     clear = (
         count >= PROBE_MIN_WAKES
         and max(held, free) >= PROBE_AGREEING * count
-        and awake_s >= PROBE_MIN_COVERAGE * max(window_s, 1e-9)
+        and queued_s <= PROBE_MAX_QUEUED * max(window_s, 1e-9)
         and _SCHEDSTAT_OK
     )
     return GilReading(share, awake_s, clear, count)
@@ -244,6 +239,6 @@ def run_first_call(fn: Callable[..., Any], args: tuple, *, probe: bool = True) -
     cpu_s = max(0.0, cpu1 - cpu0)
     wall_s = wall1 - wall0
     queued_s = min(max(0.0, _queued_s(native_id) - queued0), max(0.0, wall_s - cpu_s))
-    if reading is not None and queued_s > PROBE_MAX_CALLER_QUEUED * wall_s:
+    if reading is not None and queued_s > PROBE_MAX_QUEUED * wall_s:
         reading.clear = False
     return FirstCall(outcome, CallSample(wall_s, cpu_s, wall0, wall1, queued_s), reading)
