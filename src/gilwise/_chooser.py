@@ -303,7 +303,18 @@ class Chooser:
                 "here are watched as they run"
             )
             return TaskMeasurement(wall_s=wall_s, cpu_s=min(sample.cpu_s, wall_s), calls=1)
-        if imported or gil is None or not gil.clear or gil.held_share < GIL_HELD_CLEAR:
+        if imported:
+            return None
+        released = gil is not None and gil.clear and gil.held_share < GIL_HELD_CLEAR
+        if SMALL_CALL_MIN_S <= wall_s < TINY_CALL_S and not released:
+            # Too short for the probe to say, and it need not: short busy calls stay here,
+            # or, when a sized map has many, go to processes in chunks, GIL or not.
+            self.notes.append(
+                f"decided from its first call, run in this thread ({wall_s * 1000:.2f} ms, "
+                "busy), without a pair"
+            )
+            return TaskMeasurement(wall_s=wall_s, cpu_s=min(sample.cpu_s, wall_s), calls=1)
+        if gil is None or not gil.clear or gil.held_share < GIL_HELD_CLEAR:
             return None
         self.notes.append(
             f"decided from its first call, run in this thread, without a pair: a probe thread "

@@ -134,16 +134,17 @@ def test_a_second_job_takes_the_first_jobs_decision_without_measuring(second, tm
             with gilwise.Executor() as ex:
                 assert list(ex.map(spin, range(80))) == list(range(80))
                 print(ex.decisions[_chooser.label(spin)].backend)
+            first_job = ex.explain(spin).replace(chr(10), " | ")
             events.append("second job")
             """
         )
         + run
-        + "\nprint(json.dumps(events))\n",
+        + "\nprint(first_job)\nprint(json.dumps(events))\n",
         tmp_path,
     )
     events = json.loads(out[-1])
     second_job = events[events.index("second job") + 1 :]
-    assert second_job == [], events  # no first call here, no pair: nothing measured
+    assert second_job == [], out  # no first call here, no pair: nothing measured
     if second == "executor":
         assert "decided as before in this program" in out[1], out[1]
         assert out[2] == out[0]  # the same backend as the first job

@@ -132,6 +132,22 @@ def test_other_first_calls_leave_it_to_a_pair(sample, reading, imported):
     assert chooser.deciding and chooser.probe.calls == 1  # counted as the first single
 
 
+@pytest.mark.skipif(not TWO_CORES, reason="processes pay only with 2+ cores and a GIL")
+def test_a_short_busy_first_call_of_a_big_map_decides_processes_without_the_probe(start_cost):
+    start_cost["s"] = 0.03
+    chooser = Chooser("fine")
+    chooser.expect(400)
+    measured = chooser.first_call(_sample(0.0006), None)  # the probe: too short to say
+    assert measured is not None
+    decision = chooser.prospect(measured)
+    assert decision.backend == "process" and "But there are many: 399 calls" in decision.reason
+    few = Chooser("fine")
+    few.expect(20)
+    assert few.prospect(few.first_call(_sample(0.0006), None)).backend == "inline"
+    # ... unless the probe found the GIL released: a pair on threads tells then.
+    assert Chooser("fine").first_call(_sample(0.0006), _Reading(0.0)) is None
+
+
 def test_a_tiny_first_call_decides_inline_without_the_probe():
     chooser = Chooser("inc")
     measured = chooser.first_call(_sample(0.000002), None)
