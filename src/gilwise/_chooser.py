@@ -545,7 +545,20 @@ class Chooser:
                 backend="dask",  # type: ignore[arg-type]
                 reason=decision.reason + " Scaled out to the dask cluster given as scale_out.",
             )
-        return decision
+        return self._no_more_than_the_calls(decision)
+
+    def _no_more_than_the_calls(self, decision: Decision) -> Decision:
+        """A map of n calls cannot finish more than n times sooner than one after another:
+        the expected speedup of sized maps is capped there (40 downloads on 128 threads are
+        not 128x; the first calls measured here are not sped up at all)."""
+        calls = self.expected_calls
+        if calls is None or calls < 1 or decision.expected_speedup <= calls:
+            return decision
+        return replace(
+            decision,
+            expected_speedup=float(calls),
+            reason=decision.reason + f" At most {calls}x: the maps so far had {calls} calls.",
+        )
 
     def _send_many_small_calls_away(self, decision: Decision) -> Decision:
         """Tiny calls run inline, unless they are many: a map over a sized input whose calls

@@ -64,6 +64,10 @@ PROBE_FREE_SHARE = 0.2
 PROBE_MIN_WAKES = 2
 PROBE_AGREEING = 0.75
 PROBE_MAX_QUEUED = 0.1
+# The probe stops after this many wake-ups (~20 ms beside a call that releases the GIL,
+# ~50 ms beside one that holds it) and puts the switch interval back: a long first call (a
+# big download, a minute of CPU) is watched that long, not taxed for its whole length.
+PROBE_MAX_WAKES = 64
 # How long ``start`` waits for the probe thread to run (~0.1 ms when a core is free; on a busy
 # machine it may queue for one, and then it could not watch the call either).
 PROBE_READY_WAIT_S = 0.002
@@ -95,7 +99,10 @@ class GilProbe:
     """The probe thread (see the module doc). ``start()`` returns once it runs; ``stop(ended_s)``
     (``ended_s``: when the call ended, perf_counter) joins it and returns a GilReading."""
 
-    def __init__(self) -> None:
+    def __init__(self, switch_s: Optional[float] = None) -> None:
+        # The switch interval to put back when the probe stops by itself (None: leave it).
+        self._switch_s = switch_s
+        self._done_s = 0.0  # when it stopped by itself (0.0: it did not)
         self._stop = _thread.allocate_lock()
         self._stop.acquire()
         self._ended = _thread.allocate_lock()
@@ -134,6 +141,11 @@ class GilProbe:
                 if stop(True, PROBE_NAP_S):
                     return
                 wakes.append((due_s, max(0.0, clock() - due_s - PROBE_SLACK_S)))
+                if len(wakes) >= PROBE_MAX_WAKES:  # enough: the rest of the call runs alone
+                    self._done_s = clock()
+                    if self._switch_s is not None:
+                        sys.setswitchinterval(self._switch_s)
+                    return
         finally:
             self._ended.release()
 
@@ -151,6 +163,8 @@ class GilProbe:
             return None  # cannot happen short of a frozen machine: then no reading
         if not began_s:
             return None  # never ran while the call did (no core for it)
+        if self._done_s:  # it stopped by itself: it watched the call until then
+            ended_s = min(ended_s, self._done_s)
         window_s = max(0.0, ended_s - max(began_s, started_s))
         awake_s = max(0.0, window_s - queued_s)
         return _reading([late_s for _, late_s in wakes], awake_s, window_s, queued_s)
@@ -211,8 +225,8 @@ def run_first_call(fn: Callable[..., Any], args: tuple, *, probe: bool = True) -
     in a program whose other threads are not running Python, or they would be read as the
     call). Its exception is caught into the outcome; KeyboardInterrupt and the like
     propagate (the probe is stopped first)."""
-    gil_probe = GilProbe() if probe else None
     switch_s = sys.getswitchinterval()
+    gil_probe = GilProbe(switch_s) if probe else None
     if gil_probe is not None:
         sys.setswitchinterval(PROBE_SWITCH_S)
         gil_probe.start()

@@ -87,6 +87,18 @@ def test_io_bound_function_runs_on_many_threads(no_leaks):
     assert decision.workers > runtime.current().cores, explained
 
 
+def test_a_sized_map_never_promises_more_than_its_calls(no_leaks):
+    # 12 sleeps on up to 128 threads: the map cannot end more than 12x sooner than a loop.
+    work = CountingCalls(sleeper)
+    with gilwise.Executor() as executor:
+        list(executor.map(work, range(12), [0.02] * 12))
+        decision = _decision(executor, work.__qualname__)
+    assert decision.kind == "io-bound", decision.reason
+    assert decision.workers > 12, decision.reason  # the threads are not the limit here
+    assert decision.expected_speedup == 12.0, decision.reason
+    assert "At most 12x: the maps so far had 12 calls." in decision.reason
+
+
 def _decide_on_a_fresh_executor(fn, args, *, wanted, attempts=3):
     """Run fn over args on fresh auto Executors until one decides ``wanted`` (backend name).
 

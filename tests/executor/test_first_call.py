@@ -25,7 +25,7 @@ from gilwise import _runtime
 from gilwise._chooser import GIL_HELD_CLEAR, Chooser
 from gilwise._decide import TaskMeasurement
 from gilwise._executor._core import GIL_RELEASED_CLEAR
-from gilwise._first_call import run_first_call
+from gilwise._first_call import PROBE_MAX_WAKES, run_first_call
 from workloads import hasher, sleeper
 
 TWO_CORES = _runtime.current().cores >= 2 and _runtime.current().gil_enabled
@@ -73,6 +73,23 @@ def test_the_probe_thread_is_gone_when_the_first_call_returns():
     while _tasks() != before_tasks and time.monotonic() < deadline:
         time.sleep(0.001)
     assert _tasks() == before_tasks
+
+
+def test_a_long_first_call_is_watched_only_until_the_probe_has_enough():
+    # The call waits (hang guard: 10 s) until the switch interval is back to the program's:
+    # the probe put it back itself, while the call still ran, after PROBE_MAX_WAKES.
+    original = sys.getswitchinterval()
+
+    def long_call(_):
+        deadline = time.monotonic() + 10.0
+        while sys.getswitchinterval() != original and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return sys.getswitchinterval() == original
+
+    first = run_first_call(long_call, (None,))
+    assert first.outcome.result() is True
+    assert first.gil is not None and first.gil.wakes <= PROBE_MAX_WAKES, first.gil
+    assert sys.getswitchinterval() == original
 
 
 def test_the_first_calls_exception_is_its_outcome_and_the_probe_ends():

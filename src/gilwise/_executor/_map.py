@@ -117,15 +117,15 @@ def map_results(
     limit_s = _params.seconds(timeout, "timeout")
     end_s = None if limit_s is None else time.monotonic() + limit_s
     length = None
-    if len(iterables) == 1 and hasattr(iterables[0], "__len__"):
+    if all(hasattr(iterable, "__len__") for iterable in iterables):
         with contextlib.suppress(OverflowError):  # range(10**20): a stream of unknown length
-            length = len(iterables[0])
+            length = min(len(iterable) for iterable in iterables)  # zip stops at the shortest
     if total is None:
         total = length
     spread = len(iterables) != 1
     inputs = zip(*iterables) if spread else iter(iterables[0])
     results = _Window(fn, inputs, spread, end_s, chunksize, buffersize, ordered)
-    if length is not None and type(iterables[0]) in (list, tuple, range):
+    if length is not None and not spread and type(iterables[0]) in (list, tuple, range):
         results.sequence = iterables[0]  # chunks are slices of it: no per-item copy loop
     results.total = total
     from ._core import Executor
