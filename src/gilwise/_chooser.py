@@ -101,6 +101,10 @@ RECENT_WAIT_MIN_S = 0.02
 FIRST_CALL_CPU_SHARE = 0.8
 FIRST_CALL_TINY_S = 0.00005
 GIL_HELD_CLEAR = 0.6
+# A busy first call in which the probe found the GIL held at most this share of its wake-ups
+# (a clear reading) is native code that releases it (hashlib): threads, one per core, at once
+# (calls on threads would overlap, as a pair would show) and no zygote is forked.
+GIL_RELEASED_CLEAR = 0.25
 # Calls judged tiny (< TINY_CALL_S) but at least this long still go to processes, in chunks,
 # when a sized map has enough of them to save more than the start (400 calls of 0.8 ms).
 # (Calls measured on threads carry ~0.1 ms of measuring: a call that returns its argument
@@ -314,7 +318,21 @@ class Chooser:
                 "busy), without a pair"
             )
             return TaskMeasurement(wall_s=wall_s, cpu_s=min(sample.cpu_s, wall_s), calls=1)
-        if gil is None or not gil.clear or gil.held_share < GIL_HELD_CLEAR:
+        if gil is None or not gil.clear:
+            return None
+        if gil.held_share <= GIL_RELEASED_CLEAR and wall_s >= TINY_CALL_S:
+            self.notes.append(
+                f"decided from its first call, run in this thread, without a pair: a probe "
+                f"thread found the GIL free at {1.0 - gil.held_share:.0%} of its {gil.wakes} "
+                "wake-ups during the busy call"
+            )
+            return TaskMeasurement(
+                wall_s=wall_s,
+                cpu_s=min(sample.cpu_s, wall_s),
+                calls=1,
+                gil_held_share=gil.held_share,
+            )
+        if gil.held_share < GIL_HELD_CLEAR:
             return None
         self.notes.append(
             f"decided from its first call, run in this thread, without a pair: a probe thread "

@@ -150,12 +150,24 @@ def test_a_busy_first_call_that_held_the_gil_is_enough(start_cost):
     assert chooser.calls_done == 1 and chooser.probe.calls == 1  # filed: never run again
 
 
+def test_a_busy_first_call_that_released_the_gil_is_enough():
+    chooser = Chooser("digest")
+    chooser.expect(32)
+    measured = chooser.first_call(_sample(0.005), _Reading(0.0))
+    assert measured is not None and measured.calls == 1
+    assert measured.overlap == pytest.approx(2.0)  # calls on threads would overlap
+    decision = chooser.prospect(measured)
+    if TWO_CORES:
+        assert (decision.kind, decision.backend) == ("native-parallel", "thread"), decision
+        assert "released the GIL through its first call" in decision.reason
+    assert chooser.calls_done == 1 and chooser.probe.calls == 1  # filed: never run again
+
+
 @pytest.mark.parametrize(
     ("sample", "reading", "imported"),
     [
         (_sample(0.005), _Reading(0.95, clear=False), False),  # the probe could not say
         (_sample(0.005), _Reading(0.4), False),  # in between: a pair tells
-        (_sample(0.005), _Reading(0.0), False),  # released: a pair on threads confirms
         (_sample(0.005, cpu_s=0.001), _Reading(0.95), False),  # mostly waiting
         (_sample(0.005), _Reading(0.95), True),  # a cold call (it imported modules)
         (_sample(0.005), None, False),  # no probe (other threads ran)
@@ -314,25 +326,25 @@ def test_a_first_call_that_held_the_gil_starts_the_workers_then_decides(how, tmp
 
 
 @pytest.mark.skipif(not TWO_CORES, reason="needs 2 cores to see two calls overlap")
-def test_a_first_call_that_released_the_gil_forks_nothing(tmp_path):
+def test_a_first_call_that_released_the_gil_decides_threads_and_forks_nothing(tmp_path):
     out, calls = _driven(
         """
+        import hashlib  # as a script would at its top: the first call imports nothing
         forced(0.0)
         with gilwise.Executor() as ex:
             assert list(ex.map(digest, range(20))) == list(range(20))
-            print(ex.decisions[_chooser.label(digest)].backend)
+            decision = ex.decisions[_chooser.label(digest)]
+            print(decision.backend, decision.measured.calls, decision.measured.pair_wall_s)
         print("gilwise.backends._service" in sys.modules)
         print(json.dumps(events))
         """,
         tmp_path,
     )
     events = json.loads(out[-1])
-    assert events[0] == "first call ran"
-    decided = next(i for i, event in enumerate(events) if event.startswith("decided"))
-    # The released first call forked nothing and decided nothing: the pair on threads did.
-    assert not [e for e in events[:decided] if e.startswith("workers started")], events
-    assert [e for e in events[:decided] if e.startswith("thread ")], events
-    if out[0] == "thread":  # what the pair reads on an idle machine (a loaded one may not)
-        assert out[1] == "False"  # no zygote, no process machinery
-        assert not [e for e in events if e.startswith("workers started")], events
+    # Decided from the first call alone: threads, with no pair measured and nothing forked.
+    assert out[0].split() == ["thread", "1", "None"], out  # one call measured, no pair
+    assert out[1] == "False", out  # no zygote, no process machinery
+    assert events[0] == "first call ran", events
+    assert [e for e in events if e.startswith("decided")] == ["decided thread"], events
+    assert not [e for e in events if e.startswith("workers started")], events
     assert calls == list(range(20))

@@ -41,7 +41,16 @@ from typing import (
 from .. import _params, _runtime
 from .. import backends as _backends
 from .._callables import is_coroutine_function
-from .._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, Measure, is_crash, key, label
+from .._chooser import (
+    GIL_RELEASED_CLEAR,
+    PEEK_DELAYS_S,
+    REMOTE_BACKENDS,
+    Chooser,
+    Measure,
+    is_crash,
+    key,
+    label,
+)
 from .._chunks import submit_chunk
 from .._decide import Decision, decide_for_task
 from .._first_call import FirstCall
@@ -937,12 +946,6 @@ NO_PREFORK_BELOW_S = 0.00005
 # forked from the zygote (its WARM_ZYGOTE_START_S, 30 ms), with a margin for a busy machine
 # (40 calls of 1.5 ms forked and ran 2x slower than the loop at load ~1.8).
 PREFORK_MIN_SAVING_S = 0.05
-
-
-# A first call in which the GIL probe found the GIL held at most this share of its wake-ups
-# (a clear reading) is native code that releases it (hashlib): threads run it in parallel,
-# so no zygote is forked.
-GIL_RELEASED_CLEAR = 0.25
 
 
 # A first call whose thread ran less than this share of its wall time mostly waited (I/O,
