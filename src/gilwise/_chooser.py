@@ -321,23 +321,14 @@ class Chooser:
         if gil is None or not gil.clear:
             return None
         if gil.held_share <= GIL_RELEASED_CLEAR and wall_s >= TINY_CALL_S:
-            self.notes.append(
-                f"decided from its first call, run in this thread, without a pair: a probe "
-                f"thread found the GIL free at {1.0 - gil.held_share:.0%} of its {gil.wakes} "
-                "wake-ups during the busy call"
-            )
-            return TaskMeasurement(
-                wall_s=wall_s,
-                cpu_s=min(sample.cpu_s, wall_s),
-                calls=1,
-                gil_held_share=gil.held_share,
-            )
-        if gil.held_share < GIL_HELD_CLEAR:
-            return None
+            found = f"free at {1.0 - gil.held_share:.0%}"
+        elif gil.held_share >= GIL_HELD_CLEAR:
+            found = f"held at {gil.held_share:.0%}"
+        else:
+            return None  # in between: a pair tells
         self.notes.append(
             f"decided from its first call, run in this thread, without a pair: a probe thread "
-            f"found the GIL held at {gil.held_share:.0%} of its {gil.wakes} wake-ups during "
-            "the call"
+            f"found the GIL {found} of its {gil.wakes} wake-ups during the busy call"
         )
         return TaskMeasurement(
             wall_s=wall_s,
