@@ -52,7 +52,7 @@ from .._chooser import (
     label,
 )
 from .._chunks import submit_chunk
-from .._decide import Decision, decide_for_task
+from .._decide import Decision
 from .._first_call import FirstCall
 from .._retry import Retry, as_retry
 from ..backends._workqueue import exiting_after_interrupt
@@ -764,7 +764,7 @@ class Executor(cf.Executor):
                 if plan.chooser.deciding:
                     plan.lane = None  # re-measure: the next calls go to the measure lane
             else:
-                workers = self._workers_to_fork(measured)
+                workers = self._workers_to_fork(plan, measured)
                 if not workers:
                     self._decide(plan, measured)
                     measured = None
@@ -781,14 +781,14 @@ class Executor(cf.Executor):
         if self._ready:
             self._pump()
 
-    def _workers_to_fork(self, measured: Any) -> int:
+    def _workers_to_fork(self, plan: Plan, measured: Any) -> int:
         """Under the lock: the process workers that deciding from ``measured`` would need
         from a worker service this program (one thread, no zygote yet) can fork now; 0 when
-        it would not decide for processes, or cannot fork."""
+        it would not decide for processes, or cannot fork. (The Chooser's own prospect: the
+        decision _decide will take, many small calls sent to processes included.)"""
         if self.scale_out is not None or threading.active_count() != 1 or _zygote_up():
             return 0
-        facts = _runtime.current()
-        decision = decide_for_task(measured, facts, max_workers=self.max_workers)
+        decision = plan.chooser.prospect(measured)
         return decision.workers if decision.backend == "process" else 0
 
     def _keep_on_processes(self, plan: Plan) -> None:
