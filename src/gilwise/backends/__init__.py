@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Any, Optional
 
 from ._base import Backend
@@ -53,8 +54,6 @@ def prepare_process_workers(
         facts = current()
         if scale_out is not None or facts.cores < 2 or not facts.gil_enabled:
             return False
-    import threading
-
     if threading.active_count() > 1:
         return False
     try:
