@@ -110,6 +110,13 @@ GIL_RELEASED_CLEAR = 0.25
 # (Calls measured on threads carry ~0.1 ms of measuring: a call that returns its argument
 # read 0.12-0.18 ms in a pair.)
 SMALL_CALL_MIN_S = 0.0003
+# When the probe cannot tell from a map's first call (a 1 ms call gives it one or two
+# wake-ups; a 0.1 ms call none), the caller runs the next calls too, each with the probe,
+# and their wake-ups add up, until the reading is clear or the calls run here after the
+# first reach this long (then a pair measures, as before). Also after a first call that
+# imported modules (a cold call): one more, warm, decides.
+PROBE_MORE_S = 0.006
+PROBE_MORE_CALLS = 64
 # Exceptions that mean "the worker process died", by name (the process backend defines them).
 _CRASH_ERRORS = ("WorkerCrashedError",)
 
@@ -284,40 +291,55 @@ class Chooser:
         self.expected_calls = (self.expected_calls or 0) + max(0, calls)
 
     def first_call(
-        self, sample: CallSample, gil: Optional[Any], *, imported: bool = False
+        self,
+        sample: CallSample,
+        gil: Optional[Any],
+        *,
+        imported: bool = False,
+        before: tuple = (),
     ) -> Optional[TaskMeasurement]:
         """The first call ran in the driver's thread (gilwise._first_call: ``sample``, and
         ``gil``, the probe's GilReading or None; ``imported``: it imported modules, so it
-        was a cold call). Files it as the first single. Returns a TaskMeasurement to decide
-        from now (the driver calls ``decide`` with it) when one call is enough: it kept its
-        thread busy and was tiny (inline), or it held the GIL by the probe and imported
-        nothing (a cold first call may wait less than the calls after it); else None, and
-        a pair is measured as before."""
-        self.calls_done += 1
-        self.probe.add_single(sample)
+        was a cold call). ``before``: when the driver ran several first calls (see
+        ``probe_more``), the samples of those before the last, ``sample`` the last, and
+        ``gil`` their merged reading. Files them as singles. Returns a TaskMeasurement to
+        decide from now (the driver calls ``decide`` with it) when the calls are enough:
+        they kept their thread busy and were tiny (inline), or held the GIL by the probe
+        (a cold first call alone may wait less than the calls after it); else None, and a
+        pair is measured as before."""
+        samples = [*before, sample]
+        for one in samples:
+            self.calls_done += 1
+            self.probe.add_single(one)
         if self.is_coroutine or self.crashed or self.remote is not None or self.decision:
             return None
-        wall_s = sample.idle_machine_wall_s
-        if sample.cpu_share < FIRST_CALL_CPU_SHARE:
+        if imported and len(samples) == 1:
+            first = sample
+        else:
+            first = _mean_sample(samples[1:] if imported else samples)
+        wall_s = first.idle_machine_wall_s
+        if first.cpu_share < FIRST_CALL_CPU_SHARE:
             return None
+        calls = len(samples)
+        where = "its first call" if calls == 1 else f"its first {calls} calls"
         if wall_s < FIRST_CALL_TINY_S:
             self.notes.append(
-                f"decided from its first call, run in this thread ({wall_s * 1e6:.1f} us, "
+                f"decided from {where}, run in this thread ({wall_s * 1e6:.1f} us, "
                 "shorter than any hand-over), without measuring more; the calls that run "
                 "here are watched as they run"
             )
-            return TaskMeasurement(wall_s=wall_s, cpu_s=min(sample.cpu_s, wall_s), calls=1)
-        if imported:
+            return TaskMeasurement(wall_s=wall_s, cpu_s=min(first.cpu_s, wall_s), calls=calls)
+        if imported and calls == 1:
             return None
         released = gil is not None and gil.clear and gil.held_share < GIL_HELD_CLEAR
         if SMALL_CALL_MIN_S <= wall_s < TINY_CALL_S and not released:
             # Too short for the probe to say, and it need not: short busy calls stay here,
             # or, when a sized map has many, go to processes in chunks, GIL or not.
             self.notes.append(
-                f"decided from its first call, run in this thread ({wall_s * 1000:.2f} ms, "
+                f"decided from {where}, run in this thread ({wall_s * 1000:.2f} ms, "
                 "busy), without a pair"
             )
-            return TaskMeasurement(wall_s=wall_s, cpu_s=min(sample.cpu_s, wall_s), calls=1)
+            return TaskMeasurement(wall_s=wall_s, cpu_s=min(first.cpu_s, wall_s), calls=calls)
         if gil is None or not gil.clear:
             return None
         if gil.held_share <= GIL_RELEASED_CLEAR and wall_s >= TINY_CALL_S:
@@ -327,13 +349,14 @@ class Chooser:
         else:
             return None  # in between: a pair tells
         self.notes.append(
-            f"decided from its first call, run in this thread, without a pair: a probe thread "
-            f"found the GIL {found} of its {gil.wakes} wake-ups during the busy call"
+            f"decided from {where}, run in this thread, without a pair: a probe thread "
+            f"found the GIL {found} of its {gil.wakes} wake-ups during the busy "
+            f"call{'s' if calls > 1 else ''}"
         )
         return TaskMeasurement(
             wall_s=wall_s,
-            cpu_s=min(sample.cpu_s, wall_s),
-            calls=1,
+            cpu_s=min(first.cpu_s, wall_s),
+            calls=calls,
             gil_held_share=gil.held_share,
         )
 
@@ -895,6 +918,47 @@ def process_start_cost_s(workers: int) -> tuple[float, str]:
     if warm:
         how += f", for {workers - warm} of {workers} workers ({warm} warm)"
     return start_s * (workers - warm) / workers, how
+
+
+def probe_more(samples: list, readings: list, *, imported: bool, failed: bool) -> bool:
+    """Whether a map's driver, having run the calls of ``samples`` in its thread (their
+    probe ``readings``; ``imported``: the first imported modules; ``failed``: the last
+    raised), should run the next call there too, probed, rather than leave the rest to a
+    pair: the calls are busy, too short for the probe to read clearly (or only a cold one
+    ran), the machine gave the probe a core, and PROBE_MORE_S is not spent."""
+    from ._first_call import merged
+
+    last = samples[-1]
+    if failed or readings[-1] is None or len(samples) >= PROBE_MORE_CALLS:
+        return False
+    if sum(one.wall_s for one in samples[1:]) + last.wall_s > PROBE_MORE_S:
+        return False
+    warm = samples[1:] if imported else samples
+    if not warm:
+        return True  # a cold first call, short: one warm call tells more than a pair
+    first = _mean_sample(warm)
+    wall_s = first.idle_machine_wall_s
+    if first.cpu_share < FIRST_CALL_CPU_SHARE or wall_s < FIRST_CALL_TINY_S:
+        return False  # waiting (a pair's peeks tell in milliseconds), or tiny: inline
+    if SMALL_CALL_MIN_S <= wall_s < TINY_CALL_S:
+        return False  # decided without a clear reading (see Chooser.first_call)
+    gil = merged(readings[1:] if imported else readings)
+    return gil is not None and not gil.clear and not gil.starved
+
+
+def _mean_sample(samples: list) -> CallSample:
+    """One call's sample standing for ``samples`` (calls run one after the other)."""
+    if len(samples) == 1:
+        return samples[0]
+    count = len(samples)
+    return CallSample(
+        wall_s=sum(one.wall_s for one in samples) / count,
+        cpu_s=sum(one.cpu_s for one in samples) / count,
+        started_s=samples[0].started_s,
+        ended_s=samples[-1].ended_s,
+        runqueue_s=sum(one.runqueue_s for one in samples) / count,
+        others_busy_s=sum(one.others_busy_s for one in samples) / count,
+    )
 
 
 def _without_partner(sample: CallSample, partner: CallSample) -> CallSample:

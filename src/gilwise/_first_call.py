@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from ._measure import CallSample
 
@@ -78,21 +78,68 @@ PROBE_JOIN_TIMEOUT_S = 5.0
 class GilReading:
     """What the probe saw while the call ran: ``held_share`` (0..1) of the time it was
     awake, the GIL was held by someone else (the call); ``clear`` False when it was awake
-    too little of the call to say (a short call, a busy machine)."""
+    too little of the call to say (a short call, a busy machine). ``lateness``: each
+    wake-up's delay, ``window_s``/``queued_s``: how long the probe watched and waited for a
+    core, ``starved``: the call's own thread waited for a core too long (see
+    ``run_first_call``); kept so that readings of several calls add up (``merged``)."""
 
-    __slots__ = ("awake_s", "clear", "held_share", "wakes")
+    __slots__ = (
+        "awake_s",
+        "clear",
+        "held_share",
+        "lateness",
+        "queued_s",
+        "starved",
+        "wakes",
+        "window_s",
+    )
 
-    def __init__(self, held_share: float, awake_s: float, clear: bool, wakes: int = 0) -> None:
+    def __init__(
+        self,
+        held_share: float,
+        awake_s: float,
+        clear: bool,
+        wakes: int = 0,
+        *,
+        lateness: tuple = (),
+        window_s: float = 0.0,
+        queued_s: float = 0.0,
+    ) -> None:
         self.held_share = held_share
         self.awake_s = awake_s
         self.clear = clear
         self.wakes = wakes
+        self.lateness = lateness
+        self.window_s = window_s
+        self.queued_s = queued_s
+        self.starved = False
 
     def __repr__(self) -> str:
         return (
             f"GilReading(held_share={self.held_share:.2f}, awake_s={self.awake_s:.6f}, "
             f"clear={self.clear}, wakes={self.wakes})"
         )
+
+
+def merged(readings: list[Optional[GilReading]]) -> Optional[GilReading]:
+    """One reading of several calls probed one after the other: their wake-ups together,
+    judged as one call's (a 1 ms call gives one or two wake-ups: too few alone). None when
+    a call had no reading; not clear when a call's thread was starved of a core."""
+    if not readings or any(reading is None for reading in readings):
+        return None
+    if len(readings) == 1:
+        return readings[0]
+    parts = cast(list[GilReading], readings)
+    reading = _reading(
+        [late_s for part in parts for late_s in part.lateness],
+        sum(part.awake_s for part in parts),
+        sum(part.window_s for part in parts),
+        sum(part.queued_s for part in parts),
+    )
+    if any(part.starved for part in parts):
+        reading.clear = False
+        reading.starved = True
+    return reading
 
 
 class GilProbe:
@@ -186,7 +233,9 @@ def _reading(
         and queued_s <= PROBE_MAX_QUEUED * max(window_s, 1e-9)
         and _SCHEDSTAT_OK
     )
-    return GilReading(share, awake_s, clear, count)
+    return GilReading(
+        share, awake_s, clear, count, lateness=tuple(lateness), window_s=window_s, queued_s=queued_s
+    )
 
 
 def _queued_s(native_id: int) -> float:
@@ -255,4 +304,5 @@ def run_first_call(fn: Callable[..., Any], args: tuple, *, probe: bool = True) -
     queued_s = min(max(0.0, _queued_s(native_id) - queued0), max(0.0, wall_s - cpu_s))
     if reading is not None and queued_s > PROBE_MAX_QUEUED * wall_s:
         reading.clear = False
+        reading.starved = True
     return FirstCall(outcome, CallSample(wall_s, cpu_s, wall0, wall1, queued_s), reading)

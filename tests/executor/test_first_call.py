@@ -21,7 +21,7 @@ import pytest
 from test_executor_auto import cpu_work, iterations_for
 
 from gilwise import _first_call, _runtime
-from gilwise._chooser import GIL_HELD_CLEAR, Chooser
+from gilwise._chooser import GIL_HELD_CLEAR, Chooser, probe_more
 from gilwise._decide import TaskMeasurement
 from gilwise._executor._core import GIL_RELEASED_CLEAR
 from gilwise._first_call import PROBE_MAX_WAKES, run_first_call
@@ -300,15 +300,21 @@ def _driven(code: str, tmp_path) -> tuple[list[str], list[int]]:
     return out, calls
 
 
-@pytest.mark.skipif(not TWO_CORES, reason="processes pay only with 2+ cores and a GIL")
-@pytest.mark.parametrize("how", ["executor", "gilwise.map"])
-def test_a_first_call_that_held_the_gil_starts_the_workers_then_decides(how, tmp_path):
-    run = (
+def _map_sixty(how: str) -> str:
+    """A driver's lines mapping spin over range(60) with Executor.map (then printing its
+    explain() on one line) or gilwise.map (then "-")."""
+    return (
         "with gilwise.Executor() as ex:\n    out = list(ex.map(spin, range(60)))\n"
         "    print(ex.explain(spin).replace(chr(10), ' | '))"
         if how == "executor"
         else "out = list(gilwise.map(spin, range(60)))\nprint('-')"
     )
+
+
+@pytest.mark.skipif(not TWO_CORES, reason="processes pay only with 2+ cores and a GIL")
+@pytest.mark.parametrize("how", ["executor", "gilwise.map"])
+def test_a_first_call_that_held_the_gil_starts_the_workers_then_decides(how, tmp_path):
+    run = _map_sixty(how)
     out, calls = _driven(
         "forced(0.97)\n" + run + "\nassert out == list(range(60))\nprint(json.dumps(events))\n",
         tmp_path,
@@ -348,3 +354,150 @@ def test_a_first_call_that_released_the_gil_decides_threads_and_forks_nothing(tm
     assert [e for e in events if e.startswith("decided")] == ["decided thread"], events
     assert not [e for e in events if e.startswith("workers started")], events
     assert calls == list(range(20))
+
+
+# --- several first calls, when one is too short for the probe ---------------------------------
+
+HELD_LATE_S = 0.9 * _first_call.PROBE_SWITCH_S  # a wake-up kept waiting by a call holding the GIL
+needs_schedstat = pytest.mark.skipif(
+    not _first_call._SCHEDSTAT_OK, reason="a clear reading needs Linux run-queue counters"
+)
+
+
+def _one_wake(late_s=HELD_LATE_S, call_s=0.001):
+    return _first_call._reading([late_s], call_s, call_s)
+
+
+@needs_schedstat
+def test_the_readings_of_calls_run_one_after_another_add_up():
+    one = _one_wake()
+    assert not one.clear and one.wakes == 1  # one wake-up alone says nothing
+    both = _first_call.merged([one, _one_wake()])
+    assert both.clear and both.wakes == 2 and both.held_share == 1.0
+    assert both.window_s == pytest.approx(0.002)
+    mixed = _first_call.merged([one, _one_wake(late_s=0.0)])  # one held, one free
+    assert not mixed.clear and mixed.held_share == 0.5
+    starved = _one_wake()
+    starved.starved = True  # its call's thread waited for a core: a busy machine
+    assert not _first_call.merged([one, starved]).clear
+    assert _first_call.merged([one, None]) is None  # a call ran without the probe
+    assert _first_call.merged([one]) is one
+
+
+@needs_schedstat
+@pytest.mark.parametrize(
+    ("walls", "readings", "imported", "failed", "more"),
+    [
+        ([0.0015], [_one_wake()], False, False, True),  # busy, 1 wake-up: run another here
+        ([0.0015, 0.0015], [_one_wake(), _one_wake()], False, False, False),  # clear now
+        ([0.0015], [_one_wake()], False, True, False),  # it raised: a pair, as before
+        ([0.0015], [None], False, False, False),  # no probe (other threads run Python)
+        ([0.0006], [_one_wake()], False, False, False),  # 0.3-1 ms busy: decided without it
+        ([0.00002], [_one_wake()], False, False, False),  # tiny: decided inline
+        ([0.004, 0.004], [_one_wake(), _one_wake(late_s=0.0)], False, False, False),  # 6 ms spent
+        ([0.02], [_one_wake()], True, False, False),  # a long cold call: a pair, as before
+        ([0.003], [_one_wake()], True, False, True),  # a short cold call: one warm call next
+    ],
+)
+def test_when_the_caller_runs_one_more_first_call(walls, readings, imported, failed, more):
+    samples = [_sample(wall_s) for wall_s in walls]
+    assert probe_more(samples, readings, imported=imported, failed=failed) is more
+
+
+@needs_schedstat
+def test_waiting_or_starved_calls_leave_it_to_a_pair():
+    waiting = _sample(0.002, cpu_s=0.0002)  # mostly waiting: a pair's peeks tell
+    assert not probe_more([waiting], [_one_wake()], imported=False, failed=False)
+    starved = _one_wake()
+    starved.starved = True
+    assert not probe_more([_sample(0.002)], [starved], imported=False, failed=False)
+
+
+def test_the_chooser_decides_from_several_first_calls(start_cost):
+    chooser = Chooser("coarse")
+    chooser.expect(120)
+    merged = _Reading(0.95)
+    merged.wakes = 2
+    measured = chooser.first_call(_sample(0.002), merged, before=(_sample(0.004),))
+    assert measured is not None and measured.calls == 2
+    assert measured.wall_s == pytest.approx(0.003)  # the calls' mean
+    assert chooser.calls_done == 2 and chooser.probe.calls == 2  # both filed: never run again
+    assert "decided from its first 2 calls" in " ".join(chooser.notes)
+    # A cold first call and a warm one: the warm one decides.
+    cold = Chooser("coarse")
+    measured = cold.first_call(_sample(0.002), merged, imported=True, before=(_sample(0.05),))
+    assert measured is not None and measured.wall_s == pytest.approx(0.002)
+
+
+UNCLEAR_FIRST_CALLS = """
+_chooser.PROBE_MORE_S = 10.0  # however slow this machine is today
+def one_wake_each():
+    real = _first_call.run_first_call
+    def run(fn, args, *, probe=True):
+        first = real(fn, args, probe=probe)
+        # One wake-up, held: unclear alone; two add up to a clear reading.
+        first.gil = _first_call._reading([0.00045], first.sample.wall_s, first.sample.wall_s)
+        events.append("first call ran")
+        return first
+    _map.run_first_call = run
+one_wake_each()
+"""
+
+
+@needs_schedstat
+@pytest.mark.skipif(not TWO_CORES, reason="processes pay only with 2+ cores and a GIL")
+@pytest.mark.parametrize("how", ["executor", "gilwise.map"])
+def test_an_unclear_first_call_is_followed_by_another_here_not_by_a_pair(how, tmp_path):
+    run = _map_sixty(how)
+    out, calls = _driven(
+        UNCLEAR_FIRST_CALLS
+        + run
+        + "\nassert out == list(range(60)), out\nprint(json.dumps(events))\n",
+        tmp_path,
+    )
+    events = json.loads(out[-1])
+    # Two calls run here, their readings added up: held, so processes, and no pair on threads.
+    threads = [event for event in events if event.startswith("thread ")]
+    assert threads == ["thread gilwise-process-service"], events
+    steps = [event for event in events if not event.startswith("thread ")]
+    workers = _runtime.current().cores
+    assert steps[:4] == [
+        "first call ran",
+        "first call ran",
+        f"workers started: {workers}",
+        "decided process",
+    ], steps
+    assert calls == list(range(60))  # each once
+    if how == "executor":
+        assert "decided from its first 2 calls" in out[0] and "measured 2 real calls" in out[0]
+
+
+@pytest.mark.parametrize("how", ["executor", "gilwise.map"])
+def test_a_later_first_call_that_raises_is_delivered_in_order(how, tmp_path):
+    make = "gilwise.Executor().map" if how == "executor" else "gilwise.map"
+    out, calls = _driven(
+        UNCLEAR_FIRST_CALLS
+        + textwrap.dedent(
+            f"""
+            def spin_or_fail(x):
+                if x == 1:
+                    with open(LOG, "a") as log:
+                        log.write(f"{{x}}\\n")
+                    raise ValueError("input one")
+                return spin(x)
+            got = []
+            try:
+                for value in {make}(spin_or_fail, range(10)):
+                    got.append(value)
+            except ValueError as error:
+                print(got, error, getattr(error, "gilwise_index", None))
+            print(json.dumps(events))
+            """
+        ),
+        tmp_path,
+    )
+    # The first call ran here, the second too (the probe could not tell yet) and raised: the
+    # first result is yielded, then the error, named as input #1; nothing ran twice.
+    assert out[0] == "[0] input one 1", out
+    assert json.loads(out[-1])[:2] == ["first call ran", "first call ran"]
+    assert calls == sorted(set(calls)) and calls[:2] == [0, 1]

@@ -54,6 +54,7 @@ from .._chooser import (
 from .._chunks import submit_chunk
 from .._decide import Decision
 from .._first_call import FirstCall
+from .._first_call import merged as merged_reading
 from .._retry import Retry, as_retry
 from ..backends._workqueue import exiting_after_interrupt
 from ..errors import NotPicklableError, TaskInterruptedError, TaskTimeoutError
@@ -405,33 +406,42 @@ class Executor(cf.Executor):
         self,
         key_: Any,
         label_fn: Callable[..., Any],
-        first: FirstCall,
+        firsts: list[FirstCall],
         calls_left: Optional[int],
         *,
         imported: bool = False,
     ) -> None:
-        """auto, before its first task: a map ran its first call in the caller (``first``:
-        its timing and the GIL probe's reading; ``calls_left`` more when the input is sized;
-        ``imported``: the call imported modules). The Chooser files it and decides at once
-        when that call is enough (see Chooser.first_call): then, for processes, the worker
-        service forks its zygote with the pool's workers first, and the map's next calls go
-        straight to them, with no pair measured on threads. Else, as before, the zygote is
-        forked when processes may pay (not for a call that clearly released the GIL:
-        threads suit it) and a pair is measured."""
+        """auto, before its first task: a map ran its first calls in the caller (``firsts``,
+        in order: each one's timing and the GIL probe's reading; several when the probe
+        needed more than one to tell, see _chooser.probe_more; ``calls_left`` more when the
+        input is sized; ``imported``: the first call imported modules). The Chooser files
+        them and decides at once when they are enough (see Chooser.first_call): then, for
+        processes, the worker service forks its zygote with the pool's workers first, and
+        the map's next calls go straight to them, with no pair measured on threads. Else, as
+        before, the zygote is forked when processes may pay (not for calls that clearly
+        released the GIL: threads suit them) and a pair is measured."""
         may_prefork = self._may_prefork()
         self._prefork_due = False
+        # Calls that raised tell nothing sure: only those before the first failure count.
+        good = list(itertools.takewhile(lambda call: call.outcome.exception() is None, firsts))
         measured = prospect = None
-        if first.outcome.exception() is None:  # a call that raised tells nothing sure
+        warm = good[1:] if imported and len(good) > 1 else good
+        gil = merged_reading([call.gil for call in warm]) if warm else firsts[-1].gil
+        if good:
             with self._lock:
                 plan = self._plan_for(key_, label_fn)
-                measured = plan.chooser.first_call(first.sample, first.gil, imported=imported)
+                measured = plan.chooser.first_call(
+                    good[-1].sample,
+                    gil,
+                    imported=imported,
+                    before=tuple(call.sample for call in good[:-1]),
+                )
                 prospect = None if measured is None else plan.chooser.prospect(measured)
         if prospect is None:
-            gil = first.gil
             if gil is not None and gil.clear and gil.held_share <= GIL_RELEASED_CLEAR:
                 return  # native code that releases the GIL: threads, no processes
             if may_prefork:
-                sample = first.sample
+                sample = (good or firsts)[-1].sample
                 self._prefork(sample.idle_machine_wall_s, calls_left, sample.cpu_s)
             return
         if prospect.backend == "process":

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union, cast
 
 from .. import _params
 from .._callables import is_coroutine_function
-from .._chooser import MAX_CHUNKSIZE, MAX_LAZY_CHUNKSIZE, REMOTE_BACKENDS, key, label
+from .._chooser import MAX_CHUNKSIZE, MAX_LAZY_CHUNKSIZE, REMOTE_BACKENDS, key, label, probe_more
 from .._chunks import Failure, run_calls
 from .._first_call import FirstCall, run_first_call
 from .._measure import TimedCalls, span_since, span_start
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 # A map of known length on processes keeps at least this many chunks per worker among the
 # calls left (multiprocessing.Pool.map's rule).
 CHUNKS_PER_WORKER = 4
-_NO_INPUT = object()  # gilwise.map's first call found no input
 # auto's lazy inline chunks start at this many calls and grow this many times per chunk up
 # to their size by time (Chooser.lazy_chunksize): sized from the first calls alone
 # (microseconds), a first chunk of thousands would run for seconds if the calls after them
@@ -138,9 +137,10 @@ def map_results(
             and executor._may_prefork()
             and not executor._recalled(results.key)
         ):
-            # auto's first task, in a program with one thread: run the first call here, so
-            # that it says whether to fork the worker service's zygote now, or decides at
-            # once (Executor._first_call_ran). Its outcome (or exception) is the map's first.
+            # auto's first task, in a program with one thread: run the first call (or the
+            # first few, while the GIL probe cannot tell) here, so that it says whether to
+            # fork the worker service's zygote now, or decides at once
+            # (Executor._first_call_ran). Their outcomes (or exceptions) are the map's first.
             results.first_call_as_entry(executor)
         results.refill()  # like concurrent.futures: the first tasks are submitted by the call
     else:  # gilwise.map: a factory; the pool is made at the first next() and owned here
@@ -403,11 +403,20 @@ class _Window:
         try:
             if owner is not None:
                 if self.probe_first and not self.coroutine and not owner._recalled(self.key):
-                    value = self._first_call_here(owner)
-                    if value is _NO_INPUT:
+                    firsts = self._first_call_here(owner)
+                    if not firsts:
                         return
-                    yield iter((value,))
-                    del value
+                    for index in range(len(firsts)):
+                        outcome, firsts[index] = firsts[index].outcome, None  # bpo-14406
+                        try:
+                            value = outcome.result()
+                        except Exception as error:
+                            _name_the_call(error, self.fn, index)
+                            raise
+                        del outcome
+                        yield iter((value,))
+                        del value
+                    del firsts
                 self.refill()
             yield from self._outcomes()
         except KeyboardInterrupt:
@@ -421,53 +430,64 @@ class _Window:
     def _calls_left(self) -> Optional[int]:
         return None if self.total is None else max(0, self.total - self.read)
 
-    def _run_first_call(self) -> Optional[tuple[Any, FirstCall, bool]]:
+    def _run_first_calls(self) -> tuple[list[tuple[Any, FirstCall]], bool]:
         """Under auto, before any task: run the first input's call in this thread, timed,
-        with a GIL probe when no other thread runs (gilwise._first_call). (its input, the
-        FirstCall: a finished future holding its value or exception, and its timing; whether
-        it imported modules), or None if there is no input."""
-        taken = self._take(1)
-        if not taken:
-            return None
-        item = taken[0]
+        with a GIL probe when no other thread runs (gilwise._first_call), and the next
+        inputs' calls too while the probe cannot yet tell and they are short
+        (_chooser.probe_more). Each input with its FirstCall (a finished future holding
+        its value or exception, its timing and reading), in input order (none: no input),
+        and whether the first call imported modules."""
+        calls: list[tuple[Any, FirstCall]] = []
+        probe = threading.active_count() == 1
         modules = len(sys.modules)
-        first = run_first_call(
-            self.fn,
-            cast(tuple, item) if self.spread else (item,),
-            probe=threading.active_count() == 1,
-        )
-        return item, first, len(sys.modules) != modules
+        imported = False
+        while True:
+            taken = self._take(1)
+            if not taken:
+                break
+            item = taken[0]
+            first = run_first_call(
+                self.fn, cast(tuple, item) if self.spread else (item,), probe=probe
+            )
+            calls.append((item, first))
+            if len(calls) == 1:
+                imported = len(sys.modules) != modules
+            if not probe_more(
+                [call.sample for _, call in calls],
+                [call.gil for _, call in calls],
+                imported=imported,
+                failed=first.outcome.exception() is not None,
+            ):
+                break
+        return calls, imported
 
-    def _first_call_here(self, executor: Executor) -> Any:
-        """gilwise.map under auto: run the first input's call in the consumer, who waits for
-        its result anyway, and let the Executor decide from it (Executor._first_call_ran).
-        Its value, or _NO_INPUT if there is no input; its exception is raised, named as
-        input #0."""
-        first = self._run_first_call()
-        if first is None:
-            return _NO_INPUT
-        _, call, imported = first
-        executor._first_call_ran(self.key, self.fn, call, self._calls_left(), imported=imported)
-        try:
-            return call.outcome.result()
-        except Exception as error:
-            _name_the_call(error, self.fn, 0)
-            raise
+    def _first_call_here(self, executor: Executor) -> list:
+        """gilwise.map under auto: run the first inputs' calls in the consumer, who waits for
+        their results anyway, and let the Executor decide from them
+        (Executor._first_call_ran). Their values (none: no input); an exception is raised,
+        named by its input index, after the values before it were yielded."""
+        calls, imported = self._run_first_calls()
+        if not calls:
+            return []
+        firsts = [call for _, call in calls]
+        executor._first_call_ran(self.key, self.fn, firsts, self._calls_left(), imported=imported)
+        return firsts
 
     def first_call_as_entry(self, executor: Executor) -> None:
-        """Executor.map under auto, before its first task: run the first input's call here
-        and keep its outcome as the window's first (finished) entry, its exception delivered
-        when the consumer reaches input #0; then let the Executor decide from it
-        (Executor._first_call_ran)."""
-        first = self._run_first_call()
-        if first is None:
+        """Executor.map under auto, before its first task: run the first inputs' calls here
+        and keep their outcomes as the window's first (finished) entries, an exception
+        delivered when the consumer reaches its input; then let the Executor decide from
+        them (Executor._first_call_ran)."""
+        calls, imported = self._run_first_calls()
+        if not calls:
             return
-        item, call, imported = first
-        entry = _Entry(call.outcome, False, 0, [item])
-        self.window.append(entry)
-        if self.arrivals is not None:
-            self.arrivals.put(entry)
-        executor._first_call_ran(self.key, self.fn, call, self._calls_left(), imported=imported)
+        for index, (item, call) in enumerate(calls):
+            entry = _Entry(call.outcome, False, index, [item])
+            self.window.append(entry)
+            if self.arrivals is not None:
+                self.arrivals.put(entry)
+        firsts = [call for _, call in calls]
+        executor._first_call_ran(self.key, self.fn, firsts, self._calls_left(), imported=imported)
 
     def _outcomes(self) -> Iterator[Iterator[Any]]:
         """For each finished task, in order, an iterator over its results that pops each
