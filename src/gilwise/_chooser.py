@@ -32,7 +32,6 @@ import functools
 import math
 import sys
 import threading
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Union
 
@@ -1003,15 +1002,3 @@ def busy_pair_so_far(peeks: list) -> Optional[TaskMeasurement]:
         calls=0,
     )
 
-
-def run_measured(measure: Measure, *args: Any) -> Future:
-    """Run one measured call in this thread (a pipeline stage's submitter); its outcome goes
-    into a finished future (an exception too: the stage's error policy decides)."""
-    future: Future = Future()
-    try:
-        result = measure.call(*args)
-    except Exception as exc:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
-    return future

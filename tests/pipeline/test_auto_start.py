@@ -193,13 +193,41 @@ def test_a_measured_pair_that_returns_together_is_delivered_once_after_the_decis
     runner = _stage.StageRunner(
         _stage.StageSpec("upper", "map", fn=str.upper), control, inbox, outbox
     )
-    runner._choosing = _MeetingLock()  # type: ignore[assignment]
+    runner._choosing = runner._measuring.lock = _MeetingLock()  # type: ignore[assignment]
     runner._chooser.probe.add_single(CallSample(0.05, 0.05, 0.0, 0.05))  # a pair is next
     order: list[object] = []
-    deliver, decide = runner._deliver, runner._decide
+    deliver, decide = runner._deliver, runner._measuring.decide
     runner._deliver = lambda task, future: (order.append(task.seq), deliver(task, future))[1]
-    runner._decide = lambda *args, **kwargs: (order.append("decided"), decide(*args, **kwargs))[1]
+    runner._measuring.decide = lambda *args, **kwargs: (  # type: ignore[method-assign]
+        order.append("decided"),
+        decide(*args, **kwargs),
+    )[1]
     runner._measure([_stage._Task(1, "a"), _stage._Task(2, "b")])
     assert order == ["decided", 1, 2]
     assert runner._backend is not None and not control.errors
     runner.shutdown()
+
+
+def test_a_stage_with_one_worker_never_measures_two_calls_at_once():
+    # The measuring driver measures a pair only when two workers are allowed, for a stage as
+    # for an Executor(max_workers=1): a stage of workers=1 used to measure a busy pair on two
+    # helper threads, two calls of a function the caller asked to run one at a time.
+    lock = threading.Lock()
+    inside = [0]
+    most = [0]
+
+    def spin(item: int) -> int:  # local: cannot go to processes, so threads (one) run it
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        total = 0
+        for step in range(200_000):  # busy, holding the GIL: a pair would be asked for
+            total += step
+        with lock:
+            inside[0] -= 1
+        return item
+
+    pipe = Pipeline(range(8)).map(spin, workers=1, name="spin")
+    assert list(pipe) == list(range(8))
+    assert most[0] == 1
+    assert pipe.stats.stage("spin").workers == 1

@@ -6,8 +6,9 @@ marks it RUNNING then; the backend's outcome settles the caller's future (after 
 So future states, cancellation, retries and timeouts behave the same on every backend.
 
 With ``backend="auto"`` each function's first calls are handed over wrapped for measuring
-(on threads, or the event loop for coroutines) and its Chooser (gilwise._chooser) decides
-where the rest run. ``map`` lives in _map.py; the one-liners in _api.py.
+(on threads, or the event loop for coroutines) and the measuring driver (gilwise._measuring,
+shared with pipeline stages) has its Chooser (gilwise._chooser) decide where the rest run.
+``map`` lives in _map.py; the one-liners in _api.py.
 
 Ctrl-C (KeyboardInterrupt) while the Executor waits, in a ``with`` block, or at interpreter
 exit after an uncaught Ctrl-C: ``_interrupt`` cancels what has not started, fails what is
@@ -43,7 +44,6 @@ from .. import backends as _backends
 from .._callables import is_coroutine_function
 from .._chooser import (
     GIL_RELEASED_CLEAR,
-    PEEK_DELAYS_S,
     REMOTE_BACKENDS,
     Chooser,
     Measure,
@@ -55,6 +55,7 @@ from .._chunks import submit_chunk
 from .._decide import Decision
 from .._first_call import FirstCall
 from .._first_call import merged as merged_reading
+from .._measuring import Measuring
 from .._retry import Retry, as_retry
 from ..backends._workqueue import exiting_after_interrupt
 from ..errors import NotPicklableError, TaskInterruptedError, TaskTimeoutError
@@ -150,7 +151,7 @@ class Executor(cf.Executor):
             _prepare_process_workers(backend, scale_out, backend_options)
         if backend != "auto":
             self._fixed_lane = self._lane(backend, max_workers, options=backend_options)
-            self._fixed = Plan(None, Chooser(backend))
+            self._fixed = self._new_plan(None, Chooser(backend))
             self._fixed.lane = self._fixed_lane
         _live_executors.add(self)
 
@@ -348,7 +349,19 @@ class Executor(cf.Executor):
                 memory_key=key_ if self.scale_out is None else None,
             )
             chooser.recall()  # decided by an earlier Executor of this program: no measuring
-            plan = self._plans[key_] = Plan(key_, chooser)
+            plan = self._plans[key_] = self._new_plan(key_, chooser)
+        return plan
+
+    def _new_plan(self, key_: Any, chooser: Chooser) -> Plan:
+        """A plan with its measuring driver: decisions open lanes of this Executor."""
+        plan = Plan(key_, chooser)
+        plan.measuring = Measuring(
+            chooser,
+            self._lock,
+            lambda name, workers, _early: self._lane(name, workers),
+            functools.partial(self._decided, plan),
+            lambda: self._closed,
+        )
         return plan
 
     def _stays_here(self, key_: Any) -> bool:
@@ -515,7 +528,7 @@ class Executor(cf.Executor):
                     self._running.discard(task)
                     owner = self._owner(task)
                     if measure is not None:
-                        owner.chooser.measuring -= 1
+                        owner.measuring.not_started()
                     owner.queue.appendleft(task)
                     self._ready[owner.key] = owner
             raise
@@ -557,10 +570,8 @@ class Executor(cf.Executor):
         return False
 
     def _take_for_measuring(self, plan: Plan, batch: list) -> None:
-        chooser = plan.chooser
-        step = chooser.next_step()
-        pairs_allowed = self.max_workers is None or self.max_workers >= 2
-        wanted = 2 if step == "pair" and pairs_allowed and len(plan.queue) >= 2 else 1
+        measuring = plan.measuring
+        wanted = 2 if measuring.next_step() == "pair" and len(plan.queue) >= 2 else 1
         started: list[Task] = []
         while plan.queue and len(started) < wanted:
             task = plan.queue.popleft()
@@ -568,23 +579,22 @@ class Executor(cf.Executor):
                 started.append(task)
         if not started:
             return
-        lane = self._measure_lane(chooser.is_coroutine)
-        measures = chooser.measured([task.fn for task in started])
+        is_coroutine = plan.chooser.is_coroutine
+        lane = self._measure_lane(is_coroutine)
+        measures = measuring.start([task.fn for task in started])
         for task, measure in zip(started, measures):
-            chooser.measuring += 1
             lane.in_flight += 1
             self._running.add(task)
             batch.append((task, lane, measure))
-        if not chooser.is_coroutine and plan.queue and not self._closed:
+        if not is_coroutine and plan.queue and not self._closed:
             # Others are waiting: if these calls turn out to be mostly waiting, say so early.
-            calls = [measure.call for measure in measures]
             now_s = time.monotonic()
-            for delay_s in PEEK_DELAYS_S:
-                self._timers().add(
-                    now_s + delay_s,
-                    functools.partial(self._peek, plan, chooser.generation, calls),
-                    tag=("peek", plan.key),
-                )
+            timers = self._timers()
+            measuring.schedule_peeks(
+                measures,
+                lambda delay_s, peek: timers.add(now_s + delay_s, peek, tag=("peek", plan.key)),
+                then=self._pump,
+            )
 
     def _hand_over(self, task: Task, lane: Lane, measure: Optional[Measure]) -> None:
         timeout_s = self.timeout_s
@@ -630,7 +640,7 @@ class Executor(cf.Executor):
             lane.in_flight -= 1
             self._running.discard(task)
             if measure is not None:
-                self._plans[task.key].chooser.measuring -= 1
+                self._plans[task.key].measuring.not_started()
         self._settle(task, exc=exc)
 
     def _reroute_to_threads(
@@ -663,8 +673,7 @@ class Executor(cf.Executor):
                 plan = self._owner(task)
                 chooser = plan.chooser
                 if measure is not None:
-                    if chooser.record(measure, ok=exc is None, items=task.items):
-                        self._decide(plan)
+                    plan.measuring.finished(measure, ok=exc is None, items=task.items)
                     self._retire_measuring()
                 elif (
                     plan.lane is lane  # a task of a lane left behind says nothing of the new one
@@ -723,13 +732,16 @@ class Executor(cf.Executor):
         if close_now:
             self._close(wait=False)
 
-    # --- deciding (auto): the Chooser measures and decides, this opens the lanes --------
+    # --- deciding (auto): the measuring driver decides, this opens the lanes ------------
 
     def _decide(self, plan: Plan, measured: Any = None, *, early: bool = False) -> None:
-        """Under the lock: ask the plan's Chooser, open the lane it picked, wake map windows."""
-        decision, lane = plan.chooser.decide(
-            lambda name, workers: self._lane(name, workers), measured, early=early
-        )
+        """Under the lock: decide through the plan's measuring driver (see _decided)."""
+        plan.measuring.decide(measured, early=early)
+
+    def _decided(self, plan: Plan, decision: Decision, lane: Optional[Lane], early: bool) -> None:
+        """Under the lock: the plan's function was decided (``lane``: the lane opened for
+        it, None when an early decision was confirmed): move its queue there, wake the map
+        windows waiting for the decision."""
         if lane is not None:
             plan.lane = lane
         if plan.queue:
@@ -739,19 +751,6 @@ class Executor(cf.Executor):
         listeners, plan.listeners = plan.listeners, []
         for listener in listeners:
             listener()
-        if decision.backend == "process" and lane is not None and not early:
-            lane.backend.warm_up()
-
-    def _peek(self, plan: Plan, generation: int, calls: list) -> None:
-        """Timer thread: decide while the first calls are still running, when clear."""
-        with self._lock:
-            if self._closed or plan.chooser.decision is not None:
-                return
-            so_far = plan.chooser.peek(generation, calls)
-            if so_far is None:
-                return
-            self._decide(plan, so_far, early=True)
-        self._pump()
 
     def _times_inline_calls(self, key_: Any) -> bool:
         """Whether a lazy inline chunk of this function should time each call."""

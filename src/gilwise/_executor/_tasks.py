@@ -3,7 +3,8 @@
 A _Task is one unit handed to a backend: a call, or a chunk of calls of one function
 (``items`` > 1; its ``args`` are ``(fn, items, spread)`` for ``_chunks``). A _Lane is one
 backend instance and how many of its workers the Executor keeps busy. A _Plan is one
-function's queue, the lane it runs on and its Chooser (what was measured and decided).
+function's queue, the lane it runs on, its Chooser (what was measured and decided) and,
+under auto, the measuring driver over that Chooser (gilwise._measuring).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from .. import backends as _backends
 from .._chooser import Chooser
+from .._measuring import Measuring
 
 
 class Task:
@@ -62,11 +64,16 @@ class Lane:
         self.capacity = backend.max_workers
         self.in_flight = 0
 
+    def warm_up(self) -> None:
+        """Start the backend's workers now (a process pool: see Backend.warm_up)."""
+        self.backend.warm_up()
+
 
 class Plan:
     """Per function: its queue, its lane once decided, its Chooser, map windows waiting."""
 
-    __slots__ = ("chooser", "key", "lane", "listeners", "queue")
+    __slots__ = ("chooser", "key", "lane", "listeners", "measuring", "queue")
+    measuring: Measuring  # auto's driver of the Chooser, set by the Executor at once
 
     def __init__(self, key: Any, chooser: Chooser) -> None:
         self.key = key

@@ -10,11 +10,12 @@ A stage that runs inline does all of this in its submitter thread; a stage on a 
 may send several items per task (a chunk) to pay for the round trip once.
 
 Under backend="auto" the submitter first hands items to measured calls (one alone, or two
-started together), each on a helper thread, and peeks at them while they run; once the
-Chooser can tell (they clearly wait, or a pair clearly takes turns) it decides early and the
-submitter goes on with the chosen backend while the measured calls finish; the last of them
-to finish files the samples and confirms (or redoes) the decision. Both threads decide, so
-the Chooser and the switch of backend are guarded by ``_choosing``.
+started together), each on a helper thread, and waits while they run; the measuring driver
+(gilwise._measuring, shared with the Executor) peeks at them, and once the Chooser can tell
+(they clearly wait, or a pair clearly takes turns) it decides early and the submitter goes
+on with the chosen backend while the measured calls finish; the last of them to finish
+files the samples and confirms (or redoes) the decision. Both threads decide, so the
+Chooser and the switch of backend are guarded by ``_choosing``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from .. import backends
-from .._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, run_measured
+from .._chooser import REMOTE_BACKENDS, Chooser
 from .._chunks import Failure, submit_chunk
-from .._decide import MAX_IO_TASK_WORKERS
+from .._decide import MAX_IO_TASK_WORKERS, Decision
+from .._measuring import Measuring, run_measured
 from ..errors import NotPicklableError, StageError
 from ._calls import StageCall, outputs_of
 from ._channel import END, POLL_S, STOPPED, TIMEOUT, Channel, Failed
@@ -207,6 +209,9 @@ class StageRunner:
         self._chooser = Chooser(
             getattr(spec.fn, "__qualname__", spec.name), max_workers=spec.workers, pair_first=False
         )
+        self._measuring = Measuring(
+            self._chooser, self._choosing, self._open_decided, self._decided
+        )
         self._chunk = 1
         self._ready: dict[int, Any] = {}  # collector: outputs waiting for their turn
         self._next_seq = 0
@@ -337,7 +342,8 @@ class StageRunner:
                 if pending is not None:
                     self._run_held(pending)
                 if self._backend is None and self._chooser.probe.calls:
-                    self._decide()  # so the stats say what the stage would have used
+                    with self._choosing:  # so the stats say what the stage would have used
+                        self._measuring.decide()
                 self._done.put(_EndOfInput(seq, end=value))
                 return
             task = _Task(seq, value)
@@ -364,7 +370,7 @@ class StageRunner:
                 self._done.put(_EndOfInput(seq, end=end))
                 return
             with self._choosing:
-                step = self._chooser.next_step()
+                step = self._measuring.next_step()
             if step == "single":
                 self._measure([task])
             elif pending is None:
@@ -455,11 +461,9 @@ class StageRunner:
         calls' outcomes are delivered after the stage decided from them, so a retry of a
         measured failure always has a backend. Returns early only once decided or stopped.
         """
-        chooser = self._chooser
+        measuring = self._measuring
         with self._choosing:
-            measures = chooser.measured([self._call] * len(tasks))
-            chooser.measuring += len(tasks)
-        calls = [measure.call for measure in measures]
+            measures = measuring.start([self._call] * len(tasks))
         lock = _OnceLock(self._control.measure_lock)
         outcomes: list[Optional[Future]] = [None] * len(tasks)
         running = [len(tasks)]
@@ -468,12 +472,10 @@ class StageRunner:
         def run(index: int) -> None:
             outcome = outcomes[index] = run_measured(measures[index], tasks[index].item)
             with self._choosing:
-                decide = chooser.record(measures[index], ok=outcome.exception() is None)
                 # Exactly one helper, the last to file its call, decides and delivers.
+                measuring.finished(measures[index], ok=outcome.exception() is None)
                 running[0] -= 1
                 last = running[0] == 0
-            if decide:
-                self._decide()
             if last:
                 lock.release()
                 for task, done in zip(tasks, outcomes):
@@ -488,62 +490,49 @@ class StageRunner:
             )
             self.threads.append(helper)  # the run joins it at close, as the stage's own
             helper.start()
-        for delay_s in PEEK_DELAYS_S:
-            if finished.wait(max(0.0, started_s + delay_s - time.perf_counter())):
-                return
-            with self._choosing:
-                so_far = chooser.peek(chooser.generation, calls)
-                if so_far is not None:
-                    self._decide(so_far, early=True)
-            if so_far is not None:
-                lock.release()  # the other stages may measure while these calls finish
-                return
+        if measuring.watch(measures, finished, started_s):
+            lock.release()  # decided: the other stages may measure while these calls finish
+            return
         while not finished.wait(POLL_S):
             if self._inbox.stopped():
                 return
 
-    def _decide(self, measured: Any = None, *, early: bool = False) -> None:
-        # Decided before any measured failure is delivered, so a retry always has a backend.
-        chooser = self._chooser
+    def _open_decided(self, name: str, workers: int, early: bool) -> backends.Backend:
+        """Under ``_choosing``: the backend a decision asks for (see Measuring)."""
+        if early and self.spec.workers is None and name in IO_BACKENDS:
+            # An I/O pool sized from a call still waiting: opened as large as any later
+            # decision may ask (threads start on demand), so the finished calls resize what
+            # runs on it, never open a second pool.
+            return self._use(name, MAX_IO_TASK_WORKERS, "", at_most=min(workers, EARLY_IO_WORKERS))
+        return self._use(name, self.spec.workers or workers, "")
 
-        capped = early and self.spec.workers is None  # an I/O pool sized from a call still waiting
-
-        def open_backend(name: str, workers: int) -> backends.Backend:
-            if capped and name in IO_BACKENDS:
-                # Opened as large as any later decision may ask (threads start on demand), so
-                # the finished calls resize what runs on it, never open a second pool.
-                return self._use(
-                    name, MAX_IO_TASK_WORKERS, "", at_most=min(workers, EARLY_IO_WORKERS)
+    def _decided(self, decision: Decision, backend: Any, early: bool) -> None:
+        """Under ``_choosing``: the stage was decided and runs on ``backend`` from now on
+        (None: an early decision confirmed, nothing new opened). Decided before any
+        measured failure is delivered, so a retry always has a backend. A function that
+        cannot be sent to the chosen processes runs on threads instead."""
+        if backend is None:
+            return
+        self.counters.reason = decision.reason
+        if early and self.spec.workers is None and self.counters.workers < decision.workers:
+            self.counters.reason += (
+                f" At most {self.counters.workers} at a time until its first calls "
+                f"finish and size the pool."
+            )
+        if decision.backend != self.counters.backend:  # fell back (unavailable here)
+            self.counters.backend = decision.backend
+        if decision.backend in REMOTE_BACKENDS:
+            try:
+                self._validate(backend, None)
+            except NotPicklableError as exc:
+                self._chooser.fall_back_to_threads(str(exc))
+                self._use(
+                    "thread",
+                    self.spec.workers or decision.workers,
+                    f"{decision.reason} But the function cannot be "
+                    f"sent to another process ({exc}), so threads run it instead.",
                 )
-            return self._use(name, self.spec.workers or workers, "")
-
-        with self._choosing:
-            decision, backend = chooser.decide(open_backend, measured, early=early)
-            if backend is None:  # an early decision confirmed: nothing new to open
-                return
-            self.counters.reason = decision.reason
-            if capped and self.counters.workers < decision.workers:
-                self.counters.reason += (
-                    f" At most {self.counters.workers} at a time until its first calls "
-                    f"finish and size the pool."
-                )
-            if decision.backend != self.counters.backend:  # fell back (unavailable here)
-                self.counters.backend = decision.backend
-            if decision.backend in REMOTE_BACKENDS:
-                try:
-                    self._validate(backend, None)
-                except NotPicklableError as exc:
-                    chooser.fall_back_to_threads(str(exc))
-                    self._use(
-                        "thread",
-                        self.spec.workers or decision.workers,
-                        f"{decision.reason} But the function cannot be "
-                        f"sent to another process ({exc}), so threads run it instead.",
-                    )
-                else:
-                    if not early:
-                        backend.warm_up()  # start every worker now, not at its first task
-            self._validated = True
+        self._validated = True
 
     def _current_backend(self, item: Any) -> backends.Backend:
         """The backend to hand ``item`` to, its function validated for it. Read under the
