@@ -34,7 +34,7 @@ import signal
 import sys
 import time
 import traceback
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ._service_pipe import MessagePipe
 
@@ -62,14 +62,42 @@ def die_with_parent(parent_pid: int, signum: int = signal.SIGKILL) -> None:
 def ask_for_death_signal(parent_pid: int, signum: int) -> bool:
     """Get ``signum`` when the parent dies (Linux); False if it is already gone."""
     if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # EOF on the pipe still ends the worker when the parent goes
+        # If prctl cannot be had, EOF on the pipe still ends the worker when the parent goes.
+        with contextlib.suppress(OSError, AttributeError, ImportError, TypeError):
+            _prctl()(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
     return os.getppid() == parent_pid  # else the parent died before prctl took effect
+
+
+_PRCTL: Optional[Callable[..., Any]] = None  # made once; a forked worker inherits it
+
+
+def _prctl() -> Callable[..., Any]:
+    """libc's prctl, callable with ints. Through the C half of ctypes alone (~1 ms to
+    import) where it offers what is needed: ``import ctypes`` takes 5-15 ms, paid by the
+    zygote before it could fork a new pool's second worker, and by each worker after its
+    first task. Any surprise there (the private module changed): ctypes itself."""
+    global _PRCTL
+    if _PRCTL is None:
+        _PRCTL = _load_prctl()
+    return _PRCTL
+
+
+def _load_prctl() -> Callable[..., Any]:
+    try:
+        import _ctypes
+
+        class _Int(_ctypes._SimpleCData):  # type: ignore[name-defined,misc]
+            _type_ = "i"
+
+        class _Function(_ctypes.CFuncPtr):  # type: ignore[misc]
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = _Int
+
+        return _Function(_ctypes.dlsym(_ctypes.dlopen(None, 0), "prctl"))  # type: ignore[arg-type,no-any-return]
+    except Exception:  # the public way below
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
 
 
 def _dumps(obj: object) -> bytes:
@@ -132,8 +160,9 @@ def serve(conn: MessagePipe, protect: Optional[Callable[[], None]] = None) -> in
     """Set up, then run work until EOF; return the exit code.
 
     ``protect`` (die_with_parent for a forked worker) runs right after READY was sent when
-    it is cheap (ctypes already imported), else after the first message: importing ctypes
-    takes milliseconds that would otherwise delay a new pool's first result. Until then EOF
+    it is cheap (prctl already made: inherited from the zygote), else after the first
+    message: making it takes a millisecond that would otherwise delay a new pool's first
+    result. Until then EOF
     on the pipe (the caller gone) still ends the worker, and the zygote kills its workers
     when it ends."""
     try:
@@ -148,7 +177,7 @@ def _serve(conn: MessagePipe, protect: Optional[Callable[[], None]]) -> int:
     from ._wire import execute
 
     conn.send_bytes(READY)
-    if protect is not None and "ctypes" in sys.modules:
+    if protect is not None and _PRCTL is not None:
         protect()
         protect = None
     while True:

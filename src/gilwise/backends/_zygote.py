@@ -127,7 +127,8 @@ def serve(ctl: socket.socket, protect: Optional[Callable[[], bool]] = None) -> N
 
     ``protect`` (ask_for_death_signal, for a zygote forked from the caller) runs once the
     requests already queued are served: the first worker is then not held up by the
-    ctypes import it needs; until then EOF on ``ctl`` ends the zygote as usual."""
+    millisecond it takes (its prctl made: the workers forked after it inherit that); until
+    then EOF on ``ctl`` ends the zygote as usual."""
     global in_zygote
     in_zygote = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
