@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from gilwise._chooser import Chooser
 from gilwise._measure import CallSample
 from gilwise._measuring import Measuring
+from gilwise.errors import WorkerCrashedError
 
+WAIT_S = 30  # hang guard only
 BUSY_CALL = CallSample(0.05, 0.05, 0.0, 0.05)  # 50 ms, all of it on a CPU
 
 
@@ -52,8 +55,14 @@ def test_the_last_measured_call_filed_decides_and_tells_the_owner_once():
     driver.chooser.probe.add_single(BUSY_CALL)
     first, second = driver.start([len, len])
     assert driver.chooser.measuring == 2
-    first.call("ab")
-    second.call("abc")
+    threads = [  # a pair starts together (a barrier): one thread each
+        threading.Thread(target=measure.call, args=(text,))
+        for measure, text in ((first, "ab"), (second, "abc"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_S)
     assert not driver.finished(first, ok=True)  # its partner is still out
     assert opened == [] and decided == []
     assert driver.finished(second, ok=True)
@@ -82,3 +91,32 @@ def test_a_finished_watch_returns_at_once_without_deciding():
     finished.set()
     assert driver.watch([measure], finished, started_s=0.0) is False
     assert decided == []
+
+
+def _decided_for(backend: str, decided: list) -> Measuring:
+    driver = _driver(decided=decided)
+    driver.chooser.probe.add_single(BUSY_CALL)
+    decision = driver.chooser.prospect()
+    driver.chooser.decide(lambda name, workers: name, decision.measured)
+    driver.chooser.decision = replace(driver.chooser.decision, backend=backend)
+    return driver
+
+
+def test_a_crashed_worker_decides_again_for_processes_once_unless_there_already():
+    crash = WorkerCrashedError("worker died (signal 9) running f")
+    decided: list = []
+    on_threads = _decided_for("thread", decided)
+    assert on_threads.failed(crash)
+    assert on_threads.chooser.decision.backend == "process"
+    assert [backend.name for backend in decided] == ["process"]
+    assert not on_threads.failed(crash)  # noted once: nothing more to do
+    on_processes = _decided_for("process", decided)
+    assert not on_processes.failed(crash)
+    assert on_processes.chooser.crashed and len(decided) == 1
+
+
+def test_an_ordinary_exception_decides_nothing_again():
+    decided: list = []
+    driver = _decided_for("thread", decided)
+    assert not driver.failed(ValueError("bad input"))
+    assert not driver.chooser.crashed and decided == []

@@ -13,6 +13,11 @@ the same way for both owners:
     finished(measure, ok) -->   file it; decide when due -------> record() / decide()
                                 decide(): open the backend via
                                 the owner, tell it, warm it up
+    ran(per_call_s) -------->   drifted? measure again ---------> observe()
+    failed(error) ---------->   a worker crash: processes only -> note_crash() / decide()
+
+A stage decides once (and confirms or redoes an early decision); only the Executor, whose
+functions live as long as it does, also reports the calls that ran (``ran``, ``failed``).
 
 What stays with the owner: where a measured call runs (the Executor's measuring threads,
 a stage's helper threads), how the peeks are timed (the Executor's timer thread, as its
@@ -30,7 +35,7 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, Optional
 
-from ._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, Measure
+from ._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, Measure, is_crash
 from ._decide import Decision, TaskMeasurement
 
 
@@ -160,6 +165,27 @@ class Measuring:
         ):
             opened.warm_up()  # every worker now, not at its first task
         return decision
+
+    # --- after deciding: re-deciding (under the lock) ------------------------------------
+
+    def ran(self, per_call_s: float, items: int = 1) -> bool:
+        """``items`` calls on the decided backend took ``per_call_s`` each (chunk sizes
+        follow it). True when their durations drifted from what was measured: the Chooser
+        measures again, and the owner sends the next calls to be measured."""
+        return self.chooser.observe(per_call_s, items)
+
+    def failed(self, error: BaseException) -> bool:
+        """A call on a backend raised ``error``. The first time a call crashed its worker
+        process, the function never runs in this process again (a re-measure here would
+        crash the caller): decided again, for processes, unless it runs on them already.
+        True when this decided again."""
+        if not is_crash(error) or not self.chooser.note_crash(error):
+            return False
+        decision = self.chooser.decision
+        if decision is not None and decision.backend == "process":
+            return False
+        self.decide()
+        return True
 
 
 def run_measured(measure: Measure, *args: Any) -> Future:

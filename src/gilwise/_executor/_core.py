@@ -47,7 +47,6 @@ from .._chooser import (
     REMOTE_BACKENDS,
     Chooser,
     Measure,
-    is_crash,
     key,
     label,
 )
@@ -671,18 +670,17 @@ class Executor(cf.Executor):
                 retry_in_s = None
             else:
                 plan = self._owner(task)
-                chooser = plan.chooser
                 if measure is not None:
                     plan.measuring.finished(measure, ok=exc is None, items=task.items)
                     self._retire_measuring()
                 elif (
                     plan.lane is lane  # a task of a lane left behind says nothing of the new one
-                    and (chooser.decision is not None or plan is self._fixed)
-                    and chooser.observe(duration_s / task.items, task.items)
+                    and (plan.chooser.decision is not None or plan is self._fixed)
+                    and plan.measuring.ran(duration_s / task.items, task.items)
                 ):
                     plan.lane = None  # re-measure: the next calls go to the measure lane
-                if is_crash(exc) and self._fixed is None and chooser.note_crash(exc):  # type: ignore[arg-type]
-                    self._keep_on_processes(plan)
+                if exc is not None and self._fixed is None:
+                    plan.measuring.failed(exc)  # a crashed worker: processes only, from now on
                 retry_in_s = None
                 if exc is not None and task.items == 1 and not task.future.done():
                     retry_in_s = self._retry.delay_before_retry(exc, task.tries)
@@ -799,12 +797,6 @@ class Executor(cf.Executor):
             return 0
         decision = plan.chooser.prospect(measured)
         return decision.workers if decision.backend == "process" else 0
-
-    def _keep_on_processes(self, plan: Plan) -> None:
-        """Under the lock: a call crashed a worker process; never run it here again."""
-        if plan.lane is not None and plan.lane.name == "process":
-            return
-        self._decide(plan)
 
     def _measure_lane(self, is_coroutine: bool) -> Lane:
         if is_coroutine:
