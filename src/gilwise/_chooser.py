@@ -1001,4 +1001,3 @@ def busy_pair_so_far(peeks: list) -> Optional[TaskMeasurement]:
         pair_cpu_s=overlap * elapsed_s,
         calls=0,
     )
-

@@ -474,6 +474,27 @@ def test_prepare_workers_forks_the_zygote_before_threads_exist():
     assert done.stdout.split() == ["3", "True"]
 
 
+def test_workers_started_early_are_the_pools_own_not_extra_ones():
+    # auto's early fork: prepare_workers(2) warms two workers and closes its lease; the
+    # pool's own lease then has two jobs. Seen by the manager in one pass (the service's lock
+    # held meanwhile), the warm-up and the jobs ask for the same two workers, not four.
+    script = """
+        from gilwise.backends import _service
+        from gilwise.backends._process import ProcessBackend, prepare_workers
+        import _backend_tasks as tasks
+
+        assert prepare_workers(2)
+        with _service.current().lock:
+            backend = ProcessBackend(2, idle_timeout_s=0)
+            futures = [backend.submit(tasks.add, (n, 1), {}) for n in range(2)]
+        print(sorted(f.result(60) for f in futures), len(_service.current().workers))
+        backend.shutdown()
+    """
+    done = _run_script(script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[1,", "2]", "2"]
+
+
 def test_prepare_workers_does_nothing_once_threads_exist():
     assert _service.stop_if_idle(GUARD_S)
     stop = threading.Event()

@@ -513,19 +513,26 @@ class Service:
                 job = self._take(lease)
                 if job is not None:
                     self._send(worker, lease, job, now)
-        # 3. Start workers for what the idle ones cannot take.
+        # 3. Start workers for what the idle ones cannot take: the jobs waiting, or a warm-up's
+        #    room, whichever is more. (A warm-up asks for workers to exist, not for more on
+        #    top of those another lease's jobs need: auto's early fork opens a lease to warm
+        #    the pool's workers, closes it, and the pool's own lease then wants the same
+        #    workers; counted twice, a 2-core machine got 3 or 4 workers.)
         demand: dict[tuple, int] = collections.Counter()
+        warm: dict[tuple, int] = collections.Counter()
         boot_for: dict[tuple, Lease] = {}
         for lease in active:
             room = lease.max_workers - len(lease.workers)
             wanted = min(len(lease.pending), room)
             if lease.warm_requested:
                 lease.warm_requested = False
-                wanted = max(wanted, room)
+                warm[lease.flavor] = max(warm[lease.flavor], room)
             if wanted > 0:
                 demand[lease.flavor] += wanted
+            if wanted > 0 or warm[lease.flavor] > 0:
                 boot_for.setdefault(lease.flavor, lease)
-        for flavor, wanted in demand.items():
+        for flavor in boot_for:
+            wanted = max(demand[flavor], warm[flavor])
             supply = len(idle.get(flavor, ()))
             supply += sum(
                 1
