@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 from executor_gates import FileGate, nap, wait_then
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gilwise
-from gilwise.errors import TaskTimeoutError
+from gilwise.errors import TaskInterruptedError, TaskTimeoutError
+from gilwise.pipeline import Retry
 
 WAIT_S = 30
 
@@ -131,3 +133,45 @@ def test_a_crashed_process_task_is_retried_on_a_new_worker(tmp_path, no_leaks):
     (tmp_path / "crashed").unlink()
     with gilwise.Executor("process", 1) as executor, pytest.raises(WorkerCrashedError):
         executor.submit(crash_once, marker).result(WAIT_S)
+
+
+class FailsOnce:
+    """Fails the first call of input 1 and notes when each call of it started."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.failed = threading.Event()
+
+    def __call__(self, x: int) -> int:
+        if x == 1:
+            self.starts.append(time.monotonic())
+            if len(self.starts) == 1:
+                self.failed.set()
+                raise RuntimeError("planned failure of input 1")
+        return x
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_a_failed_call_of_a_map_waits_the_retry_back_off_alone_or_in_a_chunk(chunksize, no_leaks):
+    # One retry rule for every failed call: a call that failed inside a chunk used to be
+    # tried again at once, skipping the back-off a call submitted alone waits.
+    work = FailsOnce()
+    retry = Retry(times=1, backoff_s=0.2)
+    with gilwise.Executor("thread", 2, retries=retry) as executor:
+        assert list(executor.map(work, range(6), chunksize=chunksize)) == list(range(6))
+    first, second = work.starts
+    assert second - first >= 0.2
+
+
+def test_a_retry_waiting_for_its_back_off_fails_at_interrupt_instead_of_hanging(no_leaks):
+    work = FailsOnce()
+    executor = gilwise.Executor("thread", 1, retries=Retry(times=1, backoff_s=WAIT_S))
+    future = executor.submit(work, 1)
+    assert work.failed.wait(WAIT_S)
+    deadline = time.monotonic() + WAIT_S
+    while not executor._backing_off:  # the failure is filed: the retry waits its back-off
+        assert time.monotonic() < deadline, "the failed call was never set to be retried"
+        time.sleep(0.001)
+    executor.shutdown(interrupt=True)
+    assert isinstance(future.exception(WAIT_S), TaskInterruptedError)
+    assert len(work.starts) == 1

@@ -141,6 +141,7 @@ class Executor(cf.Executor):
         self._plans: dict[Any, Plan] = {}
         self._ready: dict[Any, Plan] = {}  # plans with queued tasks, in arrival order
         self._running: set[Task] = set()  # handed to a backend, not settled
+        self._backing_off: set[Task] = set()  # failed, to be retried after a back-off
         self._timer_thread: Optional[Timers] = None
         self._fixed: Optional[Plan] = None
         self._fixed_lane: Optional[Lane] = None
@@ -687,6 +688,8 @@ class Executor(cf.Executor):
                 if retry_in_s == 0.0:
                     plan.queue.appendleft(task)
                     self._ready[plan.key] = plan
+                elif retry_in_s is not None:
+                    self._backing_off.add(task)
         if retry_in_s is None:
             if exc is None:
                 self._settle(task, result=backend_future.result())
@@ -700,9 +703,33 @@ class Executor(cf.Executor):
         if self._ready:
             self._pump()
 
+    def _retry_later(
+        self, fn: Callable[..., Any], args: tuple, key_: Any, delay_s: float
+    ) -> cf.Future:
+        """A failed call of a map's chunk is tried again on its own: a task that has used
+        one try (the retry policy counts on), queued after ``delay_s`` (the policy's first
+        back-off, as a failed task's retry waits). Raises RuntimeError after shutdown."""
+        if delay_s <= 0:
+            return self._enqueue(fn, args, {}, key_, fn, tries=1)
+        future: cf.Future = cf.Future()
+        future.set_running_or_notify_cancel()  # started already, like any retry
+        task = Task(future, fn, args, {}, key_)
+        task.tries = 1
+        task.started = True
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError(
+                    "cannot schedule new tasks after shutdown; create a new gilwise.Executor"
+                )
+            self._unfinished += 1
+            self._backing_off.add(task)
+        self._timers_add(delay_s, functools.partial(self._requeue, task))
+        return future
+
     def _requeue(self, task: Task) -> None:
         """Timer thread: a retry's back-off is over."""
         with self._lock:
+            self._backing_off.discard(task)
             if self._interrupted or task.future.done():
                 return
             plan = self._owner(task)
@@ -896,7 +923,9 @@ class Executor(cf.Executor):
             for plan in self._all_plans():
                 plan.queue.clear()
             self._ready.clear()
-            running = list(self._running) + started_queued
+            # A retry waiting for its back-off has started too: its timer is stopped below.
+            running = list(self._running) + started_queued + list(self._backing_off)
+            self._backing_off.clear()
             lanes = list(self._lanes.values())
             self._closed = True
             timers, self._timer_thread = self._timer_thread, None

@@ -609,10 +609,10 @@ class _Window:
         executor = self.executor
         item = inputs[index - first]
         args = tuple(item) if self.spread else (item,)
-        if executor._retry.delay_before_retry(error, 1) is not None and not executor._shutdown:
-            # The retry is a task of its own that has used one try (the policy counts on).
-            retry = executor._enqueue(self.fn, args, {}, self.key, self.fn, tries=1)
-            return retry.result()
+        delay_s = executor._retry.delay_before_retry(error, 1)
+        if delay_s is not None and not executor._shutdown:
+            # A task of its own, after the policy's first back-off (as a failed task waits).
+            return executor._retry_later(self.fn, args, self.key, delay_s).result()
         _name_the_call(error, self.fn, index)
         raise error
 
