@@ -125,9 +125,7 @@ def prepare_workers(workers: int = 1) -> bool:
         kill_grace_s=1.0,
         idle_timeout_s=default_idle_timeout_s(),
     )
-    lease = _service.open_lease(config)
-    if workers > 1:  # the first one is forked by open_lease; the manager starts the rest
-        lease.service.warm_up(lease)
+    lease = _service.open_lease(config, workers_now=workers)  # all forked at once
     lease.service.close_lease(lease, interrupt=False)
     return True
 

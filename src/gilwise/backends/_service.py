@@ -237,9 +237,9 @@ class Service:
         self.last_start_cost_s: Optional[float] = None  # a new worker: start to READY
 
     # --- any thread, under lock --------------------------------------------------------
-    def start(self, first: Lease) -> None:
-        """Fork the zygote now if that is safe, ask it for ``first``'s first worker, start
-        the manager thread. Raises on failure; nothing is left half-made."""
+    def start(self, first: Lease, workers: int = 1) -> None:
+        """Fork the zygote now if that is safe, ask it for ``workers`` of ``first``'s
+        workers, start the manager thread. Raises on failure; nothing is left half-made."""
         if may_fork_zygote():
             with contextlib.suppress(OSError):  # e.g. out of memory: spawn one later
                 self.zygote = Zygote.fork_from_caller()
@@ -250,9 +250,12 @@ class Service:
         if self.zygote is not None:
             self.selector.register(self.zygote.ctl, selectors.EVENT_READ, self.zygote)
             if first.config.start_method != SPAWN:
-                # The first worker forks while the manager thread starts: the first result
-                # comes one hand-over sooner.
-                self._start_worker(first)
+                # The first workers fork while the manager thread starts: the first result
+                # comes one hand-over sooner, and a pool's second worker is not a round of
+                # the manager later.
+                for _ in range(max(1, min(workers, first.config.max_workers))):
+                    if not self._start_worker(first):
+                        break
         thread = threading.Thread(target=self._run, name="gilwise-process-service", daemon=True)
         try:
             thread.start()  # "can't start new thread" on a loaded machine
@@ -989,9 +992,10 @@ _current_lock = threading.Lock()
 _live_services: weakref.WeakSet = weakref.WeakSet()
 
 
-def open_lease(config: LeaseConfig) -> Lease:
-    """A new lease on the program's service, starting the service if needed. Raises
-    RuntimeError in the zygote, or if its thread cannot start."""
+def open_lease(config: LeaseConfig, *, workers_now: int = 1) -> Lease:
+    """A new lease on the program's service, starting the service if needed (and then
+    ``workers_now`` of its workers at once). Raises RuntimeError in the zygote, or if its
+    thread cannot start."""
     global _current
     with _current_lock:
         service = _current
@@ -1011,7 +1015,7 @@ def open_lease(config: LeaseConfig) -> Lease:
         service = Service()
         lease = Lease(service, config)
         service.leases.append(lease)  # before its thread starts, or it would stop at once
-        service.start(lease)
+        service.start(lease, workers_now)
         _current = service
         _live_services.add(service)
         return lease
