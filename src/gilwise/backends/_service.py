@@ -66,6 +66,8 @@ MAX_BOOT_FAILURES = 3
 # busy worker when the lease has no other worker to give it, so it never waits a round trip;
 # longer ones do not, so a long job never holds a short one back while another worker is free.
 PREFETCH_BELOW_S = 0.02
+# Idle workers beyond this many (or the widest lease's size) are stopped once nothing waits.
+_CPUS = os.cpu_count() or 1
 # Bigger payloads are never queued on a busy worker: the send could block the manager
 # until that worker finishes its current job.
 PREFETCH_MAX_BYTES = 64 * 1024
@@ -467,10 +469,18 @@ class Service:
         return limit is None or worker.tasks_sent < limit
 
     def _schedule(self, leases: list[Lease]) -> None:
-        now = time.monotonic()
         self.retry_at = None
         if self.sys_path != sys.path:
             self.sys_path = list(sys.path)
+        # The manager runs this at every message; most find nothing waiting (a worker sent
+        # results, the others are busy): then only step 4 below can have work.
+        if any(lease.pending or lease.warm_requested for lease in leases):
+            self._assign(leases)
+        if not any(lease.pending for lease in leases):
+            self._retire_spare(leases)
+
+    def _assign(self, leases: list[Lease]) -> None:
+        now = time.monotonic()
         idle: dict[tuple, list[Worker]] = collections.defaultdict(list)
         for worker in sorted(self.workers, key=lambda w: w.last_used):
             if worker.state == Worker.IDLE:
@@ -545,15 +555,18 @@ class Service:
             for _ in range(wanted - supply):
                 if not self._start_worker(boot_for[flavor]):
                     break
+
+    def _retire_spare(self, leases: list[Lease]) -> None:
         # 4. Too many idle workers (after a wide executor closed): stop the oldest.
-        if not any(lease.pending for lease in leases):
-            cap = max([os.cpu_count() or 1] + [lease.max_workers for lease in leases])
-            spare = [w for w in self.workers if w.state == Worker.IDLE]
-            if len(spare) > cap:
-                used = {lease.flavor for lease in leases}
-                spare.sort(key=lambda w: (w.flavor in used, w.last_used))
-                for worker in spare[: len(spare) - cap]:
-                    self._retire(worker)
+        spare = [w for w in self.workers if w.state == Worker.IDLE]
+        if len(spare) <= _CPUS:
+            return
+        cap = max([_CPUS] + [lease.max_workers for lease in leases])
+        if len(spare) > cap:
+            used = {lease.flavor for lease in leases}
+            spare.sort(key=lambda w: (w.flavor in used, w.last_used))
+            for worker in spare[: len(spare) - cap]:
+                self._retire(worker)
 
     def _worker_setup(self, lease: Lease) -> bytes:
         return pickle.dumps(
