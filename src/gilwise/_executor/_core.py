@@ -239,9 +239,11 @@ class Executor(cf.Executor):
         """Like ``builtins.map`` run concurrently; results in input order.
 
         Lazy and bounded: inputs are read only as results are consumed, with at most
-        ``buffersize`` tasks in flight ("auto": twice the workers; None: read all input
-        now, as concurrent.futures does). ``chunksize`` batches calls into one task ("auto":
-        sized from measured call durations so tiny calls are cheap); a chunk keeps every
+        ``buffersize`` tasks in flight ("auto": twice the workers, and on worker processes
+        tasks that finished while the consumer waits for an earlier one do not count, up
+        to four times as many in all; None: read all input now, as concurrent.futures
+        does). ``chunksize`` batches calls into one task ("auto": sized from measured call
+        durations so tiny calls are cheap); a chunk keeps every
         call's own outcome: results before a failing call are delivered, then its
         exception is raised (a failing call is retried on its own under ``retries``).
         ``timeout``: seconds from this call; a result not ready by then raises TimeoutError.
