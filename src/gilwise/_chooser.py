@@ -67,14 +67,16 @@ REMOTE_BACKENDS = frozenset({"process", "interpreter", "dask"})
 LOCAL_CHUNK_TARGET_S = 0.002
 MAX_CHUNKSIZE = 4096
 # Calls decided inline run in the consumer's thread as lazy chunks lasting about this long
-# (so a long call among them is noticed within a chunk or two) and at most this many calls
-# (a lazy chunk is no task: a big one costs only the inputs it reads ahead).
-INLINE_CHUNK_TARGET_S = 0.002
+# and at most this many calls (a lazy chunk is no task: a big one costs only the inputs it
+# reads ahead). Each chunk costs ~0.1-0.2 ms of timing and bookkeeping (7% of x + 1's
+# chunks of 1 ms; ~0.2 ms per chunk of two 1 ms calls when chunks lasted 2 ms). A timed
+# call much longer than the calls before it ends its chunk at once
+# (LONG_INLINE_CALL_FACTOR), so a long chunk notices a long call as soon as a short one.
+INLINE_CHUNK_TARGET_S = 0.01
 MAX_LAZY_CHUNKSIZE = 4 * MAX_CHUNKSIZE
-# ... except calls too short to time one by one (TIMED_INLINE_MIN_S): their chunks last about
-# this long, as each chunk costs ~50-150 us of timing and bookkeeping (7% of x + 1's chunks of
-# 1 ms); the caller may allow more calls per chunk (a list's chunks copy nothing).
-UNTIMED_INLINE_CHUNK_TARGET_S = 0.01
+# A timed inline call this many times the running per-call estimate, and at least
+# TINY_CALL_S, ends its lazy chunk: the watch weighs it before the next call runs here.
+LONG_INLINE_CALL_FACTOR = 4.0
 # Inline calls at least this long (by the running estimate) are timed one by one (~0.3 us
 # per call, <= 1%), leaving out the consumer's time between them; shorter ones only by
 # their chunk's span, the consumer's time included, which can only ask for a re-measure.
@@ -804,17 +806,19 @@ class Chooser:
         return True
 
     def lazy_chunksize(self, max_calls: int = MAX_LAZY_CHUNKSIZE) -> int:
-        """Calls per lazy inline chunk: about INLINE_CHUNK_TARGET_S of work (calls too short
-        to time: UNTIMED_INLINE_CHUNK_TARGET_S), at most ``max_calls``."""
+        """Calls per lazy inline chunk: about INLINE_CHUNK_TARGET_S of work, at most
+        ``max_calls``."""
         per_call_s = self.per_call_s or TINY_CALL_S
-        target_s = INLINE_CHUNK_TARGET_S
-        if not self.times_inline_calls():
-            target_s = UNTIMED_INLINE_CHUNK_TARGET_S
-        return max(1, min(max_calls, math.ceil(target_s / per_call_s)))
+        return max(1, min(max_calls, math.ceil(INLINE_CHUNK_TARGET_S / per_call_s)))
 
     def times_inline_calls(self) -> bool:
         """Whether lazy inline chunks time each call (calls long enough for the cost)."""
         return (self.per_call_s or 0.0) >= TIMED_INLINE_MIN_S
+
+    def long_inline_call_s(self) -> float:
+        """A call of a timed lazy inline chunk that takes longer than this ends the chunk
+        (the calls after it are planned again, maybe for another backend)."""
+        return max(TINY_CALL_S, LONG_INLINE_CALL_FACTOR * (self.per_call_s or 0.0))
 
     def chunksize(self, backend_name: str) -> int:
         """Calls per hand-over for ``backend_name``, from the measured per-call time."""

@@ -11,6 +11,7 @@ moves to another backend mid-map.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -150,10 +151,17 @@ def test_untimed_chunks_only_ever_ask_for_a_re_measure(start_cost, two_cores, op
     assert "re-measured after calls took 3.00 ms against 0.02 ms" in "\n".join(chooser.notes)
 
 
-def test_lazy_chunks_last_about_two_milliseconds(opened):
+def test_lazy_chunks_last_about_ten_milliseconds(opened):
     chooser, _ = _inline_chooser(opened)
-    assert chooser.lazy_chunksize() == 7  # 0.3 ms calls
+    assert chooser.lazy_chunksize() == 34  # 0.3 ms calls
     assert chooser.times_inline_calls()
+    # ... and a call four times as long, at least a millisecond, ends its chunk
+    assert chooser.long_inline_call_s() == pytest.approx(0.0012)
+    chooser.per_call_s = 0.0001
+    assert chooser.long_inline_call_s() == 0.001
+    chooser.per_call_s = 0.001
+    assert chooser.lazy_chunksize() == 10
+    assert chooser.long_inline_call_s() == pytest.approx(0.004)
     chooser.per_call_s = 1e-7  # x + 1
     assert chooser.lazy_chunksize() == _chooser.MAX_LAZY_CHUNKSIZE
     assert not chooser.times_inline_calls()  # 0.3 us of timing per call would double it
@@ -183,7 +191,9 @@ def log_call(path_and_item):
 
 
 class _FakeClock:
-    """The map window's clocks, with every tenth call 20 ms long on paper."""
+    """The map window's clocks, with every tenth call 20 ms long on paper and the others
+    0.3 ms more than they took (a call that writes a line takes ~20 us: lazy chunks of
+    such calls go untimed, and a long one among them would go unseen)."""
 
     def __init__(self, cpu_too):
         self.cpu_too = cpu_too
@@ -198,11 +208,11 @@ class _FakeClock:
 
             def __call__(self, /, *args):
                 result = TimedCalls.__call__(self, *args)
-                if args[0][1] % 10 == 9:
-                    self.wall_s += LARGE_S
-                    if clock.cpu_too:
-                        with clock.lock:
-                            clock.extra_s += LARGE_S
+                extra_s = LARGE_S if args[0][1] % 10 == 9 else SMALL_S
+                self.wall_s += extra_s
+                if clock.cpu_too:
+                    with clock.lock:
+                        clock.extra_s += extra_s
                 return result
 
         return Timed(fn)
@@ -270,18 +280,61 @@ def test_every_lazy_chunk_read_ahead_moves_to_the_new_backend_at_once(
     _fake_clock(monkeypatch, start_cost, cpu_too=True)
     consumed = [0]
     planned_at = []
+    lazy_joined = []
     plan_again = _map._Window._plan_again
+    joined = _map._joined
 
     def record(self, entry):
         planned_at.append(consumed[0])
         return plan_again(self, entry)
 
+    def record_joined(entries):
+        lazy_joined.append(sum(entry.future is None for entry in entries))
+        return joined(entries)
+
     monkeypatch.setattr(_map._Window, "_plan_again", record)
+    monkeypatch.setattr(_map, "_joined", record_joined)
     log = str(tmp_path / "calls.log")
     with gilwise.Executor() as executor:
         _decided_inline(executor)
         for value in executor.map(log_call, [(log, item) for item in range(400)]):
             assert value == 2 * consumed[0]
             consumed[0] += 1
-    assert len(planned_at) >= 2, "expected lazy chunks read ahead when the decision changed"
-    assert len(set(planned_at)) == 1, planned_at
+    assert lazy_joined, "the decision never changed"
+    assert lazy_joined[0] >= 2, "expected lazy chunks read ahead when the decision changed"
+    # ... planned again at once, as one whole (chunks for the new backend from all of their
+    # inputs, not each old chunk split on its own).
+    assert len(planned_at) == 1, planned_at
+
+
+def log_where(path_and_item):
+    """A tiny call that leaves a line per call: its input and the process that ran it."""
+    path, item = path_and_item
+    with open(path, "a") as log:
+        log.write(f"{item} {os.getpid()}\n")
+    return item * 2
+
+
+def test_a_long_call_ends_its_lazy_chunk_and_no_later_call_runs_here(
+    monkeypatch, tmp_path, no_leaks, start_cost, two_cores
+):
+    # Lazy chunks last ~10 ms (34 calls of 0.3 ms): the first 20 ms call (input #9) ends
+    # its chunk, the watch weighs it at once and sends the rest to processes. With the
+    # chunk run to its end, inputs #10-#38 ran here after it.
+    _fake_clock(monkeypatch, start_cost, cpu_too=True)
+    plan_key = _chooser.key(log_where)
+    log = str(tmp_path / "calls.log")
+    with gilwise.Executor() as executor:
+        executor._expect_calls(plan_key, log_where, 0)
+        plan = executor._plans[plan_key]
+        with executor._lock:
+            executor._decide(plan, _tiny(calls=0))
+        assert plan.chooser.lazy_chunksize() > 10
+        results = list(executor.map(log_where, [(log, item) for item in range(200)]))
+        assert executor.decisions[_chooser.label(log_where)].backend == "process"
+    assert results == [2 * item for item in range(200)]
+    with open(log) as lines:
+        ran = [tuple(map(int, line.split())) for line in lines]
+    assert sorted(item for item, _ in ran) == list(range(200)), "a call ran twice or never"
+    here = sorted(item for item, pid in ran if pid == os.getpid())
+    assert here == list(range(10)), here

@@ -779,11 +779,14 @@ class Executor(cf.Executor):
         for listener in listeners:
             listener()
 
-    def _times_inline_calls(self, key_: Any) -> bool:
-        """Whether a lazy inline chunk of this function should time each call."""
+    def _inline_timing(self, key_: Any) -> Optional[float]:
+        """None if a lazy inline chunk of this function runs its calls untimed; else it
+        times each call, and one longer than this (seconds) ends the chunk."""
         with self._lock:
             plan = self._plans.get(key_)
-            return plan is not None and plan.chooser.times_inline_calls()
+            if plan is None or not plan.chooser.times_inline_calls():
+                return None
+            return plan.chooser.long_inline_call_s()
 
     def _ran_inline(
         self, key_: Any, calls: int, wall_s: float, cpu_s: float, queued_s: float, *, timed: bool

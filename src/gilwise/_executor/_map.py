@@ -554,7 +554,7 @@ class _Window:
                             # Decided again: every lazy chunk read ahead goes to the new
                             # backend now, so its workers get them all at once (one at a
                             # time, as each reached the front, they idled in between).
-                            planned = [entry, *window]
+                            planned = _joined([entry, *window])
                             window.clear()
                             for each in planned:
                                 if each.future is None:
@@ -625,22 +625,34 @@ class _Window:
     def _run_lazily(self, entry: _Entry) -> Iterator[Iterator[Any]]:
         """Yields the iterator that runs a lazy chunk's calls as the consumer reads them;
         once the consumer has read them all, reports their time to auto's Chooser (a
-        consumer that stops early never resumes this: nothing is reported)."""
+        consumer that stops early never resumes this: nothing is reported). A timed call
+        much longer than the calls before it ends the chunk: the calls after it go back to
+        the front of the window, to run wherever the Chooser says after weighing it."""
         inputs = entry.inputs
         executor = self.executor
         watched = executor._fixed is None
-        timer = TimedCalls(self.fn) if watched and executor._times_inline_calls(self.key) else None
+        long_s = executor._inline_timing(self.key) if watched else None
+        timer = None if long_s is None else TimedCalls(self.fn)
         fn = self.fn if timer is None else timer
         started = span_start() if watched else (0.0, 0.0, 0.0)
         calls = self._lazy_inputs(inputs)
+        if timer is not None and long_s is not None and len(inputs) > 1:
+            calls = itertools.takewhile(_UntilLong(timer, long_s), calls)
         yield itertools.starmap(fn, calls) if self.spread else builtins.map(fn, calls)
         if not watched:
             return
         span_s, cpu_s, queued_s = span_since(started)
         if timer is None:
             executor._ran_inline(self.key, len(inputs), span_s, cpu_s, queued_s, timed=False)
-        else:
-            executor._ran_inline(self.key, timer.calls, timer.wall_s, cpu_s, queued_s, timed=True)
+            return
+        executor._ran_inline(self.key, timer.calls, timer.wall_s, cpu_s, queued_s, timed=True)
+        if timer.calls < len(inputs):  # ended by a long call: none of the rest has run
+            rest = _Entry(None, True, entry.first + timer.calls, inputs[timer.calls :])
+            if self.arrivals is None:
+                self.window.appendleft(rest)
+            else:
+                self.window.append(rest)
+                self.arrivals.put(rest)
 
     def _with_failures(self, values: list, inputs: list, first: int) -> Iterator[Any]:
         """A chunk's results (reversed) up to a failed call, then its retry or its error."""
@@ -663,6 +675,48 @@ class _Window:
             return executor._retry_later(self.fn, args, self.key, delay_s).result()
         _name_the_call(error, self.fn, index)
         raise error
+
+
+def _joined(entries: list[_Entry]) -> list[_Entry]:
+    """``entries`` with each run of lazy chunks whose inputs follow one another as one (to
+    be planned again as a whole: chunks for the new backend, not the old chunks split)."""
+    joined: list[_Entry] = []
+    for entry in entries:
+        last = joined[-1] if joined else None
+        if (
+            last is None
+            or entry.future is not None
+            or last.future is not None
+            or type(entry.inputs) is not type(last.inputs)
+            or last.first + len(last.inputs) != entry.first
+        ):
+            joined.append(entry)
+            continue
+        if type(entry.inputs) is range:
+            inputs: Union[list, range] = range(last.inputs.start, entry.inputs.stop)  # type: ignore[union-attr]
+        else:
+            inputs = cast(list, last.inputs) + cast(list, entry.inputs)
+        joined[-1] = _Entry(None, True, last.first, inputs)
+    return joined
+
+
+class _UntilLong:
+    """``takewhile``'s test for a timed lazy chunk: False (the chunk ends, the input it was
+    shown is not run) once the last call took longer than ``long_s``."""
+
+    __slots__ = ("long_s", "seen_s", "timer")
+
+    def __init__(self, timer: TimedCalls, long_s: float) -> None:
+        self.timer = timer
+        self.long_s = long_s
+        self.seen_s = 0.0
+
+    def __call__(self, _item: Any) -> bool:
+        wall_s = self.timer.wall_s
+        if wall_s - self.seen_s > self.long_s:
+            return False
+        self.seen_s = wall_s
+        return True
 
 
 def _name_the_call(error: BaseException, fn: Callable[..., Any], index: int) -> None:
