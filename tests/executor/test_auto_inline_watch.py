@@ -315,8 +315,9 @@ def log_where(path_and_item):
     return item * 2
 
 
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "as-completed"])
 def test_a_long_call_ends_its_lazy_chunk_and_no_later_call_runs_here(
-    monkeypatch, tmp_path, no_leaks, start_cost, two_cores
+    ordered, monkeypatch, tmp_path, no_leaks, start_cost, two_cores
 ):
     # Lazy chunks last ~10 ms (34 calls of 0.3 ms): the first 20 ms call (input #9) ends
     # its chunk, the watch weighs it at once and sends the rest to processes. With the
@@ -330,8 +331,13 @@ def test_a_long_call_ends_its_lazy_chunk_and_no_later_call_runs_here(
         with executor._lock:
             executor._decide(plan, _tiny(calls=0))
         assert plan.chooser.lazy_chunksize() > 10
-        results = list(executor.map(log_where, [(log, item) for item in range(200)]))
+        inputs = ([(log, item) for item in range(200)],)
+        results = list(
+            _map.map_results(executor, log_where, inputs, None, "auto", "auto", ordered=ordered)
+        )
         assert executor.decisions[_chooser.label(log_where)].backend == "process"
+    if not ordered:
+        results.sort()
     assert results == [2 * item for item in range(200)]
     with open(log) as lines:
         ran = [tuple(map(int, line.split())) for line in lines]
