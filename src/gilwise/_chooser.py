@@ -341,8 +341,23 @@ class Chooser:
                 "busy), without a pair"
             )
             return TaskMeasurement(wall_s=wall_s, cpu_s=min(first.cpu_s, wall_s), calls=calls)
-        if gil is None or not gil.clear:
+        if gil is None:
             return None
+        if not gil.clear:
+            warm = calls - 1 if imported else calls
+            if warm < 2:
+                return None  # one call: a pair tells
+            # Several busy calls ran here and the probe still cannot tell (a busy machine
+            # starves it): a pair on threads would be read on the same busy machine. Busy
+            # calls run in parallel on processes whether they hold the GIL or not, so they
+            # are decided as CPU work (processes, if the work left pays for them).
+            self.notes.append(
+                f"decided from {where}, run in this thread ({wall_s * 1000:.2f} ms each on "
+                f"average, busy): the GIL probe could not tell from {gil.wakes} wake-ups "
+                "(the machine was busy), and busy calls run in parallel on processes "
+                "whether they hold the GIL or not"
+            )
+            return TaskMeasurement(wall_s=wall_s, cpu_s=min(first.cpu_s, wall_s), calls=calls)
         if gil.held_share <= GIL_RELEASED_CLEAR and wall_s >= TINY_CALL_S:
             found = f"free at {1.0 - gil.held_share:.0%}"
         elif gil.held_share >= GIL_HELD_CLEAR:

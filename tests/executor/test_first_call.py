@@ -429,19 +429,21 @@ def test_the_chooser_decides_from_several_first_calls(start_cost):
     assert measured is not None and measured.wall_s == pytest.approx(0.002)
 
 
-UNCLEAR_FIRST_CALLS = """
-_chooser.PROBE_MORE_S = 10.0  # however slow this machine is today
-def one_wake_each():
+FORCED_WAKES = """
+def wakes_each(lateness):
     real = _first_call.run_first_call
     def run(fn, args, *, probe=True):
         first = real(fn, args, probe=probe)
-        # One wake-up, held: unclear alone; two add up to a clear reading.
-        first.gil = _first_call._reading([0.00045], first.sample.wall_s, first.sample.wall_s)
+        first.gil = _first_call._reading(list(lateness), first.sample.wall_s, first.sample.wall_s)
         events.append("first call ran")
         return first
     _map.run_first_call = run
-one_wake_each()
 """
+UNCLEAR_FIRST_CALLS = (
+    FORCED_WAKES
+    + "_chooser.PROBE_MORE_S = 10.0  # however slow this machine is today\n"
+    + "wakes_each([0.00045])  # one held wake-up each: unclear alone; two add up to clear\n"
+)
 
 
 @needs_schedstat
@@ -501,3 +503,69 @@ def test_a_later_first_call_that_raises_is_delivered_in_order(how, tmp_path):
     assert out[0] == "[0] input one 1", out
     assert json.loads(out[-1])[:2] == ["first call ran", "first call ran"]
     assert calls == sorted(set(calls)) and calls[:2] == [0, 1]
+
+
+@needs_schedstat
+def test_several_busy_calls_the_probe_cannot_read_are_decided_as_cpu_work(start_cost):
+    start_cost["s"] = 0.03
+    unclear = _first_call._reading([HELD_LATE_S, 0.0, HELD_LATE_S, 0.0], 0.02, 0.02)
+    assert not unclear.clear  # half held, half free: the probe cannot tell
+    many = Chooser("mixed")
+    many.expect(80)
+    # Ten calls ran here (one of 20 ms among 0.3 ms ones): 2.27 ms each on average.
+    before = (*[_sample(0.0003) for _ in range(8)], _sample(0.02))
+    measured = many.first_call(_sample(0.0003), unclear, before=before)
+    assert measured is not None and measured.calls == 10
+    assert measured.wall_s == pytest.approx(0.00227)
+    assert "the GIL probe could not tell" in " ".join(many.notes)
+    if TWO_CORES:  # 70 calls of 2.27 ms left: processes pay
+        assert many.prospect(measured).backend == "process"
+    few = Chooser("mixed")
+    few.expect(12)  # 2 calls left: not worth a start
+    assert (
+        few.prospect(few.first_call(_sample(0.002), unclear, before=(_sample(0.002),))).backend
+        == "inline"
+    )
+    # One call alone, or one cold and one warm call: a pair tells, as before.
+    assert Chooser("f").first_call(_sample(0.002), unclear) is None
+    cold = Chooser("f")
+    assert cold.first_call(_sample(0.002), unclear, imported=True, before=(_sample(0.03),)) is None
+
+
+NEVER_CLEAR = (
+    FORCED_WAKES + "wakes_each([0.00045, 0.0])  # one held, one free each: never a clear reading\n"
+)
+
+
+@needs_schedstat
+@pytest.mark.skipif(not TWO_CORES, reason="processes pay only with 2+ cores and a GIL")
+def test_busy_first_calls_the_probe_never_reads_go_to_processes_without_a_pair(tmp_path):
+    code = """
+        _chooser.PROBE_MORE_S, _chooser.PROBE_MORE_CALLS = 10.0, 3  # whatever this machine's speed
+        def spin_long(x):  # ~5 ms here: over 1 ms on any machine
+            with open(LOG, "a") as log:
+                log.write(f"{x}\\n")
+            total = 0
+            for i in range(200_000):
+                total += i
+            return x
+        with gilwise.Executor() as ex:
+            out = list(ex.map(spin_long, range(60)))
+            print(ex.explain(spin_long).replace(chr(10), " | "))
+        assert out == list(range(60)), out
+        print(json.dumps(events))
+    """
+    out, calls = _driven(NEVER_CLEAR + textwrap.dedent(code), tmp_path)
+    events = json.loads(out[-1])
+    threads = [event for event in events if event.startswith("thread ")]
+    assert threads == ["thread gilwise-process-service"], events  # no pair on threads
+    steps = [event for event in events if not event.startswith("thread ")]
+    assert steps[:5] == [
+        "first call ran",
+        "first call ran",
+        "first call ran",  # PROBE_MORE_CALLS
+        f"workers started: {_runtime.current().cores}",
+        "decided process",
+    ], steps
+    assert "the GIL probe could not tell" in out[0], out[0]
+    assert calls == list(range(60))
