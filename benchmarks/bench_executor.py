@@ -173,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         server.shutdown()
         server.server_close()
     _print_table(table)
-    print("\nauto chose, round by round: " + "; ".join(
-        f"{name}: {', '.join(choices)}" for name, choices in AUTO_CHOICES.items()
-    ))
+    print(
+        "\nauto chose, round by round: "
+        + "; ".join(f"{name}: {', '.join(choices)}" for name, choices in AUTO_CHOICES.items())
+    )
     load_1min = os.getloadavg()[0]
     print(f"(load average at the end: {load_1min:.1f} on {current().cores} cores)")
     _print_tiny_stream(args.tiny_million)
@@ -207,8 +208,10 @@ def _print_table(speedups: dict[str, dict[str, float]]) -> None:
     facts = current()
     loads = list(speedups)
     names = list(next(iter(speedups.values())))
-    print(f"\nSpeedup over a plain loop (higher is better), Python {facts.version_text}, "
-          f"{facts.cores} cores, GIL {'on' if facts.gil_enabled else 'off'}:\n")
+    print(
+        f"\nSpeedup over a plain loop (higher is better), Python {facts.version_text}, "
+        f"{facts.cores} cores, GIL {'on' if facts.gil_enabled else 'off'}:\n"
+    )
     print("| runner | " + " | ".join(loads) + " |")
     print("|---|" + "---:|" * len(loads))
     for name in names:
@@ -239,8 +242,10 @@ def _print_tiny_stream(count: int) -> None:
     stream_total = sum(gilwise.map(wl.tiny, items))
     stream_s = time.perf_counter() - start
     assert stream_total == loop_total
-    print(f"\ngilwise.map over {count:,} tiny calls: {stream_s / loop_s:.2f}x the time of a "
-          f"plain loop (target: within 3x)")
+    print(
+        f"\ngilwise.map over {count:,} tiny calls: {stream_s / loop_s:.2f}x the time of a "
+        f"plain loop (target: within 3x)"
+    )
 
 
 if __name__ == "__main__":

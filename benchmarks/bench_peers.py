@@ -363,12 +363,36 @@ def _median(cell: Optional[Cell]) -> Optional[float]:
     return statistics.median(cell.times_s)
 
 
+def paired_ratios(row: dict[str, Cell]) -> list[float]:
+    """Per round, the best hand-picked tool's time over auto's in that round: the cells of
+    one round run back to back, so a machine that speeds up or slows down between rounds
+    (this one does, by 10-30%) moves both sides of each ratio together."""
+    auto = row.get(AUTO)
+    if auto is None or auto.error or auto.timed_out:
+        return []
+    ratios = []
+    for index, auto_s in enumerate(auto.times_s):
+        others = [
+            cell.times_s[index]
+            for tool in HAND_PICKED
+            if (cell := row.get(tool)) is not None
+            and not cell.error
+            and not cell.timed_out
+            and len(cell.times_s) > index
+        ]
+        if others:
+            ratios.append(min(others) / auto_s)
+    return ratios
+
+
 def table_lines(
     cells: dict[str, dict[str, Cell]], tools: list[str], sizes: Sizes, limit_s: float
 ) -> list[str]:
     lines = [
-        "| workload | " + " | ".join(tools) + " | auto / best of others |",
-        "|---|" + "---:|" * (len(tools) + 1),
+        "| workload | "
+        + " | ".join(tools)
+        + " | auto / best of others | same, round by round: median (range) |",
+        "|---|" + "---:|" * (len(tools) + 2),
     ]
     for key, row in cells.items():
         label = WORKLOAD_LABELS[key].format(**sizes.__dict__)
@@ -376,7 +400,13 @@ def table_lines(
         auto_s = _median(row.get(AUTO))
         others = [m for tool in HAND_PICKED if (m := _median(row.get(tool))) is not None]
         ratio = f"{min(others) / auto_s:.2f}" if auto_s and others else "n/a"
-        lines.append(f"| {label} | " + " | ".join(texts) + f" | {ratio} |")
+        paired = paired_ratios(row)
+        by_round = (
+            f"{statistics.median(paired):.2f} ({min(paired):.2f}-{max(paired):.2f})"
+            if paired
+            else "n/a"
+        )
+        lines.append(f"| {label} | " + " | ".join(texts) + f" | {ratio} | {by_round} |")
     return lines
 
 

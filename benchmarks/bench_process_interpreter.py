@@ -26,8 +26,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
-from gilwise.backends import create
 from gilwise._runtime import current
+from gilwise.backends import create
 
 
 def spin(iterations: int) -> int:

@@ -30,16 +30,21 @@ def test_bench_peers_quick_prints_every_row_and_the_ratio_column() -> None:
     assert "errors:" not in out, out
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     header, *body = [row for row in rows if not row.startswith("| first result")]
-    assert header == "| workload | " + " | ".join(TOOLS) + " | auto / best of others |"
+    assert header == (
+        "| workload | "
+        + " | ".join(TOOLS)
+        + " | auto / best of others | same, round by round: median (range) |"
+    )
     workload_rows = body[: len(body) - 2]  # then the two first-result rows
     assert len(workload_rows) == 10, out
     assert any(row.startswith("| second job in the same process") for row in workload_rows)
     assert any(row.startswith("| x + 1 over") for row in workload_rows)
     for row in workload_rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert len(cells) == 1 + len(TOOLS) + 1, row
-        assert all(CELL.match(cell) for cell in cells[1:-1]), row
-        assert re.match(r"^\d+\.\d\d$", cells[-1]), row
+        assert len(cells) == 1 + len(TOOLS) + 2, row
+        assert all(CELL.match(cell) for cell in cells[1:-2]), row
+        assert re.match(r"^\d+\.\d\d$", cells[-2]), row
+        assert re.match(r"^\d+\.\d\d \(\d+\.\d\d-\d+\.\d\d\)$", cells[-1]), row
     latency_rows = [row for row in rows if row.startswith("| x + 1 |") or "costly" in row]
     assert any(row.startswith("| x + 1 |") for row in latency_rows), out
     assert "Targets (issue 10):" in out
