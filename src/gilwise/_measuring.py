@@ -15,6 +15,7 @@ the same way for both owners:
                                 the owner, tell it, warm it up
     ran(per_call_s) -------->   drifted? measure again ---------> observe()
     failed(error) ---------->   a worker crash: processes only -> note_crash() / decide()
+    chunk_ran(outcomes) ---->   the same for a call of a chunk
 
 A stage decides once (and confirms or redoes an early decision); only the Executor, whose
 functions live as long as it does, also reports the calls that ran (``ran``, ``failed``).
@@ -36,6 +37,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Optional
 
 from ._chooser import PEEK_DELAYS_S, REMOTE_BACKENDS, Chooser, Measure, is_crash
+from ._chunks import Failure, WithFailures
 from ._decide import Decision, TaskMeasurement
 
 
@@ -186,6 +188,17 @@ class Measuring:
             return False
         self.decide()
         return True
+
+    def chunk_ran(self, outcomes: list) -> bool:
+        """A chunk's per-call outcomes (gilwise._chunks) are in: a call of it that crashed
+        its worker counts as ``failed``, as a call handed over alone does. True when this
+        decided again."""
+        if type(outcomes) is not WithFailures:
+            return False  # no call failed
+        for outcome in outcomes:
+            if type(outcome) is Failure and is_crash(outcome.exception):
+                return self.failed(outcome.exception)
+        return False
 
 
 def run_measured(measure: Measure, *args: Any) -> Future:

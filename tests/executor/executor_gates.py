@@ -66,3 +66,10 @@ def crash_once(marker: str) -> str:
             pass
         os._exit(3)
     return "survived"
+
+
+def exit_on_three(x: object) -> object:
+    """Kill the worker process on input 3; return any other input."""
+    if x == 3:
+        os._exit(3)
+    return x

@@ -493,3 +493,34 @@ def test_a_warm_pair_filed_as_singles_does_not_count_its_partner_as_another_thre
     assert not chooser.probe.pairs
     filed = chooser.probe.singles[1]
     assert filed.others_busy_s == pytest.approx((8.4 - 8.0 - 0.4) * ms, abs=1e-9)
+
+
+def test_a_call_that_crashed_its_worker_inside_a_chunk_never_runs_in_the_caller(no_leaks):
+    # A crash inside a chunk of a map counts as a crash of a call handed over alone: the
+    # function stays on processes even when a later call's argument cannot be pickled
+    # (before, that call moved the function to threads in the caller, where the next
+    # crashing call would kill the program).
+    from executor_gates import exit_on_three
+
+    import gilwise
+    from gilwise._chooser import key
+    from gilwise.errors import NotPicklableError, WorkerCrashedError
+
+    gil_bound = TaskMeasurement(
+        wall_s=0.010, cpu_s=0.010, pair_wall_s=0.020, pair_cpu_s=0.020, calls=2
+    )
+    with gilwise.Executor(max_workers=2) as executor:
+        with executor._lock:
+            plan = executor._plan_for(key(exit_on_three), exit_on_three)
+            executor._decide(plan, gil_bound)
+        if plan.chooser.decision.backend != "process":
+            pytest.skip(f"processes are not available here: {plan.chooser.decision.reason}")
+        results = executor.map(exit_on_three, range(8), chunksize=4)
+        assert [next(results) for _ in range(3)] == [0, 1, 2]
+        with pytest.raises(WorkerCrashedError):
+            next(results)
+        assert plan.chooser.crashed
+        with pytest.raises(NotPicklableError):
+            executor.submit(exit_on_three, threading.Lock()).result(30)
+        assert plan.lane is not None and plan.lane.name == "process"
+    assert "crashed its worker process" in plan.chooser.explain()

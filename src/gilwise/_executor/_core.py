@@ -682,8 +682,11 @@ class Executor(cf.Executor):
                     and plan.measuring.ran(duration_s / task.items, task.items)
                 ):
                     plan.lane = None  # re-measure: the next calls go to the measure lane
-                if exc is not None and self._fixed is None:
-                    plan.measuring.failed(exc)  # a crashed worker: processes only, from now on
+                if self._fixed is None:  # a crashed worker: processes only, from now on
+                    if exc is not None:
+                        plan.measuring.failed(exc)
+                    elif task.items > 1:
+                        plan.measuring.chunk_ran(backend_future.result())
                 retry_in_s = None
                 if exc is not None and task.items == 1 and not task.future.done():
                     retry_in_s = self._retry.delay_before_retry(exc, task.tries)
