@@ -1,9 +1,10 @@
 """The one place that measures a function's calls, decides its backend and re-decides.
 
 Used by the Executor (``backend="auto"``, one Chooser per function) and by every Pipeline
-stage with ``backend="auto"``. A Chooser owns no thread and runs nothing: its driver runs
-the wrapped calls it hands out (``measured``) wherever it likes, files them (``record``),
-and asks what to do next. It holds:
+stage with ``backend="auto"``, both through the one driver gilwise._measuring.Measuring. A
+Chooser owns no thread and runs nothing: its driver runs the wrapped calls it hands out
+(``measured``) wherever it likes, files them (``record``), and asks what to do next. It
+holds:
 
 - what was measured (``_measure.FunctionProbe``), what to measure next (``next_step``), an
   early judgement of calls still running (``peek``), the decision (``decide``: asks
