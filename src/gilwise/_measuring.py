@@ -18,7 +18,8 @@ the same way for both owners:
     chunk_ran(outcomes) ---->   the same for a call of a chunk
 
 A stage decides once (and confirms or redoes an early decision); only the Executor, whose
-functions live as long as it does, also reports the calls that ran (``ran``, ``failed``, ``chunk_ran``).
+functions live as long as it does, also reports the calls that ran (``ran``, ``failed``,
+``chunk_ran``).
 
 What stays with the owner: where a measured call runs (the Executor's measuring threads,
 a stage's helper threads), how the peeks are timed (the Executor's timer thread, as its
