@@ -315,23 +315,26 @@ def log_where(path_and_item):
     return item * 2
 
 
+@pytest.mark.parametrize("sized", [True, False], ids=["list", "generator"])
 @pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "as-completed"])
 def test_a_long_call_ends_its_lazy_chunk_and_no_later_call_runs_here(
-    ordered, monkeypatch, tmp_path, no_leaks, start_cost, two_cores
+    ordered, sized, monkeypatch, tmp_path, no_leaks, start_cost, two_cores
 ):
     # Lazy chunks last ~10 ms (34 calls of 0.3 ms): the first 20 ms call (input #9) ends
     # its chunk, the watch weighs it at once and sends the rest to processes. With the
-    # chunk run to its end, inputs #10-#38 ran here after it.
+    # chunk run to its end, inputs #10-#38 ran here after it. (A list's lazy chunks are
+    # ranges of its indices, a generator's are lists of its items: the calls after the
+    # long one are planned again from either.)
     _fake_clock(monkeypatch, start_cost, cpu_too=True)
     plan_key = _chooser.key(log_where)
     log = str(tmp_path / "calls.log")
     with gilwise.Executor() as executor:
-        executor._expect_calls(plan_key, log_where, 0)
-        plan = executor._plans[plan_key]
         with executor._lock:
+            plan = executor._plan_for(plan_key, log_where)
             executor._decide(plan, _tiny(calls=0))
         assert plan.chooser.lazy_chunksize() > 10
-        inputs = ([(log, item) for item in range(200)],)
+        items = [(log, item) for item in range(200)]
+        inputs = (items if sized else iter(items),)
         results = list(
             _map.map_results(executor, log_where, inputs, None, "auto", "auto", ordered=ordered)
         )

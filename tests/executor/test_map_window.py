@@ -86,3 +86,29 @@ def test_tasks_finished_behind_a_held_front_let_the_window_read_on(
     if how == "auto":
         assert executor.decisions[_chooser.label(wait_then)].backend == "process"
     assert max(held) == cap - 1, f"the window held more than {cap} tasks"
+
+
+def test_lazy_chunks_read_ahead_are_joined_in_order_and_only_when_adjacent():
+    # Planned again for a new backend, the lazy chunks read ahead become one run of inputs
+    # (chunks sized for the new backend), in order; a task (with a future) or a gap keeps
+    # them apart, and nothing is lost or repeated.
+    from concurrent.futures import Future
+
+    lazy = _map._Entry
+    task = lazy(Future(), True, 40, list(range(40, 50)))
+    entries = [
+        lazy(None, True, 0, range(0, 8)),
+        lazy(None, True, 8, range(8, 40)),
+        task,
+        lazy(None, True, 50, ["a", "b"]),
+        lazy(None, True, 52, ["c"]),
+        lazy(None, True, 60, ["d"]),
+    ]
+    joined = _map._joined(entries)
+    assert [(entry.first, entry.inputs) for entry in joined] == [
+        (0, range(0, 40)),
+        (40, list(range(40, 50))),
+        (50, ["a", "b", "c"]),
+        (60, ["d"]),
+    ]
+    assert joined[1] is task
