@@ -112,6 +112,9 @@ GIL_RELEASED_CLEAR = 0.25
 # (Calls measured on threads carry ~0.1 ms of measuring: a call that returns its argument
 # read 0.12-0.18 ms in a pair.)
 SMALL_CALL_MIN_S = 0.0003
+# The same bound for calls timed in the caller's own thread (a map's first calls), which
+# carry none of that measuring: a 0.3 ms call reads 0.25-0.30 ms there.
+FIRST_CALL_SMALL_MIN_S = 0.0002
 # When the probe cannot tell from a map's first call (a 1 ms call gives it one or two
 # wake-ups; a 0.1 ms call none), the caller runs the next calls too, each with the probe,
 # and their wake-ups add up, until the reading is clear or the calls run here after the
@@ -334,7 +337,7 @@ class Chooser:
         if imported and calls == 1:
             return None
         released = gil is not None and gil.clear and gil.held_share < GIL_HELD_CLEAR
-        if SMALL_CALL_MIN_S <= wall_s < TINY_CALL_S and not released:
+        if FIRST_CALL_SMALL_MIN_S <= wall_s < TINY_CALL_S and not released:
             # Too short for the probe to say, and it need not: short busy calls stay here,
             # or, when a sized map has many, go to processes in chunks, GIL or not.
             self.notes.append(
@@ -959,7 +962,7 @@ def probe_more(samples: list, readings: list, *, imported: bool, failed: bool) -
     wall_s = first.idle_machine_wall_s
     if first.cpu_share < FIRST_CALL_CPU_SHARE or wall_s < FIRST_CALL_TINY_S:
         return False  # waiting (a pair's peeks tell in milliseconds), or tiny: inline
-    if SMALL_CALL_MIN_S <= wall_s < TINY_CALL_S:
+    if FIRST_CALL_SMALL_MIN_S <= wall_s < TINY_CALL_S:
         return False  # decided without a clear reading (see Chooser.first_call)
     gil = merged(readings[1:] if imported else readings)
     return gil is not None and not gil.clear and not gil.starved

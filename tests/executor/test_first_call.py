@@ -569,3 +569,17 @@ def test_busy_first_calls_the_probe_never_reads_go_to_processes_without_a_pair(t
     ], steps
     assert "the GIL probe could not tell" in out[0], out[0]
     assert calls == list(range(60))
+
+
+@needs_schedstat
+def test_a_first_call_a_little_under_the_small_bound_on_threads_still_decides_alone():
+    # 0.3 ms calls read 0.25-0.30 ms in the caller (threads add ~0.1 ms of measuring): such a
+    # call decides from itself, as a 0.3 ms one does, instead of probing on through the
+    # calls after it (the mixed row: on into its first 20 ms call).
+    assert not probe_more([_sample(0.00026)], [_one_wake()], imported=False, failed=False)
+    chooser = Chooser("mixed")
+    chooser.expect(80)
+    measured = chooser.first_call(_sample(0.00026), _one_wake())
+    assert measured is not None and measured.calls == 1
+    assert chooser.prospect(measured).backend == "inline"  # 21 ms of work left: stays here
+    assert probe_more([_sample(0.0001)], [_one_wake()], imported=False, failed=False)
