@@ -6,13 +6,15 @@ Chooser decides (maybe while the first calls still run) the window grows at once
 
 Calls decided inline (tiny) run in the consumer's thread as it reads them: lazy chunks
 (a C map over the chunk's inputs; for a list, tuple or range, over the input itself from the
-chunk's first index: nothing copied) of about 2 ms of work (~10 ms of calls too short to
-time one by one), starting at LAZY_FIRST_CALLS calls and growing, each timed (its calls
-one by one when they are long enough for the cost) and reported to the function's Chooser,
-which may decide again (a function whose first calls were short and whose later ones are
-long). Lazy chunks read ahead but not yet started then go to the new backend instead: no
-call runs twice. Such a map costs ~1.2-1.3x a list comprehension over the same list (the
-map's call into Python, the chain over the chunks and the stop at each chunk's end).
+chunk's first index: nothing copied) of about 10 ms of work, starting at LAZY_FIRST_CALLS
+calls and growing, each timed (its calls one by one when they are long enough for the
+cost) and reported to the function's Chooser, which may decide again (a function whose
+first calls were short and whose later ones are long). A timed call much longer than the
+ones before it ends its chunk at once, so the Chooser weighs it before the next call runs
+here. Lazy chunks read ahead but not yet started then go to the new backend instead,
+joined and chunked anew: no call runs twice. Such a map costs ~1.2-1.3x a list
+comprehension over the same list (the map's call into Python, the chain over the chunks
+and the stop at each chunk's end).
 
 On a process backend, a map of known length keeps at least CHUNKS_PER_WORKER chunks per
 worker among the calls left (as multiprocessing.Pool.map does), so the last chunks do
