@@ -318,22 +318,20 @@ class Chooser:
             self.probe.add_single(one)
         if self.is_coroutine or self.crashed or self.remote is not None or self.decision:
             return None
-        if imported and len(samples) == 1:
-            first = sample
-        else:
-            first = _mean_sample(samples[1:] if imported else samples)
+        first = _mean_sample(warm_calls(samples, imported))
         wall_s = first.idle_machine_wall_s
         if first.cpu_share < FIRST_CALL_CPU_SHARE:
             return None
         calls = len(samples)
         where = "its first call" if calls == 1 else f"its first {calls} calls"
+        measured = TaskMeasurement(wall_s=wall_s, cpu_s=min(first.cpu_s, wall_s), calls=calls)
         if wall_s < FIRST_CALL_TINY_S:
             self.notes.append(
                 f"decided from {where}, run in this thread ({wall_s * 1e6:.1f} us, "
                 "shorter than any hand-over), without measuring more; the calls that run "
                 "here are watched as they run"
             )
-            return TaskMeasurement(wall_s=wall_s, cpu_s=min(first.cpu_s, wall_s), calls=calls)
+            return measured
         if imported and calls == 1:
             return None
         released = gil is not None and gil.clear and gil.held_share < GIL_HELD_CLEAR
@@ -344,7 +342,7 @@ class Chooser:
                 f"decided from {where}, run in this thread ({wall_s * 1000:.2f} ms, "
                 "busy), without a pair"
             )
-            return TaskMeasurement(wall_s=wall_s, cpu_s=min(first.cpu_s, wall_s), calls=calls)
+            return measured
         if gil is None:
             return None
         if not gil.clear:
@@ -361,7 +359,7 @@ class Chooser:
                 "(the machine was busy), and busy calls run in parallel on processes "
                 "whether they hold the GIL or not"
             )
-            return TaskMeasurement(wall_s=wall_s, cpu_s=min(first.cpu_s, wall_s), calls=calls)
+            return measured
         if gil.held_share <= GIL_RELEASED_CLEAR and wall_s >= TINY_CALL_S:
             found = f"free at {1.0 - gil.held_share:.0%}"
         elif gil.held_share >= GIL_HELD_CLEAR:
@@ -373,12 +371,7 @@ class Chooser:
             f"found the GIL {found} of its {gil.wakes} wake-ups during the busy "
             f"call{'s' if calls > 1 else ''}"
         )
-        return TaskMeasurement(
-            wall_s=wall_s,
-            cpu_s=min(first.cpu_s, wall_s),
-            calls=calls,
-            gil_held_share=gil.held_share,
-        )
+        return replace(measured, gil_held_share=gil.held_share)
 
     def measured(self, fns: list[Callable[..., Any]]) -> list[Measure]:
         """Wrappers timing one call of each of ``fns`` (two: a pair started together)."""
@@ -955,17 +948,22 @@ def probe_more(samples: list, readings: list, *, imported: bool, failed: bool) -
         return False
     if sum(one.wall_s for one in samples[1:]) + last.wall_s > PROBE_MORE_S:
         return False
-    warm = samples[1:] if imported else samples
-    if not warm:
+    if imported and len(samples) == 1:
         return True  # a cold first call, short: one warm call tells more than a pair
-    first = _mean_sample(warm)
+    first = _mean_sample(warm_calls(samples, imported))
     wall_s = first.idle_machine_wall_s
     if first.cpu_share < FIRST_CALL_CPU_SHARE or wall_s < FIRST_CALL_TINY_S:
         return False  # waiting (a pair's peeks tell in milliseconds), or tiny: inline
     if FIRST_CALL_SMALL_MIN_S <= wall_s < TINY_CALL_S:
         return False  # decided without a clear reading (see Chooser.first_call)
-    gil = merged(readings[1:] if imported else readings)
+    gil = merged(warm_calls(readings, imported))
     return gil is not None and not gil.clear and not gil.starved
+
+
+def warm_calls(calls: list, imported: bool) -> list:
+    """What a map's first calls (or their samples, readings) are judged by: all but the
+    first when it imported modules (a cold call) and a warm one followed; else all."""
+    return calls[1:] if imported and len(calls) > 1 else calls
 
 
 def _mean_sample(samples: list) -> CallSample:

@@ -49,6 +49,7 @@ from .._chooser import (
     Measure,
     key,
     label,
+    warm_calls,
 )
 from .._chunks import submit_chunk
 from .._decide import Decision
@@ -440,7 +441,7 @@ class Executor(cf.Executor):
         # Calls that raised tell nothing sure: only those before the first failure count.
         good = list(itertools.takewhile(lambda call: call.outcome.exception() is None, firsts))
         measured = prospect = None
-        warm = good[1:] if imported and len(good) > 1 else good
+        warm = warm_calls(good, imported)
         gil = merged_reading([call.gil for call in warm]) if warm else firsts[-1].gil
         if good:
             with self._lock:
