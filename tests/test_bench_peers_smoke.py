@@ -5,6 +5,7 @@ Only the shape is checked: timings belong to the benchmark, not to a test.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -53,3 +54,25 @@ def test_bench_peers_quick_prints_every_row_and_the_ratio_column() -> None:
     ceiling = re.search(r"Two pure-Python loops at once .* did (\d+\.\d\d)x the work", out)
     assert ceiling, out
     assert 0.5 < float(ceiling.group(1)) <= 2.3, out
+
+
+def test_the_round_by_round_ratio_pairs_each_round_with_its_own_best_tool() -> None:
+    # Known times: round 1 the loop is best (0.10 s) and auto takes 0.20 s (0.5); round 2
+    # mp.Pool is best (0.09 s), auto 0.09 s (1.0); round 3 auto 0.05 s, best 0.10 s (2.0).
+    # A tool that timed out, and one with fewer rounds, count only where they have a time.
+    spec = importlib.util.spec_from_file_location("bench_peers_for_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up while it loads
+    try:
+        spec.loader.exec_module(bench)
+    finally:
+        del sys.modules[spec.name]
+    row = {
+        "sequential": bench.Cell([0.10, 0.12, 0.10]),
+        "mp.Pool()": bench.Cell([0.15, 0.09]),
+        "joblib(-1)": bench.Cell([0.01], timed_out=True),
+        bench.AUTO: bench.Cell([0.20, 0.09, 0.05]),
+    }
+    assert bench.paired_ratios(row) == pytest.approx([0.5, 1.0, 2.0])
+    assert bench.paired_ratios({"sequential": bench.Cell([0.1])}) == []  # no auto: no ratio
