@@ -312,3 +312,32 @@ def test_ctrl_c_during_the_first_call_in_the_caller_ends_the_program_at_once():
         """
     ).replace("GUARD", str(GUARD_S))
     interrupt_when_it_says(code, "in the call", GUARD_S)
+
+
+def test_ctrl_c_during_a_later_first_call_in_the_caller_ends_the_program_at_once():
+    # When the probe cannot tell from the first call, the caller runs the next one too
+    # (_chooser.probe_more): Ctrl-C in that second call is a KeyboardInterrupt out of map()
+    # as well, the Executor is interrupted and nothing is left behind.
+    code = SPIN + textwrap.dedent(
+        """
+        from gilwise import _first_call
+        from gilwise._executor import _map
+        real = _first_call.run_first_call
+        def one_held_wake(fn, args, *, probe=True):  # too few wake-ups: probe on
+            first = real(fn, args, probe=probe)
+            first.gil = _first_call._reading([0.00045], 0.003, 0.003)
+            return first
+        _map.run_first_call = one_held_wake
+
+        def busy_then_slow(x):
+            if x == 0:
+                return spin(x, 0.003)
+            here = threading.current_thread() is threading.main_thread()
+            print("in the second call" + (", in the caller" if here else ""), flush=True)
+            time.sleep(GUARD)
+            return x
+        with gilwise.Executor() as executor:
+            print(list(executor.map(busy_then_slow, range(4))))
+        """
+    ).replace("GUARD", str(GUARD_S))
+    interrupt_when_it_says(code, "in the second call, in the caller", GUARD_S)
